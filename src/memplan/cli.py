@@ -1,0 +1,110 @@
+"""Command line: parse arguments, call the API, hand results to :mod:`memplan.report`.
+
+Every user-facing failure is a :class:`memplan.errors.MemplanError`: it is printed as one line
+on stderr, with the error's exit code and no traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from memplan.errors import MemplanError, UsageError
+
+Command = Callable[[argparse.Namespace], int]
+_COMMANDS: dict[str, Command] = {}
+
+
+def _command(name: str) -> Callable[[Command], Command]:
+    def register(fn: Command) -> Command:
+        _COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def parse_input_shapes(specs: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
+    """``NAME=1x3x224x224`` (repeatable) -> {NAME: (1, 3, 224, 224)}."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in specs or ():
+        name, sep, dims = spec.rpartition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            shape = tuple(int(d) for d in dims.lower().split("x"))
+            if any(d <= 0 for d in shape):
+                raise ValueError
+        except ValueError:
+            raise UsageError(
+                f"--input-shape {spec!r} is not NAME=DxDx...: write e.g. --input-shape input=1x3x224x224"
+            ) from None
+        shapes[name] = shape
+    return shapes
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="memplan", description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ins = sub.add_parser("inspect", help="per-layer shapes, MACs and bytes of a model")
+    ins.add_argument("model", help="ONNX model file")
+    ins.add_argument("--input-shape", action="append", metavar="NAME=1x3xHxW", help="pin a dynamic input shape")
+    ins.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+    zoo = sub.add_parser("zoo", help="write a model of the built-in zoo as ONNX")
+    zoo.add_argument("name", help="model name (see `memplan zoo list`)")
+    zoo.add_argument("-o", "--output", help="ONNX file to write")
+    zoo.add_argument("--resolution", type=int, default=None, help="input height and width")
+    zoo.add_argument("--seed", type=int, default=0, help="weight seed")
+    zoo.add_argument("--param", action="append", metavar="KEY=VALUE", help="model-specific parameter")
+    return p
+
+
+@_command("inspect")
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from memplan import report
+    from memplan.frontend import load_model
+    from memplan.ir.stats import graph_stats
+
+    graph = load_model(args.model, parse_input_shapes(args.input_shape))
+    stats = graph_stats(graph)
+    report.print_inspect(stats, as_json=args.json)
+    return 0
+
+
+@_command("zoo")
+def _cmd_zoo(args: argparse.Namespace) -> int:
+    from memplan import report
+    from memplan.frontend.export import save_onnx
+    from memplan.zoo import ZOO, build_zoo_model, parse_zoo_params
+
+    if args.name == "list":
+        report.print_zoo_list(ZOO)
+        return 0
+    if not args.output:
+        raise UsageError("memplan zoo NAME needs -o FILE.onnx")
+    graph = build_zoo_model(args.name, resolution=args.resolution, seed=args.seed, **parse_zoo_params(args.param))
+    save_onnx(graph, args.output)
+    report.print_written(args.output, graph)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except MemplanError as exc:
+        if args.debug:
+            raise
+        print(f"memplan: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("memplan: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""Operator kinds, their typed attributes, and the per-op facts every stage shares.
+
+This module is the single place that knows, for each op kind, how the output shape follows
+from the input shapes and attributes, and how many multiply-accumulates it costs. Geometry,
+cost, the executor and ``memplan inspect`` all ask here.
+
+Conventions
+-----------
+* Feature maps are 4-D NCHW. A fully connected layer's output is ``(N, K, 1, 1)``; its input
+  may be any ``(N, C, H, W)`` and is flattened in C, H, W order.
+* Padding is ``(top, left, bottom, right)``.
+* MACs count multiply-accumulates of Conv, ConvTranspose and fully connected layers (a folded
+  per-channel scale is a depthwise 1x1 Conv and counts one MAC per element). Pooling, add,
+  concat, resize, LRN, softmax and activations count zero MACs: this is the convention behind
+  the published figures (ResNet-50 ~4.1 GMACs).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+Shape = tuple[int, int, int, int]
+Pair = tuple[int, int]
+Pads = tuple[int, int, int, int]
+
+
+class OpKind(str, enum.Enum):
+    CONV = "conv"
+    CONV_TRANSPOSE = "conv_transpose"
+    MAX_POOL = "max_pool"
+    AVG_POOL = "avg_pool"
+    GLOBAL_AVG_POOL = "global_avg_pool"
+    GLOBAL_MAX_POOL = "global_max_pool"
+    FULLY_CONNECTED = "fully_connected"
+    ADD = "add"
+    CONCAT = "concat"
+    RESIZE = "resize"
+    LRN = "lrn"
+    SOFTMAX = "softmax"
+    CHANNEL_SHUFFLE = "channel_shuffle"
+
+
+class ActKind(str, enum.Enum):
+    RELU = "relu"
+    CLIP = "clip"  # params (min, max); ReLU6 is CLIP(0, 6)
+    LEAKY_RELU = "leaky_relu"  # params (alpha,)
+    SIGMOID = "sigmoid"
+    HARD_SIGMOID = "hard_sigmoid"  # params (alpha, beta)
+    HARD_SWISH = "hard_swish"
+    TANH = "tanh"
+    SILU = "silu"  # x * sigmoid(x)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An elementwise activation fused into the producing layer's epilogue."""
+
+    kind: ActKind
+    params: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConvAttrs:
+    kernel: Pair
+    stride: Pair = (1, 1)
+    pads: Pads = (0, 0, 0, 0)
+    dilation: Pair = (1, 1)
+    groups: int = 1
+
+
+@dataclass(frozen=True)
+class ConvTransposeAttrs:
+    kernel: Pair
+    stride: Pair = (1, 1)
+    pads: Pads = (0, 0, 0, 0)
+    dilation: Pair = (1, 1)
+    groups: int = 1
+    output_padding: Pair = (0, 0)
+
+
+@dataclass(frozen=True)
+class PoolAttrs:
+    """Max or average pooling. ``ceil_mode`` is folded into extra bottom/right padding by the
+    frontend; ``count_include_pad`` says whether padded cells count in an average, and
+    ``ceil_pads`` (bottom, right) is the part of the bottom/right padding that came from ceil
+    mode: those cells never count in an average, whatever ``count_include_pad`` says."""
+
+    kernel: Pair
+    stride: Pair = (1, 1)
+    pads: Pads = (0, 0, 0, 0)
+    count_include_pad: bool = False
+    ceil_pads: Pair = (0, 0)
+
+
+@dataclass(frozen=True)
+class FullyConnectedAttrs:
+    out_features: int
+
+
+@dataclass(frozen=True)
+class ResizeAttrs:
+    """Spatial resize by integer or fractional scale.
+
+    ``mode`` is ``nearest`` or ``linear``; ``coord`` is the ONNX
+    coordinate_transformation_mode; ``nearest_mode`` the ONNX rounding for nearest."""
+
+    out_hw: Pair
+    mode: str = "nearest"
+    coord: str = "asymmetric"
+    nearest_mode: str = "floor"
+
+
+@dataclass(frozen=True)
+class LRNAttrs:
+    size: int
+    alpha: float = 1e-4
+    beta: float = 0.75
+    bias: float = 1.0
+
+
+@dataclass(frozen=True)
+class ChannelShuffleAttrs:
+    """Output channel ``c`` takes input channel ``perm[c]``."""
+
+    perm: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class NoAttrs:
+    """Ops without attributes (add, concat on channels, softmax over channels, global pools)."""
+
+
+Attrs = (
+    ConvAttrs
+    | ConvTransposeAttrs
+    | PoolAttrs
+    | FullyConnectedAttrs
+    | ResizeAttrs
+    | LRNAttrs
+    | ChannelShuffleAttrs
+    | NoAttrs
+)
+
+ATTRS_OF: dict[OpKind, type] = {
+    OpKind.CONV: ConvAttrs,
+    OpKind.CONV_TRANSPOSE: ConvTransposeAttrs,
+    OpKind.MAX_POOL: PoolAttrs,
+    OpKind.AVG_POOL: PoolAttrs,
+    OpKind.GLOBAL_AVG_POOL: NoAttrs,
+    OpKind.GLOBAL_MAX_POOL: NoAttrs,
+    OpKind.FULLY_CONNECTED: FullyConnectedAttrs,
+    OpKind.ADD: NoAttrs,
+    OpKind.CONCAT: NoAttrs,
+    OpKind.RESIZE: ResizeAttrs,
+    OpKind.LRN: LRNAttrs,
+    OpKind.SOFTMAX: NoAttrs,
+    OpKind.CHANNEL_SHUFFLE: ChannelShuffleAttrs,
+}
+
+#: ops whose output at a pixel depends on the whole input plane: they cannot be row/col tiled
+SPATIALLY_GLOBAL = frozenset(
+    {OpKind.GLOBAL_AVG_POOL, OpKind.GLOBAL_MAX_POOL, OpKind.FULLY_CONNECTED}
+)
+#: ops that carry a weight tensor
+WEIGHTED = frozenset({OpKind.CONV, OpKind.CONV_TRANSPOSE, OpKind.FULLY_CONNECTED})
+
+
+def conv_out_len(n: int, k: int, s: int, pad_lo: int, pad_hi: int, d: int = 1) -> int:
+    """Output length of a convolution/pooling window along one axis."""
+    eff = d * (k - 1) + 1
+    return (n + pad_lo + pad_hi - eff) // s + 1
+
+
+def conv_transpose_out_len(n: int, k: int, s: int, pad_lo: int, pad_hi: int, d: int, op: int) -> int:
+    return s * (n - 1) + op + d * (k - 1) + 1 - pad_lo - pad_hi
+
+
+def weight_shape(op: OpKind, attrs: Attrs, in_shape: Shape, out_channels: int) -> tuple[int, ...] | None:
+    """The weight tensor shape an op of this kind must have (None: no weights)."""
+    c_in = in_shape[1]
+    if op is OpKind.CONV:
+        assert isinstance(attrs, ConvAttrs)
+        return (out_channels, c_in // attrs.groups, *attrs.kernel)
+    if op is OpKind.CONV_TRANSPOSE:
+        assert isinstance(attrs, ConvTransposeAttrs)
+        return (c_in, out_channels // attrs.groups, *attrs.kernel)
+    if op is OpKind.FULLY_CONNECTED:
+        return (out_channels, c_in * in_shape[2] * in_shape[3])
+    return None
+
+
+def infer_output_shape(
+    op: OpKind, attrs: Attrs, in_shapes: tuple[Shape, ...], out_channels: int | None = None
+) -> Shape:
+    """Output shape of an op; ``out_channels`` is required for weighted ops."""
+    n, c, h, w = in_shapes[0]
+    if op is OpKind.CONV:
+        assert isinstance(attrs, ConvAttrs) and out_channels is not None
+        t, l, b, r = attrs.pads
+        return (
+            n,
+            out_channels,
+            conv_out_len(h, attrs.kernel[0], attrs.stride[0], t, b, attrs.dilation[0]),
+            conv_out_len(w, attrs.kernel[1], attrs.stride[1], l, r, attrs.dilation[1]),
+        )
+    if op is OpKind.CONV_TRANSPOSE:
+        assert isinstance(attrs, ConvTransposeAttrs) and out_channels is not None
+        t, l, b, r = attrs.pads
+        return (
+            n,
+            out_channels,
+            conv_transpose_out_len(h, attrs.kernel[0], attrs.stride[0], t, b, attrs.dilation[0], attrs.output_padding[0]),
+            conv_transpose_out_len(w, attrs.kernel[1], attrs.stride[1], l, r, attrs.dilation[1], attrs.output_padding[1]),
+        )
+    if op in (OpKind.MAX_POOL, OpKind.AVG_POOL):
+        assert isinstance(attrs, PoolAttrs)
+        t, l, b, r = attrs.pads
+        return (
+            n,
+            c,
+            conv_out_len(h, attrs.kernel[0], attrs.stride[0], t, b),
+            conv_out_len(w, attrs.kernel[1], attrs.stride[1], l, r),
+        )
+    if op in (OpKind.GLOBAL_AVG_POOL, OpKind.GLOBAL_MAX_POOL):
+        return (n, c, 1, 1)
+    if op is OpKind.FULLY_CONNECTED:
+        assert isinstance(attrs, FullyConnectedAttrs)
+        return (n, attrs.out_features, 1, 1)
+    if op is OpKind.ADD:
+        if any(s != in_shapes[0] for s in in_shapes):
+            raise ValueError(f"add inputs differ in shape: {in_shapes}")
+        return in_shapes[0]
+    if op is OpKind.CONCAT:
+        if any(s[0] != n or s[2:] != (h, w) for s in in_shapes):
+            raise ValueError(f"concat inputs differ in N, H or W: {in_shapes}")
+        return (n, sum(s[1] for s in in_shapes), h, w)
+    if op is OpKind.RESIZE:
+        assert isinstance(attrs, ResizeAttrs)
+        return (n, c, *attrs.out_hw)
+    if op in (OpKind.LRN, OpKind.SOFTMAX):
+        return (n, c, h, w)
+    if op is OpKind.CHANNEL_SHUFFLE:
+        assert isinstance(attrs, ChannelShuffleAttrs)
+        if sorted(attrs.perm) != list(range(c)):
+            raise ValueError(f"channel permutation is not a permutation of {c} channels")
+        return (n, c, h, w)
+    raise ValueError(f"unknown op kind {op}")
+
+
+def macs_per_output_element(op: OpKind, attrs: Attrs, in_shape: Shape) -> int:
+    """MACs spent per output element for ops whose cost is uniform over output elements.
+
+    Conv and fully connected are uniform (padding is counted as computed, as hardware does);
+    ConvTranspose is not, see :func:`conv_transpose_macs`."""
+    if op is OpKind.CONV:
+        assert isinstance(attrs, ConvAttrs)
+        return (in_shape[1] // attrs.groups) * attrs.kernel[0] * attrs.kernel[1]
+    if op is OpKind.FULLY_CONNECTED:
+        return in_shape[1] * in_shape[2] * in_shape[3]
+    return 0
+
+
+def conv_transpose_macs(attrs: ConvTransposeAttrs, in_shape: Shape, out_channels: int) -> int:
+    """MACs of a whole ConvTranspose: every input element scatters into k_h*k_w*C_out/g outputs."""
+    n, c, h, w = in_shape
+    return n * c * h * w * (out_channels // attrs.groups) * attrs.kernel[0] * attrs.kernel[1]
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def prod(xs: tuple[int, ...]) -> int:
+    return math.prod(xs)

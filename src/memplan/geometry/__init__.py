@@ -1,0 +1,1 @@
+"""Tile geometry: regions, halos and receptive fields through fused groups."""

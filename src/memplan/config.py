@@ -1,0 +1,188 @@
+"""Hardware profiles, loaded by name from ``solver_configs/hardware/`` or from a TOML path.
+
+A profile is validated before use: an unknown key, a missing key or a value of the wrong
+type or range is a :class:`ConfigError` naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from memplan.errors import ConfigError, UsageError
+
+#: repository folder that holds the shipped solver and hardware configs (the project is
+#: installed editable, as README says, so the folder sits two levels above the package)
+CONFIG_ROOT = Path(__file__).resolve().parents[2] / "solver_configs"
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|K|M)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1024, "kib": 1024, "kb": 1024, "m": 1 << 20, "mib": 1 << 20, "mb": 1 << 20, "gib": 1 << 30}
+
+
+def parse_size(text: str | int) -> int:
+    """``256KiB``, ``1 MiB``, ``4096`` or ``4096B`` -> bytes (K/KB/KiB all mean 1024)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text <= 0:
+            raise UsageError(f"size {text} must be positive")
+        return text
+    m = _SIZE_RE.match(str(text))
+    if not m:
+        raise UsageError(f"size {text!r} is not a byte count: write e.g. 256KiB, 1MiB or 65536")
+    value = int(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
+    if value <= 0:
+        raise UsageError(f"size {text!r} must be positive")
+    return value
+
+
+@dataclass(frozen=True)
+class TilingRules:
+    """Hardware constraints on tiles."""
+
+    row_only: bool = False  # tiles span whole rows (vertical splitting only)
+    tile_multiple: int = 1  # tile height and width are multiples of this (except edge tiles)
+    max_tiles: int = 64  # most tiles a group may be split into (rows x cols x channel splits)
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """An accelerator: its SRAM, energy and throughput figures.
+
+    Energies are in pJ. ``dram_bytes_per_cycle`` is the DMA bandwidth to the off-chip memory
+    (DRAM or flash). ``feature_maps_in_sram`` says feature maps can never be spilled (MCU
+    class: the whole network runs out of SRAM, weights are read in place from flash)."""
+
+    name: str
+    sram_bytes: int
+    elem_bytes: int
+    bias_bytes: int
+    mac_pj: Fraction
+    dram_pj_per_byte: Fraction
+    sram_pj_per_byte: Fraction
+    macs_per_cycle: int
+    dram_bytes_per_cycle: Fraction
+    clock_hz: int
+    dma_overlaps_compute: bool
+    feature_maps_in_sram: bool
+    weights_in_place: bool
+    tiling: TilingRules
+    description: str = ""
+
+    def with_sram(self, sram_bytes: int) -> HardwareProfile:
+        return replace(self, sram_bytes=sram_bytes)
+
+    def with_tiling(self, **changes: Any) -> HardwareProfile:
+        return replace(self, tiling=replace(self.tiling, **changes))
+
+
+_NUMBER = (int, float)
+_SPEC: dict[str, tuple[type | tuple[type, ...], bool]] = {
+    # key: (type, required)
+    "name": (str, True),
+    "description": (str, False),
+    "sram": ((str, int), True),
+    "elem_bytes": (int, True),
+    "bias_bytes": (int, False),
+    "mac_pj": (_NUMBER, True),
+    "dram_pj_per_byte": (_NUMBER, True),
+    "sram_pj_per_byte": (_NUMBER, True),
+    "macs_per_cycle": (int, True),
+    "dram_bytes_per_cycle": (_NUMBER, True),
+    "clock_mhz": (_NUMBER, True),
+    "dma_overlaps_compute": (bool, True),
+    "feature_maps_in_sram": (bool, False),
+    "weights_in_place": (bool, False),
+}
+_TILING_SPEC: dict[str, type] = {"row_only": bool, "tile_multiple": int, "max_tiles": int}
+
+
+def _check(value: Any, typ: type | tuple[type, ...], key: str, source: str) -> Any:
+    ok = isinstance(value, typ) and not (isinstance(value, bool) and bool not in (typ if isinstance(typ, tuple) else (typ,)))
+    if not ok:
+        names = "/".join(t.__name__ for t in (typ if isinstance(typ, tuple) else (typ,)))
+        raise ConfigError(f"{source}: key {key!r} must be {names}, got {value!r}")
+    return value
+
+
+def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> HardwareProfile:
+    data = dict(data)
+    tiling_raw = data.pop("tiling", {})
+    for key in data:
+        if key not in _SPEC:
+            raise ConfigError(f"{source}: unknown key {key!r} (known: {', '.join(sorted([*_SPEC, 'tiling']))})")
+    for key, (typ, required) in _SPEC.items():
+        if key in data:
+            _check(data[key], typ, key, source)
+        elif required:
+            raise ConfigError(f"{source}: missing key {key!r}")
+    if not isinstance(tiling_raw, dict):
+        raise ConfigError(f"{source}: [tiling] must be a table")
+    for key, value in tiling_raw.items():
+        if key not in _TILING_SPEC:
+            raise ConfigError(f"{source}: unknown key 'tiling.{key}' (known: {', '.join(sorted(_TILING_SPEC))})")
+        _check(value, _TILING_SPEC[key], f"tiling.{key}", source)
+    tiling = TilingRules(**tiling_raw)
+    try:
+        sram = parse_size(data["sram"])
+    except UsageError as exc:
+        raise ConfigError(f"{source}: key 'sram': {exc}") from None
+    positives = ("elem_bytes", "macs_per_cycle", "dram_bytes_per_cycle", "clock_mhz")
+    for key in positives:
+        if data[key] <= 0:
+            raise ConfigError(f"{source}: key {key!r} must be positive, got {data[key]!r}")
+    for key in ("mac_pj", "dram_pj_per_byte", "sram_pj_per_byte"):
+        if data[key] < 0:
+            raise ConfigError(f"{source}: key {key!r} must not be negative, got {data[key]!r}")
+    if tiling.tile_multiple < 1 or tiling.max_tiles < 1:
+        raise ConfigError(f"{source}: tiling.tile_multiple and tiling.max_tiles must be >= 1")
+    return HardwareProfile(
+        name=data["name"],
+        description=data.get("description", ""),
+        sram_bytes=sram,
+        elem_bytes=data["elem_bytes"],
+        bias_bytes=data.get("bias_bytes", 4),
+        mac_pj=Fraction(str(data["mac_pj"])),
+        dram_pj_per_byte=Fraction(str(data["dram_pj_per_byte"])),
+        sram_pj_per_byte=Fraction(str(data["sram_pj_per_byte"])),
+        macs_per_cycle=data["macs_per_cycle"],
+        dram_bytes_per_cycle=Fraction(str(data["dram_bytes_per_cycle"])),
+        clock_hz=int(Fraction(str(data["clock_mhz"])) * 1_000_000),
+        dma_overlaps_compute=data["dma_overlaps_compute"],
+        feature_maps_in_sram=data.get("feature_maps_in_sram", False),
+        weights_in_place=data.get("weights_in_place", False),
+        tiling=tiling,
+    )
+
+
+def _hardware_dirs() -> list[Path]:
+    return [CONFIG_ROOT / "hardware"]
+
+
+def available_profiles() -> list[str]:
+    names: set[str] = set()
+    for d in _hardware_dirs():
+        if d.is_dir():
+            names.update(p.stem for p in d.glob("*.toml"))
+    return sorted(names)
+
+
+def load_profile(name_or_path: str | Path) -> HardwareProfile:
+    """Load a hardware profile by shipped name (``generic-npu``) or from a TOML file path."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        for d in _hardware_dirs():
+            if (d / f"{name_or_path}.toml").is_file():
+                path = d / f"{name_or_path}.toml"
+                break
+        else:
+            raise ConfigError(f"unknown hardware profile {str(name_or_path)!r}: use one of {', '.join(available_profiles())} or a .toml path")
+    if not path.is_file():
+        raise ConfigError(f"hardware profile file {str(path)!r} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return profile_from_dict(data, source=str(path))

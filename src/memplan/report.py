@@ -1,0 +1,74 @@
+"""Everything memplan prints for a person: rich tables and progress (the only module that
+imports rich). Machine-readable output goes to stdout as JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from memplan.ir.graph import Graph
+from memplan.ir.stats import GraphStats
+
+_out = Console(highlight=False)
+_err = Console(stderr=True, highlight=False)
+
+
+def _fmt_shape(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def human_count(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def human_bytes(n: float) -> str:
+    for unit, div in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(n) >= div:
+            return f"{n / div:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+def print_inspect(stats: GraphStats, as_json: bool = False) -> None:
+    if as_json:
+        print_json(stats.to_json())
+        return
+    table = Table(title=f"{stats.name}: {len(stats.layers)} layers")
+    for col in ("#", "layer", "op", "inputs", "output", "MACs", "weights", "out bytes"):
+        table.add_column(col, justify="right" if col in ("#", "MACs", "weights", "out bytes") else "left")
+    for i, s in enumerate(stats.layers):
+        op = s.op + (f"+{s.activation}" if s.activation else "")
+        table.add_row(str(i), s.id, op, ", ".join(_fmt_shape(x) for x in s.input_shapes), _fmt_shape(s.output_shape),
+                      f"{s.macs:,}", f"{s.weight_bytes:,}", f"{s.output_bytes:,}")
+    _out.print(table)
+    _out.print(
+        f"MACs {stats.total_macs:,} ({human_count(stats.total_macs)})  parameters {stats.parameters:,} "
+        f"({human_count(stats.parameters)})  weight bytes {stats.weight_bytes:,}\n"
+        f"largest activation {stats.largest_activation} {stats.largest_activation_bytes:,} B  "
+        f"sum of activations {stats.sum_activation_bytes:,} B  input {stats.input_bytes:,} B  output {stats.output_bytes:,} B"
+    )
+
+
+def print_zoo_list(zoo: Mapping[str, Any]) -> None:
+    table = Table(title="memplan zoo")
+    table.add_column("name")
+    table.add_column("description")
+    for name, entry in zoo.items():
+        table.add_row(name, getattr(entry, "description", ""))
+    _out.print(table)
+
+
+def print_written(path: str, graph: Graph) -> None:
+    _err.print(f"wrote {path}: {graph.name}, {len(graph.layers)} layers")

@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from memplan.ir.ops import Activation, Attrs, OpKind, Shape, WEIGHTED, macs_per_output_element, conv_transpose_macs, ConvTransposeAttrs, prod
+from memplan.ir.ops import WEIGHTED, Activation, Attrs, OpKind, Shape, prod
 
 
 class Role(str, enum.Enum):
@@ -131,13 +131,11 @@ class Graph:
         return self.tensors[layer.output].shape[1]
 
     def layer_macs(self, layer: Layer) -> int:
-        """Multiply-accumulates of the whole layer (see :mod:`memplan.ir.ops`)."""
-        in_shape = self.shape(layer.inputs[0])
-        if layer.op is OpKind.CONV_TRANSPOSE:
-            assert isinstance(layer.attrs, ConvTransposeAttrs)
-            return conv_transpose_macs(layer.attrs, in_shape, self.out_channels(layer))
-        per = macs_per_output_element(layer.op, layer.attrs, in_shape)
-        return per * self.tensors[layer.output].numel
+        """Multiply-accumulates of the whole layer (the rule lives in geometry.backprop)."""
+        from memplan.geometry.backprop import region_macs
+        from memplan.geometry.region import Region
+
+        return region_macs(self, layer, Region.full(self.shape(layer.output)))
 
     def weight_elems(self, layer: Layer) -> int:
         return self.tensors[layer.weight].numel if layer.weight else 0

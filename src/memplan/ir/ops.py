@@ -253,19 +253,13 @@ def macs_per_output_element(op: OpKind, attrs: Attrs, in_shape: Shape) -> int:
     """MACs spent per output element for ops whose cost is uniform over output elements.
 
     Conv and fully connected are uniform (padding is counted as computed, as hardware does);
-    ConvTranspose is not, see :func:`conv_transpose_macs`."""
+    ConvTranspose is not: see ``memplan.geometry.backprop.region_macs``."""
     if op is OpKind.CONV:
         assert isinstance(attrs, ConvAttrs)
         return (in_shape[1] // attrs.groups) * attrs.kernel[0] * attrs.kernel[1]
     if op is OpKind.FULLY_CONNECTED:
         return in_shape[1] * in_shape[2] * in_shape[3]
     return 0
-
-
-def conv_transpose_macs(attrs: ConvTransposeAttrs, in_shape: Shape, out_channels: int) -> int:
-    """MACs of a whole ConvTranspose: every input element scatters into k_h*k_w*C_out/g outputs."""
-    n, c, h, w = in_shape
-    return n * c * h * w * (out_channels // attrs.groups) * attrs.kernel[0] * attrs.kernel[1]
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -1,0 +1,188 @@
+"""Back-propagation of regions through one layer, and the MACs a region costs.
+
+For an output region of a layer, :func:`input_regions` gives, per input, the region the layer
+reads. Rows and columns are *unclipped*: cells outside the tensor are padding, which the
+kernel synthesises and nobody stores; :meth:`Region.clip` gives the part that must be held in
+SRAM. These rules are the one truth that the cost model, the plan and the executor share.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from memplan.geometry.region import Region
+from memplan.ir.graph import Graph, Layer
+from memplan.ir.ops import (
+    ChannelShuffleAttrs,
+    ConvAttrs,
+    ConvTransposeAttrs,
+    LRNAttrs,
+    OpKind,
+    PoolAttrs,
+    ResizeAttrs,
+    SPATIALLY_GLOBAL,
+    macs_per_output_element,
+)
+
+
+def _window(o0: int, o1: int, k: int, s: int, pad_lo: int, d: int) -> tuple[int, int]:
+    """Input span [i0, i1) read by outputs [o0, o1) of a sliding window."""
+    return o0 * s - pad_lo, (o1 - 1) * s - pad_lo + d * (k - 1) + 1
+
+
+def _transpose_span(o0: int, o1: int, k: int, s: int, pad_lo: int, d: int, n_in: int) -> tuple[int, int]:
+    """Input span of a transposed convolution: output y receives input i via tap j when
+    y = i*s - pad_lo + j*d. Clipped to the input (a transposed conv never pads its input)."""
+    i0 = math.ceil((o0 + pad_lo - d * (k - 1)) / s)
+    i1 = (o1 - 1 + pad_lo) // s + 1
+    return max(i0, 0), min(i1, n_in)
+
+
+def resize_source_coords(attrs: ResizeAttrs, out_len: int, in_len: int, outs: np.ndarray) -> np.ndarray:
+    """Source coordinate (float) of output indexes along one axis, as ONNX Resize defines it."""
+    scale = out_len / in_len
+    o = outs.astype(np.float64)
+    mode = attrs.coord
+    if mode == "asymmetric":
+        return o / scale
+    if mode == "half_pixel":
+        return (o + 0.5) / scale - 0.5
+    if mode == "pytorch_half_pixel":
+        return (o + 0.5) / scale - 0.5 if out_len > 1 else np.zeros_like(o)
+    if mode == "align_corners":
+        return o * (in_len - 1) / (out_len - 1) if out_len > 1 else np.zeros_like(o)
+    if mode == "tf_half_pixel_for_nn":
+        return (o + 0.5) / scale
+    raise ValueError(f"unsupported coordinate_transformation_mode {mode!r}")
+
+
+def resize_nearest_index(attrs: ResizeAttrs, x: np.ndarray, in_len: int) -> np.ndarray:
+    """Nearest source index for source coordinates ``x`` (ONNX nearest_mode), clipped."""
+    m = attrs.nearest_mode
+    if m == "floor":
+        idx = np.floor(x)
+    elif m == "ceil":
+        idx = np.ceil(x)
+    elif m == "round_prefer_floor":
+        idx = np.where(x - np.floor(x) == 0.5, np.floor(x), np.round(x))
+    elif m == "round_prefer_ceil":
+        idx = np.floor(x + 0.5)
+    else:
+        raise ValueError(f"unsupported nearest_mode {m!r}")
+    return np.clip(idx, 0, in_len - 1).astype(np.int64)
+
+
+def _resize_span(attrs: ResizeAttrs, o0: int, o1: int, out_len: int, in_len: int) -> tuple[int, int]:
+    x = resize_source_coords(attrs, out_len, in_len, np.arange(o0, o1))
+    if attrs.mode == "nearest":
+        idx = resize_nearest_index(attrs, x, in_len)
+        return int(idx.min()), int(idx.max()) + 1
+    lo = np.clip(np.floor(x), 0, in_len - 1)
+    hi = np.clip(np.floor(x) + 1, 0, in_len - 1)
+    return int(lo.min()), int(hi.max()) + 1
+
+
+Span = tuple[int, int]
+
+
+def input_spans(graph: Graph, layer: Layer, axis: int, lo: int, hi: int) -> tuple[Span, ...]:
+    """Per input, the unclipped span along ``axis`` (2 = rows, 3 = columns) that ``layer``
+    reads to compute outputs [lo, hi) along that axis. Rows and columns are independent, so
+    a region's back-propagation is the product of its two spans (and its channel span)."""
+    op, a = layer.op, layer.attrs
+    shapes = [graph.shape(t) for t in layer.inputs]
+    n_in = shapes[0][axis]
+    k = axis - 2  # 0 for rows, 1 for columns; pads are (top, left, bottom, right)
+    if op in SPATIALLY_GLOBAL:
+        return ((0, n_in),)
+    if op is OpKind.CONV:
+        assert isinstance(a, ConvAttrs)
+        return (_window(lo, hi, a.kernel[k], a.stride[k], a.pads[k], a.dilation[k]),)
+    if op is OpKind.CONV_TRANSPOSE:
+        assert isinstance(a, ConvTransposeAttrs)
+        return (_transpose_span(lo, hi, a.kernel[k], a.stride[k], a.pads[k], a.dilation[k], n_in),)
+    if op in (OpKind.MAX_POOL, OpKind.AVG_POOL):
+        assert isinstance(a, PoolAttrs)
+        return (_window(lo, hi, a.kernel[k], a.stride[k], a.pads[k], 1),)
+    if op is OpKind.RESIZE:
+        assert isinstance(a, ResizeAttrs)
+        return (_resize_span(a, lo, hi, a.out_hw[k], n_in),)
+    if op in (OpKind.ADD, OpKind.CONCAT, OpKind.LRN, OpKind.SOFTMAX, OpKind.CHANNEL_SHUFFLE):
+        return tuple((lo, hi) for _ in layer.inputs)
+    raise ValueError(f"no region rule for {op}")
+
+
+def input_channel_spans(graph: Graph, layer: Layer, c0: int, c1: int) -> tuple[Span, ...]:
+    """Per input, the channel span ``layer`` reads to compute output channels [c0, c1)."""
+    op, a = layer.op, layer.attrs
+    shapes = [graph.shape(t) for t in layer.inputs]
+    c_in = shapes[0][1]
+    if op in (OpKind.CONV, OpKind.CONV_TRANSPOSE):
+        assert isinstance(a, (ConvAttrs, ConvTransposeAttrs))
+        return (_grouped_channels(c0, c1, a.groups, c_in, graph.out_channels(layer)),)
+    if op in (OpKind.FULLY_CONNECTED, OpKind.SOFTMAX):
+        return ((0, c_in),)
+    if op is OpKind.CONCAT:
+        spans = []
+        base = 0
+        for s in shapes:
+            lo, hi = max(c0 - base, 0), min(c1 - base, s[1])
+            spans.append((lo, max(hi, lo)))
+            base += s[1]
+        return tuple(spans)
+    if op is OpKind.LRN:
+        assert isinstance(a, LRNAttrs)
+        lo = c0 - (a.size - 1) // 2
+        hi = c1 + (a.size - 1) - (a.size - 1) // 2
+        return ((max(lo, 0), min(hi, c_in)),)
+    if op is OpKind.CHANNEL_SHUFFLE:
+        assert isinstance(a, ChannelShuffleAttrs)
+        src = a.perm[c0:c1]
+        return ((min(src), max(src) + 1),)
+    # pools, global pools, add, resize: channel-wise
+    return tuple((c0, c1) for _ in layer.inputs)
+
+
+def input_regions(graph: Graph, layer: Layer, out: Region) -> tuple[Region, ...]:
+    """The region of each input that ``layer`` reads to compute output region ``out``
+    (rows and columns unclipped: cells outside the tensor are padding)."""
+    rows = input_spans(graph, layer, 2, out.y0, out.y1)
+    cols = input_spans(graph, layer, 3, out.x0, out.x1)
+    chans = input_channel_spans(graph, layer, out.c0, out.c1)
+    return tuple(Region(c[0], c[1], r[0], r[1], x[0], x[1]) for c, r, x in zip(chans, rows, cols))
+
+
+def _grouped_channels(c0: int, c1: int, groups: int, c_in: int, c_out: int) -> tuple[int, int]:
+    """Input channels read by output channels [c0, c1) of a grouped convolution."""
+    if groups == 1:
+        return 0, c_in
+    out_per, in_per = c_out // groups, c_in // groups
+    g0, g1 = c0 // out_per, (c1 - 1) // out_per + 1
+    return g0 * in_per, g1 * in_per
+
+
+def transpose_taps(o0: int, o1: int, k: int, s: int, pad_lo: int, d: int, n_in: int) -> int:
+    """Number of (input index, tap) pairs landing on outputs [o0, o1) of a transposed conv."""
+    count = 0
+    for j in range(k):
+        # y = i*s - pad_lo + j*d in [o0, o1), 0 <= i < n_in
+        lo = max(0, math.ceil((o0 + pad_lo - j * d) / s))
+        hi = min(n_in, (o1 - 1 + pad_lo - j * d) // s + 1)
+        count += max(0, hi - lo)
+    return count
+
+
+def region_macs(graph: Graph, layer: Layer, out: Region) -> int:
+    """Multiply-accumulates to compute output region ``out`` of ``layer`` (see ir.ops)."""
+    if out.empty:
+        return 0
+    in_shape = graph.shape(layer.inputs[0])
+    if layer.op is OpKind.CONV_TRANSPOSE:
+        a = layer.attrs
+        assert isinstance(a, ConvTransposeAttrs)
+        ty = transpose_taps(out.y0, out.y1, a.kernel[0], a.stride[0], a.pads[0], a.dilation[0], in_shape[2])
+        tx = transpose_taps(out.x0, out.x1, a.kernel[1], a.stride[1], a.pads[1], a.dilation[1], in_shape[3])
+        return ty * tx * (in_shape[1] // a.groups) * out.channels * in_shape[0]
+    return macs_per_output_element(layer.op, layer.attrs, in_shape) * out.numel * in_shape[0]

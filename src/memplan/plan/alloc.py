@@ -1,0 +1,49 @@
+"""First-fit offset allocation for buffers with known sizes and live intervals.
+
+Used for the fixed layout of tile buffers inside one group's workspace and for the offsets
+of baseline plans. CP-SAT plans get their offsets from the solver instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Block:
+    """A buffer to place: ``size`` bytes live over schedule steps [t0, t1)."""
+
+    name: str
+    size: int
+    t0: int
+    t1: int
+
+
+def overlaps(a0: int, a1: int, b0: int, b1: int) -> bool:
+    return a0 < b1 and b0 < a1
+
+
+def first_fit(blocks: Sequence[Block], alignment: int = 1) -> dict[str, int]:
+    """Place blocks largest first (ties: earliest start, then name) at the lowest aligned
+    offset that overlaps no placed block live at the same time. Deterministic."""
+    placed: list[tuple[int, Block]] = []
+    offsets: dict[str, int] = {}
+    for blk in sorted(blocks, key=lambda b: (-b.size, b.t0, b.name)):
+        if blk.size == 0:
+            offsets[blk.name] = 0
+            continue
+        busy = sorted((off, off + other.size) for off, other in placed if overlaps(blk.t0, blk.t1, other.t0, other.t1))
+        candidate = 0
+        for lo, hi in busy:
+            if candidate + blk.size <= lo:
+                break
+            candidate = max(candidate, -(-hi // alignment) * alignment)
+        offsets[blk.name] = candidate
+        placed.append((candidate, blk))
+    return offsets
+
+
+def extent(blocks: Sequence[Block], offsets: dict[str, int]) -> int:
+    """Highest address used (offset + size) over the blocks."""
+    return max((offsets[b.name] + b.size for b in blocks), default=0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from memplan.config import HardwareProfile
-from memplan.geometry.backprop import region_macs, transpose_taps
+from memplan.geometry.backprop import input_channel_spans, input_spans, region_macs, transpose_taps
 from memplan.geometry.group import GroupGeometry, GroupShape, Tiling, group_geometry
 from memplan.geometry.region import Region
 from memplan.ir.graph import Graph, Layer
@@ -126,6 +126,27 @@ def _layer_macs(graph: Graph, geo: GroupGeometry, layer: Layer) -> int:
     return per * c_sum * sum(b - a for a, b in rows) * sum(b - a for a, b in cols)
 
 
+def _read_elems(graph: Graph, geo: GroupGeometry, layer: Layer) -> int:
+    """Feature-map elements ``layer`` reads over all tiles: per distinct input, the clipped
+    region it needs for each tile's output region (separable like everything else)."""
+    out = layer.output
+    total = 0
+    for idx, t in enumerate(layer.inputs):
+        if t in layer.inputs[:idx]:
+            continue
+        shape = graph.shape(t)
+        sums = []
+        for axis, spans in ((2, geo.rows[out]), (3, geo.cols[out])):
+            sums.append(sum(_clipped_len(input_spans(graph, layer, axis, a, b)[idx], shape[axis]) for a, b in spans))
+        c_sum = sum(_clipped_len(input_channel_spans(graph, layer, a, b)[idx], shape[1]) for a, b in geo.chans[out])
+        total += c_sum * sums[0] * sums[1]
+    return total
+
+
+def _clipped_len(span: tuple[int, int], length: int) -> int:
+    return max(0, min(span[1], length) - max(span[0], 0))
+
+
 def candidate_cost(graph: Graph, shape: GroupShape, tiling: Tiling, hw: HardwareProfile) -> Candidate:
     geo = group_geometry(graph, shape, tiling)
     eb = hw.elem_bytes
@@ -143,7 +164,7 @@ def candidate_cost(graph: Graph, shape: GroupShape, tiling: Tiling, hw: Hardware
     for i in shape.layer_range:
         layer = graph.layers[i]
         macs += _layer_macs(graph, geo, layer)
-        compute_sram += geo.sum_elems(layer.output) * eb + sum(geo.sum_elems(t) * eb for t in dict.fromkeys(layer.inputs))
+        compute_sram += (geo.sum_elems(layer.output) + _read_elems(graph, geo, layer)) * eb
         if layer.op in WEIGHTED:
             spans = geo.chans[layer.output]
             per_split = [weight_slice_bytes(graph, layer, b - a, hw) for a, b in spans]

@@ -1,0 +1,282 @@
+"""Decisions -> SRAM blocks -> offsets -> buffers, command stream and totals.
+
+Each planner (baselines, CP-SAT) produces :class:`Decisions`; :func:`plan_blocks` lists the
+SRAM blocks those decisions need (with sizes and live intervals), the planner gives each an
+offset, and :func:`build_plan` expands everything into a :class:`Plan`. Totals come from the
+per-candidate cost model (:mod:`memplan.cost.candidate`); the validator recomputes them from
+the command stream alone, and tests hold the two equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cached_property
+
+from memplan.config import HardwareProfile
+from memplan.cost.candidate import Candidate, candidate_cost, staging_slots, weight_slice_bytes
+from memplan.errors import PlanError
+from memplan.geometry.group import GroupGeometry, group_geometry, group_shape, tiling_options
+from memplan.geometry.region import Region
+from memplan.ir.graph import Graph
+from memplan.ir.ops import WEIGHTED, ceil_div
+from memplan.plan.alloc import Block, first_fit
+from memplan.plan.model import Buffer, BufferKind, Command, Decisions, Op, Operand, Plan, Totals
+
+
+# ---------------------------------------------------------------------------- context
+@dataclass(frozen=True)
+class Resolved:
+    """Decisions checked against the graph, with their candidates and residency facts."""
+
+    graph: Graph
+    hw: HardwareProfile
+    decisions: Decisions
+    candidates: tuple[Candidate, ...]
+
+    @cached_property
+    def group_of_layer(self) -> tuple[int, ...]:
+        out = [0] * len(self.graph.layers)
+        for gi, c in enumerate(self.candidates):
+            for i in range(c.start, c.stop):
+                out[i] = gi
+        return tuple(out)
+
+    def live_range(self, tensor: str) -> tuple[int, int]:
+        """Steps over which a resident tensor occupies SRAM: from the start of its producer's
+        group (0 for a model input) to the end of its last consumer's group (the end of the
+        schedule for a model output)."""
+        g = self.graph
+        n = len(g.layers)
+        t0 = self.candidates[self.group_of_layer[g.producer[tensor]]].start if tensor in g.producer else 0
+        cons = g.consumers.get(tensor, ())
+        t1 = self.candidates[self.group_of_layer[max(cons)]].stop if cons else n
+        if tensor in g.outputs:
+            t1 = n
+        return t0, t1
+
+
+def crossing_tensors(graph: Graph, decisions: Decisions) -> set[str]:
+    """Tensors read by a group other than the one producing them (model inputs included)."""
+    out: set[str] = set()
+    for gd in decisions.groups:
+        shape = group_shape(graph, gd.start, gd.stop)
+        if shape is not None:
+            out.update(shape.external_inputs)
+    return out
+
+
+def resolve(graph: Graph, hw: HardwareProfile, decisions: Decisions) -> Resolved:
+    """Check that decisions are complete and legal; compute their candidates."""
+    if any(graph.shape(t)[0] != 1 for t in graph.inputs):
+        raise PlanError("memplan plans batch 1: pin the batch dimension with --input-shape NAME=1x...")
+    expected = 0
+    cands = []
+    for gd in decisions.groups:
+        if gd.start != expected or gd.stop <= gd.start:
+            raise PlanError(f"groups must cover layers 0..{len(graph.layers) - 1} in order; group [{gd.start}, {gd.stop}) breaks it")
+        shape = group_shape(graph, gd.start, gd.stop)
+        if shape is None:
+            raise PlanError(f"group [{gd.start}, {gd.stop}) is not fusable: a tensor other than its last output is used after it")
+        if gd.tiling not in tiling_options(graph, shape, hw.tiling):
+            raise PlanError(f"group [{gd.start}, {gd.stop}): tiling {gd.tiling} is not allowed by the profile's tiling rules")
+        cands.append(candidate_cost(graph, shape, gd.tiling, hw))
+        expected = gd.stop
+    if expected != len(graph.layers):
+        raise PlanError(f"groups cover layers 0..{expected - 1} of {len(graph.layers)}")
+    crossing = crossing_tensors(graph, decisions)
+    allowed = crossing | (set(graph.inputs) | set(graph.outputs) if hw.feature_maps_in_sram else set())
+    bad = sorted(decisions.resident - allowed)
+    if bad:
+        raise PlanError(f"tensor {bad[0]!r} cannot be resident: it does not cross a group boundary")
+    if hw.feature_maps_in_sram:
+        must = crossing | set(graph.inputs) | set(graph.outputs)
+        missing = sorted(must - decisions.resident)
+        if missing:
+            raise PlanError(f"profile {hw.name} keeps feature maps in SRAM, but {missing[0]!r} is not resident")
+    weighted = {layer.id for layer in graph.layers if layer.op in WEIGHTED}
+    if decisions.keep - weighted:
+        raise PlanError(f"keep names a layer without weights: {sorted(decisions.keep - weighted)[0]!r}")
+    return Resolved(graph, hw, decisions, tuple(cands))
+
+
+# ---------------------------------------------------------------------------- blocks
+def _weights_in_sram(hw: HardwareProfile) -> bool:
+    return not hw.weights_in_place
+
+
+def plan_blocks(r: Resolved) -> list[Block]:
+    """The SRAM blocks the decisions need. Names are stable: ``g<i>.core``,
+    ``g<i>.in.<tensor>``, ``g<i>.out``, ``w.<layer>.keep``, ``w.<layer>.reload``,
+    ``res.<tensor>``."""
+    hw, dec = r.hw, r.decisions
+    overlap = hw.dma_overlaps_compute
+    blocks: list[Block] = []
+    for gi, c in enumerate(r.candidates):
+        if c.core_bytes:
+            blocks.append(Block(f"g{gi}.core", c.core_bytes, c.start, c.stop))
+        for inp in c.inputs:
+            if inp.tensor not in dec.resident:
+                blocks.append(Block(f"g{gi}.in.{inp.tensor}", inp.stage_bytes, c.start, c.stop if overlap else inp.last_use + 1))
+        if c.anchor not in dec.resident:
+            blocks.append(Block(f"g{gi}.out", c.out_stage_bytes, c.start if overlap else c.stop - 1, c.stop))
+        if _weights_in_sram(hw):
+            for w in c.weights:
+                if w.layer in dec.keep:
+                    blocks.append(Block(f"w.{w.layer}.keep", w.slice_bytes, c.start, c.stop))
+                else:
+                    blocks.append(Block(f"w.{w.layer}.reload", w.slice_bytes, w.index, w.index + 1))
+    for t in sorted(dec.resident):
+        t0, t1 = r.live_range(t)
+        blocks.append(Block(f"res.{t}", r.graph.tensors[t].numel * hw.elem_bytes, t0, t1))
+    return blocks
+
+
+# ---------------------------------------------------------------------------- totals
+def cost_totals(r: Resolved, sram_peak: int) -> Totals:
+    """Totals from the per-candidate cost model."""
+    hw, dec, g = r.hw, r.decisions, r.graph
+    fm_read = fm_write = w_read = macs = sram = cycles = 0
+    for c in r.candidates:
+        dma = 0
+        for inp in c.inputs:
+            if inp.tensor not in dec.resident:
+                fm_read += inp.load_bytes
+                dma += inp.load_bytes
+        if c.anchor not in dec.resident:
+            fm_write += c.store_bytes
+            dma += c.store_bytes
+        for w in c.weights:
+            b = w.total_bytes if (w.layer in dec.keep and _weights_in_sram(hw)) else w.reload_bytes
+            w_read += b
+            dma += b
+        macs += c.macs
+        sram += c.compute_sram_bytes + (dma if _weights_in_sram(hw) else dma - sum(w.reload_bytes for w in c.weights))
+        cycles += group_cycles(hw, c.macs, dma)
+    base_macs = sum(g.layer_macs(layer) for layer in g.layers)
+    return Totals(fm_read, fm_write, w_read, macs, macs - base_macs, sram_peak, sram,
+                  energy_fj(hw, macs, fm_read + fm_write + w_read, sram), cycles)
+
+
+def group_cycles(hw: HardwareProfile, macs: int, dma_bytes: int) -> int:
+    """Latency model of one group: compute and DMA engines each busy for their work; with
+    double-buffered staging they overlap (the longer one dominates), otherwise they add."""
+    compute = ceil_div(macs, hw.macs_per_cycle)
+    dma = int(-(-Fraction(dma_bytes) // hw.dram_bytes_per_cycle))
+    return max(compute, dma) if hw.dma_overlaps_compute else compute + dma
+
+
+def energy_fj(hw: HardwareProfile, macs: int, dram_bytes: int, sram_bytes: int) -> int:
+    e = (hw.mac_pj * macs + hw.dram_pj_per_byte * dram_bytes + hw.sram_pj_per_byte * sram_bytes) * 1000
+    if e.denominator != 1:
+        raise PlanError(f"profile {hw.name}: energies must have at most three decimals of pJ")
+    return int(e)
+
+
+# ---------------------------------------------------------------------------- plan
+def build_plan(graph: Graph, hw: HardwareProfile, decisions: Decisions,
+               offsets: Mapping[str, int] | None = None, meta: Mapping[str, object] | None = None) -> Plan:
+    """Expand decisions into a plan. Offsets default to first fit (baselines)."""
+    r = resolve(graph, hw, decisions)
+    blocks = plan_blocks(r)
+    if offsets is None:
+        offsets = first_fit(blocks)
+    missing = [b.name for b in blocks if b.name not in offsets]
+    if missing:
+        raise PlanError(f"no offset for SRAM block {missing[0]!r}")
+    buffers = _buffers(r, blocks, offsets)
+    peak = max((b.end for b in buffers), default=0)
+    commands = _commands(r, offsets)
+    return Plan(graph.name, hw.sram_bytes, hw.elem_bytes, hw.bias_bytes, decisions, tuple(buffers),
+                tuple(commands), cost_totals(r, peak), dict(meta or {}))
+
+
+def _buffers(r: Resolved, blocks: list[Block], offsets: Mapping[str, int]) -> list[Buffer]:
+    kinds = {"in": BufferKind.IN_STAGE, "out": BufferKind.OUT_STAGE}
+    out: list[Buffer] = []
+    by_name = {c_idx: c for c_idx, c in enumerate(r.candidates)}
+    for b in blocks:
+        off = offsets[b.name]
+        head, _, rest = b.name.partition(".")
+        if head == "res":
+            out.append(Buffer(b.name, BufferKind.RESIDENT, off, b.size, b.t0, b.t1, tensor=rest))
+        elif head == "w":
+            layer, _, kind = rest.rpartition(".")
+            k = BufferKind.WEIGHT_KEEP if kind == "keep" else BufferKind.WEIGHT_RELOAD
+            out.append(Buffer(b.name, k, off, b.size, b.t0, b.t1, layer=layer))
+        else:
+            gi = int(head[1:])
+            part, _, tensor = rest.partition(".")
+            if part == "core":
+                for cb in by_name[gi].core:
+                    out.append(Buffer(f"g{gi}.core.{cb.tensor}", BufferKind.CORE, off + cb.offset, cb.size, cb.t0, cb.t1, tensor=cb.tensor))
+            else:
+                t = tensor if part == "in" else by_name[gi].anchor
+                out.append(Buffer(b.name, kinds[part], off, b.size, b.t0, b.t1, tensor=t))
+    return sorted(out, key=lambda b: (b.t0, b.offset, b.name))
+
+
+def _commands(r: Resolved, offsets: Mapping[str, int]) -> list[Command]:
+    g, hw, dec = r.graph, r.hw, r.decisions
+    slots = staging_slots(hw)
+    cmds: list[Command] = []
+    for gi, c in enumerate(r.candidates):
+        shape = group_shape(g, c.start, c.stop)
+        assert shape is not None
+        geo = group_geometry(g, shape, c.tiling)
+        core = {cb.tensor: offsets[f"g{gi}.core"] + cb.offset for cb in c.core}
+        spatial = geo.n_rows * geo.n_cols
+        for k, (ci, ri, xi) in enumerate(geo.tiles()):
+            slot = k % slots
+
+            def staged(name: str, tensor: str) -> int:
+                return offsets[name] + slot * (geo.max_elems(tensor) * hw.elem_bytes)
+
+            def operand(t: str) -> Operand:
+                if t in dec.resident:
+                    return Operand(t, Region.full(g.shape(t)), offsets[f"res.{t}"])
+                if t in core:
+                    return Operand(t, geo.region(t, ci, ri, xi), core[t])
+                return Operand(t, geo.region(t, ci, ri, xi), staged(f"g{gi}.in.{t}", t))
+
+            if k % spatial == 0 and _weights_in_sram(hw):
+                for w in c.weights:
+                    if w.layer in dec.keep:
+                        ch = geo.chans[g.layers[w.index].output][ci]
+                        cmds.append(Command(Op.LOAD_WEIGHTS, c.start, gi, k, layer=w.layer, channels=ch,
+                                            offset=offsets[f"w.{w.layer}.keep"]))
+            for t in shape.external_inputs:
+                if t not in dec.resident:
+                    op = operand(t)
+                    cmds.append(Command(Op.LOAD, c.start, gi, k, tensor=t, region=op.region, offset=op.offset))
+            for i in shape.layer_range:
+                layer = g.layers[i]
+                out_region = geo.region(layer.output, ci, ri, xi)
+                w_off = None
+                if layer.op in WEIGHTED and _weights_in_sram(hw):
+                    if layer.id in dec.keep:
+                        w_off = offsets[f"w.{layer.id}.keep"]
+                    else:
+                        w_off = offsets[f"w.{layer.id}.reload"]
+                        cmds.append(Command(Op.LOAD_WEIGHTS, i, gi, k, layer=layer.id,
+                                            channels=(out_region.c0, out_region.c1), offset=w_off))
+                if layer.output == c.anchor and layer.output not in dec.resident:
+                    out = Operand(layer.output, out_region, staged(f"g{gi}.out", layer.output))
+                else:
+                    out = operand(layer.output)
+                cmds.append(Command(Op.COMPUTE, i, gi, k, layer=layer.id, region=out_region,
+                                    inputs=tuple(operand(t) for t in layer.inputs), output=out, weights_offset=w_off))
+            if c.anchor not in dec.resident:
+                region = geo.region(c.anchor, ci, ri, xi)
+                cmds.append(Command(Op.STORE, c.stop - 1, gi, k, tensor=c.anchor, region=region,
+                                    offset=staged(f"g{gi}.out", c.anchor)))
+    return cmds
+
+
+def weight_bytes_of(graph: Graph, hw: HardwareProfile, layer_id: str, channels: tuple[int, int]) -> int:
+    return weight_slice_bytes(graph, graph.layer(layer_id), channels[1] - channels[0], hw)
+
+
+__all__ = ["Resolved", "build_plan", "cost_totals", "crossing_tensors", "energy_fj", "group_cycles",
+           "plan_blocks", "resolve", "weight_bytes_of", "GroupGeometry"]

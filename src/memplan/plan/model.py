@@ -1,0 +1,155 @@
+"""The plan: decisions, derived SRAM buffers, the command stream and the totals.
+
+Time is counted in *schedule steps*: layer ``i`` of the topological order runs at step ``i``;
+a group [a, b) occupies steps [a, b). A buffer is live over [t0, t1). Inside a buffer a
+feature-map region is stored channel-major (C, H, W), one element per ``elem_bytes``; a weight
+slice is stored as int8 weights of each output channel in turn, then its int32 biases.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from memplan.geometry.group import Tiling
+from memplan.geometry.region import Region
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class GroupDecision:
+    start: int
+    stop: int
+    tiling: Tiling
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """What a planner chooses. ``keep``: layers whose weights stay in SRAM for the whole group
+    (others are reloaded every tile). ``resident``: tensors that cross a group boundary and
+    stay whole in SRAM from their producer's group to their last consumer's group (others are
+    spilled: written to DRAM and read back with halos)."""
+
+    groups: tuple[GroupDecision, ...]
+    keep: frozenset[str] = frozenset()
+    resident: frozenset[str] = frozenset()
+
+
+class BufferKind(str, enum.Enum):
+    CORE = "core"  # tile buffer of a tensor produced and consumed inside a group
+    IN_STAGE = "in_stage"  # tile of an external input, loaded by DMA (per slot)
+    OUT_STAGE = "out_stage"  # tile of the group's anchor, stored by DMA (per slot)
+    WEIGHT_KEEP = "weight_keep"  # a layer's weights, resident while its group runs
+    WEIGHT_RELOAD = "weight_reload"  # a layer's weight slice, reloaded every tile
+    RESIDENT = "resident"  # a whole tensor kept in SRAM across groups
+
+
+@dataclass(frozen=True)
+class Buffer:
+    name: str
+    kind: BufferKind
+    offset: int
+    size: int
+    t0: int
+    t1: int
+    tensor: str | None = None
+    layer: str | None = None
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.size
+
+
+class Op(str, enum.Enum):
+    LOAD = "load"  # DRAM -> SRAM, a feature-map region
+    STORE = "store"  # SRAM -> DRAM, a feature-map region
+    LOAD_WEIGHTS = "load_weights"  # DRAM -> SRAM, weights and biases of output channels [c0, c1)
+    COMPUTE = "compute"
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A buffer view: ``region`` of ``tensor`` stored at SRAM ``offset`` (channel-major)."""
+
+    tensor: str
+    region: Region
+    offset: int
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command of the stream. Fields not used by an op are None.
+
+    load/store: ``tensor``, ``region``, ``offset``. load_weights: ``layer``, ``channels``,
+    ``offset``. compute: ``layer``, ``region`` (the output region computed), ``inputs``
+    (one operand per layer input), ``output`` (the operand written into), ``weights_offset``
+    (None when the layer has no weights or reads them in place from DRAM/flash)."""
+
+    op: Op
+    step: int
+    group: int
+    tile: int
+    tensor: str | None = None
+    region: Region | None = None
+    offset: int | None = None
+    layer: str | None = None
+    channels: tuple[int, int] | None = None
+    inputs: tuple[Operand, ...] = ()
+    output: Operand | None = None
+    weights_offset: int | None = None
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Exact totals of a plan. Energy is in femtojoules (integers: profile energies have at
+    most three decimals of pJ); cycles follow the profile's latency model."""
+
+    dram_read_fm: int
+    dram_write_fm: int
+    dram_read_weights: int
+    macs: int
+    recompute_macs: int
+    sram_peak: int
+    sram_access: int
+    energy_fj: int
+    cycles: int
+
+    @property
+    def dram_total(self) -> int:
+        return self.dram_read_fm + self.dram_write_fm + self.dram_read_weights
+
+    @property
+    def energy_pj(self) -> float:
+        return self.energy_fj / 1000
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dram_read_fm": self.dram_read_fm,
+            "dram_write_fm": self.dram_write_fm,
+            "dram_read_weights": self.dram_read_weights,
+            "dram_total": self.dram_total,
+            "macs": self.macs,
+            "recompute_macs": self.recompute_macs,
+            "sram_peak": self.sram_peak,
+            "sram_access": self.sram_access,
+            "energy_fj": self.energy_fj,
+            "energy_pj": self.energy_pj,
+            "cycles": self.cycles,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A complete, executable plan for one graph on one hardware profile."""
+
+    graph_name: str
+    sram_bytes: int
+    elem_bytes: int
+    bias_bytes: int
+    decisions: Decisions
+    buffers: tuple[Buffer, ...]
+    commands: tuple[Command, ...]
+    totals: Totals
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)

@@ -1,0 +1,244 @@
+"""A validator that trusts nothing in the plan but the graph it was made for.
+
+It replays the command stream symbolically: every SRAM byte carries a tag naming the tensor
+element (or weight channel) it holds. Loads write tags, computes check that every input cell
+they need carries the right tag and then tag their output cells, stores check the tags they
+copy out. That catches overlapping live buffers (a later write clobbers a tag still needed),
+wrong offsets, a tensor read before it is written, a halo one row short, and regions out of
+bounds. Then it recomputes every total from the commands and compares.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from memplan.config import HardwareProfile
+from memplan.errors import PlanError
+from memplan.geometry.backprop import input_regions, region_macs
+from memplan.geometry.region import Region
+from memplan.ir.graph import Graph
+from memplan.ir.ops import WEIGHTED
+from memplan.plan.build import energy_fj, group_cycles
+from memplan.plan.model import Buffer, Command, Op, Operand, Plan, Totals
+
+_EMPTY = 0
+
+
+@dataclass
+class _State:
+    graph: Graph
+    hw: HardwareProfile
+    plan: Plan
+    tags: np.ndarray
+    tensor_ids: dict[str, int]
+    layer_ids: dict[str, int]
+    dram_valid: dict[str, np.ndarray]
+    computed: dict[str, np.ndarray]
+
+
+def _fail(cmd_index: int, cmd: Command, msg: str) -> PlanError:
+    what = cmd.layer or cmd.tensor
+    return PlanError(f"command {cmd_index} ({cmd.op.value} {what}, group {cmd.group}, tile {cmd.tile}): {msg}")
+
+
+def _element_tags(st: _State, tensor: str, region: Region) -> np.ndarray:
+    _, c, h, w = st.graph.shape(tensor)
+    cc, yy, xx = np.ix_(np.arange(region.c0, region.c1), np.arange(region.y0, region.y1), np.arange(region.x0, region.x1))
+    flat = ((cc * h + yy) * w + xx).ravel().astype(np.int64)
+    ids = (np.int64(st.tensor_ids[tensor]) << 36) + flat + 1
+    return np.repeat(ids, st.hw.elem_bytes) if st.hw.elem_bytes > 1 else ids
+
+
+def _weight_tags(st: _State, layer_id: str, c0: int, c1: int) -> np.ndarray:
+    layer = st.graph.layer(layer_id)
+    per_w = st.graph.weight_elems(layer) // st.graph.out_channels(layer) * st.hw.elem_bytes
+    chan = -((np.int64(st.layer_ids[layer_id]) << 20) + np.arange(c0, c1, dtype=np.int64) + 1)
+    parts = [np.repeat(chan, per_w)]
+    if layer.bias:
+        parts.append(np.repeat(chan, st.hw.bias_bytes))
+    return np.concatenate(parts)
+
+
+def _sub_offsets(held: Region, want: Region, base: int, elem_bytes: int) -> np.ndarray:
+    """SRAM byte addresses of region ``want`` inside a buffer holding ``held`` at ``base``."""
+    cc, yy, xx = np.ix_(np.arange(want.c0 - held.c0, want.c1 - held.c0), np.arange(want.y0 - held.y0, want.y1 - held.y0),
+                        np.arange(want.x0 - held.x0, want.x1 - held.x0))
+    elem = ((cc * held.rows + yy) * held.cols + xx).ravel().astype(np.int64)
+    if elem_bytes == 1:
+        return base + elem
+    return (base + elem[:, None] * elem_bytes + np.arange(elem_bytes)).ravel()
+
+
+def _buffer_at(buffers: list[Buffer], step: int, lo: int, hi: int) -> Buffer | None:
+    for b in buffers:
+        if b.t0 <= step < b.t1 and b.offset <= lo and hi <= b.end:
+            return b
+    return None
+
+
+def _check_buffers(plan: Plan) -> None:
+    for b in plan.buffers:
+        if b.offset < 0 or b.end > plan.sram_bytes:
+            raise PlanError(f"buffer {b.name} [{b.offset}, {b.end}) lies outside the SRAM of {plan.sram_bytes} B")
+        if b.size < 0 or b.t0 >= b.t1:
+            raise PlanError(f"buffer {b.name} has an empty or negative extent")
+    bufs = sorted(plan.buffers, key=lambda b: b.t0)
+    for i, a in enumerate(bufs):
+        for b in bufs[i + 1:]:
+            if b.t0 >= a.t1:
+                continue
+            if a.offset < b.end and b.offset < a.end and a.size and b.size:
+                raise PlanError(f"buffers {a.name} and {b.name} overlap in SRAM while both are live")
+
+
+def _in_bounds(graph: Graph, tensor: str, region: Region) -> bool:
+    return tensor in graph.tensors and len(graph.tensors[tensor].shape) == 4 and region.within(graph.shape(tensor)) and not region.empty
+
+
+def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
+    """Raise :class:`PlanError` naming the first violation; return the recomputed totals."""
+    if plan.sram_bytes != hw.sram_bytes or plan.elem_bytes != hw.elem_bytes:
+        raise PlanError("plan and hardware profile disagree on SRAM size or element size")
+    _check_buffers(plan)
+    st = _State(
+        graph, hw, plan,
+        tags=np.zeros(plan.sram_bytes, dtype=np.int64),
+        tensor_ids={t: i + 1 for i, t in enumerate(sorted(graph.tensors))},
+        layer_ids={layer.id: i + 1 for i, layer in enumerate(graph.layers)},
+        dram_valid={t: np.zeros(graph.shape(t)[1:], dtype=bool) for t in graph.tensors if graph.tensors[t].is_feature_map},
+        computed={t: np.zeros(graph.shape(t)[1:], dtype=bool) for t in graph.tensors if graph.tensors[t].is_feature_map},
+    )
+    resident = {b.tensor: b for b in plan.buffers if b.kind.value == "resident"}
+    for t in graph.inputs:
+        if t in resident:  # the host writes a resident model input before the run
+            b = resident[t]
+            st.tags[b.offset:b.offset + b.size] = _element_tags(st, t, Region.full(graph.shape(t)))
+        else:
+            st.dram_valid[t][...] = True
+    buffers = list(plan.buffers)
+    fm_read = fm_write = w_read = macs = sram_access = 0
+    group_macs: dict[int, int] = {}
+    group_dma: dict[int, int] = {}
+    eb = hw.elem_bytes
+    for k, cmd in enumerate(plan.commands):
+        dma = 0
+        if cmd.op in (Op.LOAD, Op.STORE):
+            assert cmd.tensor is not None and cmd.region is not None and cmd.offset is not None
+            if not _in_bounds(graph, cmd.tensor, cmd.region):
+                raise _fail(k, cmd, f"region {cmd.region.as_list()} is out of bounds of {cmd.tensor}")
+            n = cmd.region.numel * eb
+            if _buffer_at(buffers, cmd.step, cmd.offset, cmd.offset + n) is None:
+                raise _fail(k, cmd, f"SRAM [{cmd.offset}, {cmd.offset + n}) is not inside a buffer live at step {cmd.step}")
+            sl = slice(cmd.offset, cmd.offset + n)
+            c, y, x = cmd.region.slices()
+            if cmd.op is Op.LOAD:
+                if not st.dram_valid[cmd.tensor][c, y, x].all():
+                    raise _fail(k, cmd, f"reads {cmd.tensor} from DRAM before it is written there")
+                st.tags[sl] = _element_tags(st, cmd.tensor, cmd.region)
+                fm_read += n
+            else:
+                if not np.array_equal(st.tags[sl], _element_tags(st, cmd.tensor, cmd.region)):
+                    raise _fail(k, cmd, f"stores SRAM that does not hold {cmd.tensor} {cmd.region.as_list()}")
+                st.dram_valid[cmd.tensor][c, y, x] = True
+                fm_write += n
+            dma = n
+        elif cmd.op is Op.LOAD_WEIGHTS:
+            assert cmd.layer is not None and cmd.channels is not None and cmd.offset is not None
+            wt = _weight_tags(st, cmd.layer, *cmd.channels)
+            if _buffer_at(buffers, cmd.step, cmd.offset, cmd.offset + wt.size) is None:
+                raise _fail(k, cmd, f"weights [{cmd.offset}, {cmd.offset + wt.size}) are not inside a buffer live at step {cmd.step}")
+            st.tags[cmd.offset:cmd.offset + wt.size] = wt
+            w_read += wt.size
+            dma = wt.size
+        else:
+            dma_w, n_macs, n_sram = _compute(st, buffers, k, cmd)
+            w_read += dma_w
+            dma = dma_w
+            macs += n_macs
+            sram_access += n_sram
+            group_macs[cmd.group] = group_macs.get(cmd.group, 0) + n_macs
+        group_dma[cmd.group] = group_dma.get(cmd.group, 0) + dma
+        if not (cmd.op is Op.COMPUTE and hw.weights_in_place):
+            sram_access += dma
+    for t in graph.outputs:
+        if t in resident:
+            b = resident[t]
+            if not np.array_equal(st.tags[b.offset:b.end], _element_tags(st, t, Region.full(graph.shape(t)))):
+                raise PlanError(f"model output {t} is not complete in its resident buffer at the end")
+        elif not st.dram_valid[t].all():
+            raise PlanError(f"model output {t} is never completely written to DRAM")
+    for layer in graph.layers:
+        if not st.computed[layer.output].all():
+            raise PlanError(f"layer {layer.id} never computes part of its output")
+    groups = sorted(set(group_macs) | set(group_dma))
+    cycles = sum(group_cycles(hw, group_macs.get(g, 0), group_dma.get(g, 0)) for g in groups)
+    base = sum(graph.layer_macs(layer) for layer in graph.layers)
+    totals = Totals(fm_read, fm_write, w_read, macs, macs - base, max((b.end for b in plan.buffers), default=0),
+                    sram_access, energy_fj(hw, macs, fm_read + fm_write + w_read, sram_access), cycles)
+    for field in ("dram_read_fm", "dram_write_fm", "dram_read_weights", "macs", "recompute_macs", "sram_peak",
+                  "sram_access", "energy_fj", "cycles"):
+        got, want = getattr(plan.totals, field), getattr(totals, field)
+        if got != want:
+            raise PlanError(f"plan total {field} = {got} but the commands give {want}")
+    return totals
+
+
+def _compute(st: _State, buffers: list[Buffer], k: int, cmd: Command) -> tuple[int, int, int]:
+    """Check one compute command; return (weight DRAM bytes read in place, MACs, SRAM bytes)."""
+    graph, hw = st.graph, st.hw
+    eb = hw.elem_bytes
+    assert cmd.layer is not None and cmd.region is not None and cmd.output is not None
+    if cmd.layer not in graph.layer_index:
+        raise _fail(k, cmd, "names no layer of the graph")
+    layer = graph.layer(cmd.layer)
+    if not _in_bounds(graph, layer.output, cmd.region):
+        raise _fail(k, cmd, f"output region {cmd.region.as_list()} is out of bounds")
+    if len(cmd.inputs) != len(layer.inputs) or any(op.tensor != t for op, t in zip(cmd.inputs, layer.inputs)):
+        raise _fail(k, cmd, "input operands do not match the layer's inputs")
+    sram = 0
+    need = input_regions(graph, layer, cmd.region)
+    seen: set[str] = set()
+    for op, region in zip(cmd.inputs, need):
+        want = region.clip(graph.shape(op.tensor))
+        _check_operand(st, buffers, k, cmd, op)
+        if not op.region.contains(want):
+            raise _fail(k, cmd, f"input {op.tensor} holds {op.region.as_list()} but the layer needs {want.as_list()}")
+        addr = _sub_offsets(op.region, want, op.offset, eb)
+        if not np.array_equal(st.tags[addr], _element_tags(st, op.tensor, want)):
+            raise _fail(k, cmd, f"input {op.tensor} {want.as_list()} is not in SRAM at offset {op.offset} (never written, or overwritten)")
+        if op.tensor not in seen:
+            sram += want.numel * eb
+            seen.add(op.tensor)
+    w_dram = 0
+    if layer.op in WEIGHTED:
+        if hw.weights_in_place:
+            if cmd.weights_offset is not None:
+                raise _fail(k, cmd, "weights are read in place on this profile, yet the command names an SRAM copy")
+            w_dram = _weight_tags(st, layer.id, cmd.region.c0, cmd.region.c1).size
+        else:
+            if cmd.weights_offset is None:
+                raise _fail(k, cmd, "a weighted layer without a weight buffer")
+            wt = _weight_tags(st, layer.id, cmd.region.c0, cmd.region.c1)
+            if not np.array_equal(st.tags[cmd.weights_offset:cmd.weights_offset + wt.size], wt):
+                raise _fail(k, cmd, f"weights of channels {cmd.region.c0}..{cmd.region.c1} are not at offset {cmd.weights_offset}")
+    out = cmd.output
+    if out.tensor != layer.output:
+        raise _fail(k, cmd, "output operand names another tensor")
+    _check_operand(st, buffers, k, cmd, out)
+    if not out.region.contains(cmd.region):
+        raise _fail(k, cmd, f"output buffer holds {out.region.as_list()}, cannot take {cmd.region.as_list()}")
+    st.tags[_sub_offsets(out.region, cmd.region, out.offset, eb)] = _element_tags(st, layer.output, cmd.region)
+    c, y, x = cmd.region.slices()
+    st.computed[layer.output][c, y, x] = True
+    sram += cmd.region.numel * eb
+    return w_dram, region_macs(graph, layer, cmd.region), sram
+
+
+def _check_operand(st: _State, buffers: list[Buffer], k: int, cmd: Command, op: Operand) -> None:
+    if not _in_bounds(st.graph, op.tensor, op.region):
+        raise _fail(k, cmd, f"operand {op.tensor} region {op.region.as_list()} is out of bounds")
+    n = op.region.numel * st.hw.elem_bytes
+    if _buffer_at(buffers, cmd.step, op.offset, op.offset + n) is None:
+        raise _fail(k, cmd, f"operand {op.tensor} [{op.offset}, {op.offset + n}) is not inside a buffer live at step {cmd.step}")

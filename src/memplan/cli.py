@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from memplan.errors import MemplanError, UsageError
+
+if TYPE_CHECKING:
+    from memplan.config import HardwareProfile
 
 Command = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, Command] = {}
@@ -53,6 +57,19 @@ def _build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--input-shape", action="append", metavar="NAME=1x3xHxW", help="pin a dynamic input shape")
     ins.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
+    sol = sub.add_parser("solve", help="plan a model: fusion, tiling, residency, weights and SRAM offsets")
+    sol.add_argument("model", help="ONNX model file")
+    sol.add_argument("--strategy", default="greedy", choices=["layer", "greedy"], help="planner (default greedy)")
+    sol.add_argument("--objective", default="energy", help="what to minimise (default energy)")
+    sol.add_argument("--hardware", default="generic-npu", help="hardware profile name or .toml path")
+    sol.add_argument("--sram", help="SRAM size, e.g. 256KiB or 1MiB (default: the profile's)")
+    sol.add_argument("--row-only", action="store_true", help="tile whole rows only")
+    sol.add_argument("--tile-multiple", type=int, help="tile height and width must be multiples of this")
+    sol.add_argument("--max-tiles", type=int, help="most tiles per group")
+    sol.add_argument("--input-shape", action="append", metavar="NAME=1x3xHxW", help="pin a dynamic input shape")
+    sol.add_argument("-o", "--output", help="write the plan JSON here")
+    sol.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+
     zoo = sub.add_parser("zoo", help="write a model of the built-in zoo as ONNX")
     zoo.add_argument("name", help="model name (see `memplan zoo list`)")
     zoo.add_argument("-o", "--output", help="ONNX file to write")
@@ -64,13 +81,50 @@ def _build_parser() -> argparse.ArgumentParser:
 
 @_command("inspect")
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    shapes = parse_input_shapes(args.input_shape)
     from memplan import report
     from memplan.frontend import load_model
     from memplan.ir.stats import graph_stats
 
-    graph = load_model(args.model, parse_input_shapes(args.input_shape))
+    graph = load_model(args.model, shapes)
     stats = graph_stats(graph)
     report.print_inspect(stats, as_json=args.json)
+    return 0
+
+
+def load_hardware(args: argparse.Namespace) -> "HardwareProfile":
+    from memplan.config import load_profile, parse_size
+
+    hw = load_profile(args.hardware)
+    if args.sram:
+        hw = hw.with_sram(parse_size(args.sram))
+    rules = {}
+    if args.row_only:
+        rules["row_only"] = True
+    for key in ("tile_multiple", "max_tiles"):
+        value = getattr(args, key)
+        if value is not None:
+            if value < 1:
+                raise UsageError(f"--{key.replace('_', '-')} must be at least 1")
+            rules[key] = value
+    return hw.with_tiling(**rules) if rules else hw
+
+
+@_command("solve")
+def _cmd_solve(args: argparse.Namespace) -> int:
+    shapes = parse_input_shapes(args.input_shape)
+    hw = load_hardware(args)
+    from memplan import report
+    from memplan.driver import model_sha256, plan_graph
+    from memplan.frontend import load_model
+    from memplan.plan.serialize import write_json_atomic
+
+    graph = load_model(args.model, shapes)
+    outcome = plan_graph(graph, hw, strategy=args.strategy, objective=args.objective)
+    doc = outcome.to_json(model_sha256(args.model))
+    if args.output:
+        write_json_atomic(args.output, doc)
+    report.print_solve(outcome, as_json=args.json, output=args.output)
     return 0
 
 

@@ -72,3 +72,56 @@ def print_zoo_list(zoo: Mapping[str, Any]) -> None:
 
 def print_written(path: str, graph: Graph) -> None:
     _err.print(f"wrote {path}: {graph.name}, {len(graph.layers)} layers")
+
+
+def solve_summary(outcome: Any) -> dict[str, Any]:
+    """The ``--json`` summary of a solve: status, objective, bound, gap and the totals next to
+    the floor and the baselines."""
+    plan = outcome.plan
+    solver = plan.meta.get("solver") or {}
+    return {
+        "model": plan.graph_name,
+        "hardware": outcome.hw.name,
+        "sram_bytes": plan.sram_bytes,
+        "strategy": plan.meta.get("strategy"),
+        "objective": plan.meta.get("objective"),
+        "status": solver.get("status", "HEURISTIC"),
+        "objective_value": solver.get("objective"),
+        "bound": solver.get("bound"),
+        "gap": solver.get("gap"),
+        "groups": len(plan.decisions.groups),
+        "totals": plan.totals.to_json(),
+        "floor": outcome.floor.to_json(),
+        "baselines": {k: p.totals.to_json() for k, p in outcome.baselines.items()},
+    }
+
+
+def print_solve(outcome: Any, as_json: bool = False, output: str | None = None) -> None:
+    if as_json:
+        print_json(solve_summary(outcome))
+        return
+    plan, fl = outcome.plan, outcome.floor
+    t = plan.totals
+    table = Table(title=f"{plan.graph_name} on {outcome.hw.name}, SRAM {human_bytes(plan.sram_bytes)}: "
+                        f"{plan.meta.get('strategy')} plan, {len(plan.decisions.groups)} groups")
+    table.add_column("")
+    table.add_column("plan", justify="right")
+    table.add_column("floor", justify="right")
+    for name in outcome.baselines:
+        table.add_column(name, justify="right")
+    rows = [
+        ("DRAM read, feature maps", t.dram_read_fm, fl.dram_read_fm, "dram_read_fm"),
+        ("DRAM write, feature maps", t.dram_write_fm, fl.dram_write_fm, "dram_write_fm"),
+        ("DRAM read, weights", t.dram_read_weights, fl.dram_read_weights, "dram_read_weights"),
+        ("DRAM total", t.dram_total, fl.dram_total, "dram_total"),
+        ("MACs", t.macs, fl.macs, "macs"),
+        ("energy (pJ)", t.energy_pj, fl.energy_fj / 1000, "energy_pj"),
+    ]
+    for label, value, floor_value, key in rows:
+        table.add_row(label, f"{value:,.0f}", f"{floor_value:,.0f}",
+                      *(f"{p.totals.to_json()[key]:,.0f}" for p in outcome.baselines.values()))
+    table.add_row("cycles", f"{t.cycles:,}", "", *(f"{p.totals.cycles:,}" for p in outcome.baselines.values()))
+    table.add_row("SRAM peak (B)", f"{t.sram_peak:,}", "", *(f"{p.totals.sram_peak:,}" for p in outcome.baselines.values()))
+    _out.print(table)
+    if output:
+        _err.print(f"wrote {output}")

@@ -91,6 +91,8 @@ def input_spans(graph: Graph, layer: Layer, axis: int, lo: int, hi: int) -> tupl
     """Per input, the unclipped span along ``axis`` (2 = rows, 3 = columns) that ``layer``
     reads to compute outputs [lo, hi) along that axis. Rows and columns are independent, so
     a region's back-propagation is the product of its two spans (and its channel span)."""
+    if hi <= lo:  # nothing of this output is needed: nothing of the inputs either
+        return tuple((0, 0) for _ in layer.inputs)
     op, a = layer.op, layer.attrs
     shapes = [graph.shape(t) for t in layer.inputs]
     n_in = shapes[0][axis]
@@ -116,6 +118,8 @@ def input_spans(graph: Graph, layer: Layer, axis: int, lo: int, hi: int) -> tupl
 
 def input_channel_spans(graph: Graph, layer: Layer, c0: int, c1: int) -> tuple[Span, ...]:
     """Per input, the channel span ``layer`` reads to compute output channels [c0, c1)."""
+    if c1 <= c0:
+        return tuple((0, 0) for _ in layer.inputs)
     op, a = layer.op, layer.attrs
     shapes = [graph.shape(t) for t in layer.inputs]
     c_in = shapes[0][1]

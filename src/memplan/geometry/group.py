@@ -7,8 +7,9 @@ consumed inside the group only, so it exists as tile buffers in SRAM and never a
 Residual blocks, inception branches and concats can sit inside one group; a tensor consumed
 after the group must be the anchor (a group ends at a fork that leaves it).
 
-Tiles split the anchor into a grid of rows x columns, and (for a group of one weighted layer,
-as in the Synopsys seed) output-channel splits whose input is re-read once per split. The
+Tiles split the anchor into a grid of rows x columns, and (for a group of one layer) into
+output-channel splits: for a weighted layer the input is then re-read once per split, as in
+the Synopsys seed. The
 order is channel splits outermost, then rows, then columns. Because back-propagation through a
 layer is independent per axis, each tensor's region in a tile is the product of its row span
 for the tile's row, its column span for the tile's column and its channel span: the spans are
@@ -25,7 +26,7 @@ from memplan.config import TilingRules
 from memplan.geometry.backprop import Span, input_channel_spans, input_spans
 from memplan.geometry.region import Region
 from memplan.ir.graph import Graph
-from memplan.ir.ops import WEIGHTED, ceil_div
+from memplan.ir.ops import ceil_div
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,10 @@ def _axis_sizes(length: int, multiple: int, max_count: int) -> list[int]:
 
 
 def channel_splittable(graph: Graph, shape: GroupShape) -> bool:
-    """Output-channel splits apply to a group made of one weighted layer."""
-    return len(shape) == 1 and graph.layers[shape.start].op in WEIGHTED
+    """Output-channel splits apply to a group of one layer: for a weighted layer they bound the
+    weight buffer (the input is re-read per split); for channel-wise ops such as global
+    pooling they bound the input that must be held whole."""
+    return len(shape) == 1
 
 
 def tiling_options(graph: Graph, shape: GroupShape, rules: TilingRules) -> list[Tiling]:
@@ -179,7 +182,7 @@ class GroupGeometry:
 
 
 def _clip(span: Span, length: int) -> Span:
-    lo, hi = max(span[0], 0), min(span[1], length)
+    lo, hi = min(max(span[0], 0), length), min(span[1], length)
     return (lo, max(hi, lo))
 
 

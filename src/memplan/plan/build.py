@@ -249,6 +249,8 @@ def _commands(r: Resolved, offsets: Mapping[str, int]) -> list[Command]:
             for t in shape.external_inputs:
                 if t not in dec.resident:
                     op = operand(t)
+                    if op.region.empty:  # the tile reads only padding of this input
+                        continue
                     cmds.append(Command(Op.LOAD, c.start, gi, k, tensor=t, region=op.region, offset=op.offset))
             for i in shape.layer_range:
                 layer = g.layers[i]
@@ -261,6 +263,8 @@ def _commands(r: Resolved, offsets: Mapping[str, int]) -> list[Command]:
                         w_off = offsets[f"w.{layer.id}.reload"]
                         cmds.append(Command(Op.LOAD_WEIGHTS, i, gi, k, layer=layer.id,
                                             channels=(out_region.c0, out_region.c1), offset=w_off))
+                if out_region.empty:  # nothing of this layer is needed by this tile
+                    continue
                 if layer.output == c.anchor and layer.output not in dec.resident:
                     out = Operand(layer.output, out_region, staged(f"g{gi}.out", layer.output))
                 else:

@@ -104,7 +104,9 @@ class Command:
 @dataclass(frozen=True)
 class Totals:
     """Exact totals of a plan. Energy is in femtojoules (integers: profile energies have at
-    most three decimals of pJ); cycles follow the profile's latency model."""
+    most three decimals of pJ); cycles follow the profile's latency model. ``recompute_macs``
+    is MACs beyond the untiled network: negative when a fused group skips outputs of an inner
+    layer that nothing reads (a strided 1x1 conv after it, say)."""
 
     dram_read_fm: int
     dram_write_fm: int

@@ -1,0 +1,59 @@
+"""The pipeline, stage by stage: model -> graph -> plan -> validated plan JSON.
+
+Reads like the architecture: load and check the graph, check that every layer can run at
+all, plan with the chosen strategy, validate the plan independently, attach the floor and
+the baselines, serialise.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from memplan.baselines import Floor, check_feasible, floor, greedy, layer_by_layer
+from memplan.config import HardwareProfile
+from memplan.errors import UsageError
+from memplan.ir.graph import Graph
+from memplan.plan.model import Plan
+from memplan.plan.serialize import file_sha256, plan_to_json
+from memplan.plan.validate import validate_plan
+
+STRATEGIES = ("layer", "greedy")
+
+
+@dataclass(frozen=True)
+class SolveOutcome:
+    graph: Graph
+    hw: HardwareProfile
+    plan: Plan
+    floor: Floor
+    baselines: dict[str, Plan]
+
+    def to_json(self, model_sha256: str | None) -> dict[str, Any]:
+        plan = self.plan
+        meta = dict(plan.meta)
+        meta["model_sha256"] = model_sha256
+        meta["floor"] = self.floor.to_json()
+        meta["baselines"] = {name: p.totals.to_json() for name, p in self.baselines.items()}
+        from dataclasses import replace
+
+        return plan_to_json(replace(plan, meta=meta), self.hw, [layer.id for layer in self.graph.layers])
+
+
+def plan_graph(graph: Graph, hw: HardwareProfile, strategy: str = "greedy", objective: str = "energy") -> SolveOutcome:
+    if strategy not in STRATEGIES:
+        raise UsageError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
+    check_feasible(graph, hw)
+    baselines: dict[str, Plan] = {}
+    if not hw.feature_maps_in_sram:
+        baselines["layer"] = layer_by_layer(graph, hw)
+        baselines["greedy"] = greedy(graph, hw)
+    plan = baselines[strategy]
+    plan.meta["objective"] = objective
+    validate_plan(plan, graph, hw)
+    return SolveOutcome(graph, hw, plan, floor(graph, hw), baselines)
+
+
+def model_sha256(path: str | os.PathLike[str]) -> str:
+    return file_sha256(path)

@@ -186,3 +186,51 @@ def load_profile(name_or_path: str | Path) -> HardwareProfile:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return profile_from_dict(data, source=str(path))
+
+
+# ---------------------------------------------------------------------------- solver settings
+@dataclass(frozen=True)
+class SolverConfig:
+    """CP-SAT settings, loaded by name (``default``, ``fast``, ``thorough``) or path.
+
+    ``deterministic``: the solve is reproducible (interleaved search bounded by deterministic
+    time instead of wall time), so the same input, config and seed give the same plan bytes."""
+
+    name: str = "default"
+    time_limit_s: float = 60.0
+    workers: int = 2
+    random_seed: int = 0
+    log_progress: bool = False
+    hint_greedy: bool = True
+    deterministic: bool = False
+    max_fuse_depth: int = 12
+    balanced_energy: float = 0.5
+    balanced_latency: float = 0.5
+
+
+_SOLVER_SPEC: dict[str, type | tuple[type, ...]] = {
+    "time_limit_s": (int, float), "workers": int, "random_seed": int, "log_progress": bool, "hint_greedy": bool,
+    "deterministic": bool, "max_fuse_depth": int, "balanced_energy": (int, float), "balanced_latency": (int, float),
+}
+
+
+def load_solver_config(name_or_path: str | Path = "default") -> SolverConfig:
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = CONFIG_ROOT / f"{name_or_path}.toml"
+        if not path.is_file():
+            names = sorted(p.stem for p in CONFIG_ROOT.glob("*.toml"))
+            raise ConfigError(f"unknown solver config {str(name_or_path)!r}: use one of {', '.join(names)} or a .toml path")
+    if not path.is_file():
+        raise ConfigError(f"solver config file {str(path)!r} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for key, value in data.items():
+        if key not in _SOLVER_SPEC:
+            raise ConfigError(f"{path}: unknown key {key!r} (known: {', '.join(sorted(_SOLVER_SPEC))})")
+        _check(value, _SOLVER_SPEC[key], key, str(path))
+    if data.get("time_limit_s", 1) <= 0 or data.get("workers", 1) < 1 or data.get("max_fuse_depth", 1) < 1:
+        raise ConfigError(f"{path}: time_limit_s must be positive, workers and max_fuse_depth at least 1")
+    return SolverConfig(name=path.stem, **data)

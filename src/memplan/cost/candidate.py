@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from memplan.config import HardwareProfile
 from memplan.geometry.backprop import input_channel_spans, input_spans, region_macs, transpose_taps
-from memplan.geometry.group import GroupGeometry, GroupShape, Tiling, group_geometry
+from memplan.geometry.group import GroupGeometry, GroupShape, SpanCache, Tiling, group_geometry
 from memplan.geometry.region import Region
 from memplan.ir.graph import Graph, Layer
 from memplan.ir.ops import WEIGHTED, ConvTransposeAttrs, OpKind
@@ -147,8 +147,9 @@ def _clipped_len(span: tuple[int, int], length: int) -> int:
     return max(0, min(span[1], length) - max(span[0], 0))
 
 
-def candidate_cost(graph: Graph, shape: GroupShape, tiling: Tiling, hw: HardwareProfile) -> Candidate:
-    geo = group_geometry(graph, shape, tiling)
+def candidate_cost(graph: Graph, shape: GroupShape, tiling: Tiling, hw: HardwareProfile,
+                   cache: SpanCache | None = None) -> Candidate:
+    geo = group_geometry(graph, shape, tiling, cache)
     eb = hw.elem_bytes
     slots = staging_slots(hw)
     n = geo.n_tiles

@@ -217,12 +217,25 @@ def _backprop_channels(graph: Graph, shape: GroupShape, anchor_span: Span) -> di
     return need  # type: ignore[return-value]
 
 
-def group_geometry(graph: Graph, shape: GroupShape, tiling: Tiling) -> GroupGeometry:
+SpanCache = dict[tuple[int, int, int, int], dict[str, tuple[Span, ...]]]
+
+
+def group_geometry(graph: Graph, shape: GroupShape, tiling: Tiling, cache: SpanCache | None = None) -> GroupGeometry:
+    """Spans of every tensor of the group. Row spans depend only on the tile height and
+    column spans only on the tile width, so a ``cache`` shared across the tilings of one
+    graph saves recomputing them (key: start, stop, axis, size)."""
     _, c, h, w = graph.shape(shape.anchor)
     per_axis: list[dict[str, tuple[Span, ...]]] = []
     for axis, length, size in ((2, h, tiling.tile_h), (3, w, tiling.tile_w)):
+        key = (shape.start, shape.stop, axis, size)
+        if cache is not None and key in cache:
+            per_axis.append(cache[key])
+            continue
         spans = [_backprop_axis(graph, shape, axis, s) for s in split_axis(length, size)]
-        per_axis.append({t: tuple(sp[t] for sp in spans) for t in spans[0]})
+        result = {t: tuple(sp[t] for sp in spans) for t in spans[0]}
+        if cache is not None:
+            cache[key] = result
+        per_axis.append(result)
     ch = [_backprop_channels(graph, shape, s) for s in split_axis(c, tiling.tile_c)]
     chans = {t: tuple(sp[t] for sp in ch) for t in ch[0]}
     return GroupGeometry(graph, shape, tiling, per_axis[0], per_axis[1], chans)

@@ -86,10 +86,14 @@ def resolve(graph: Graph, hw: HardwareProfile, decisions: Decisions) -> Resolved
     if expected != len(graph.layers):
         raise PlanError(f"groups cover layers 0..{expected - 1} of {len(graph.layers)}")
     crossing = crossing_tensors(graph, decisions)
-    allowed = crossing | (set(graph.inputs) | set(graph.outputs) if hw.feature_maps_in_sram else set())
+    if hw.feature_maps_in_sram:
+        allowed = crossing | set(graph.inputs) | set(graph.outputs)
+    else:  # model inputs come from DRAM and model outputs must end there
+        allowed = crossing - set(graph.inputs) - set(graph.outputs)
     bad = sorted(decisions.resident - allowed)
     if bad:
-        raise PlanError(f"tensor {bad[0]!r} cannot be resident: it does not cross a group boundary")
+        raise PlanError(f"tensor {bad[0]!r} cannot be resident: it does not cross a group boundary, or it is a "
+                        "model input or output, which live in DRAM on this profile")
     if hw.feature_maps_in_sram:
         must = crossing | set(graph.inputs) | set(graph.outputs)
         missing = sorted(must - decisions.resident)

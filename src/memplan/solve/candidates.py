@@ -1,0 +1,112 @@
+"""Candidate (group, tiling) pairs for the CP-SAT model, with provable pruning.
+
+Every convex group contiguous in the topological order, up to ``max_len`` layers, with every
+tiling the profile allows. A candidate is dropped only when it cannot be part of any feasible
+plan (its core workspace plus its largest weight slice exceed the SRAM: both are live at the
+step of that layer whatever else is decided) or when another tiling of the same group is at
+least as good in every cost and every buffer size (so any plan using it stays feasible, and
+costs no more, with the other one instead).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from memplan.config import HardwareProfile
+from memplan.cost.candidate import Candidate, candidate_cost
+from memplan.geometry.group import SpanCache, group_shape, tiling_options
+from memplan.ir.graph import Graph
+
+
+@dataclass(frozen=True)
+class CandidateSet:
+    candidates: tuple[Candidate, ...]
+    generated: int
+    pruned_sram: int
+    pruned_dominated: int
+    dominator: dict[tuple[int, int, object], int]  # pruned key -> index of a dominating candidate
+
+    def index_of(self, key: tuple[int, int, object]) -> int | None:
+        for i, c in enumerate(self.candidates):
+            if c.key == key:
+                return i
+        return self.dominator.get(key)
+
+
+def _vector(c: Candidate) -> list[int]:
+    v = [c.out_stage_bytes, c.core_bytes, c.macs, c.compute_sram_bytes]
+    for i in c.inputs:
+        v += [i.load_bytes, i.stage_bytes]
+    for w in c.weights:
+        v += [w.reload_bytes, w.slice_bytes]
+    return v
+
+
+def _pareto(cands: list[Candidate]) -> tuple[list[int], dict[int, int]]:
+    """Indexes of the non-dominated candidates of one group, and for each dominated one the
+    index of a kept candidate that dominates it. Ties keep the first (fewest-tiles order)."""
+    m = np.array([_vector(c) for c in cands], dtype=np.int64)
+    le = (m[:, None, :] <= m[None, :, :]).all(axis=2)  # le[j, i]: j <= i everywhere
+    lt = (m[:, None, :] < m[None, :, :]).any(axis=2)
+    k = len(cands)
+    idx = np.arange(k)
+    dominated_by = le & (lt | (idx[:, None] < idx[None, :]))
+    np.fill_diagonal(dominated_by, False)
+    keep = [i for i in range(k) if not dominated_by[:, i].any()]
+    kept = set(keep)
+    dom: dict[int, int] = {}
+    for i in range(k):
+        if i not in kept:
+            # a kept dominator exists: domination is transitive and the order is strict
+            dom[i] = next(j for j in keep if dominated_by[j, i])
+    return keep, dom
+
+
+def enumerate_candidates(graph: Graph, hw: HardwareProfile, max_len: int = 12) -> CandidateSet:
+    cache: SpanCache = {}
+    out: list[Candidate] = []
+    dominator: dict[tuple[int, int, object], int] = {}
+    generated = pruned_sram = pruned_dom = 0
+    n = len(graph.layers)
+    for start in range(n):
+        for stop in range(start + 1, min(start + max_len, n) + 1):
+            shape = group_shape(graph, start, stop)
+            if shape is None:
+                continue
+            group: list[Candidate] = []
+            for tiling in tiling_options(graph, shape, hw.tiling):
+                c = candidate_cost(graph, shape, tiling, hw, cache)
+                generated += 1
+                slice_max = 0 if hw.weights_in_place else max((w.slice_bytes for w in c.weights), default=0)
+                if c.core_bytes + slice_max > hw.sram_bytes:
+                    pruned_sram += 1
+                    continue
+                group.append(c)
+            if not group:
+                continue
+            keep, dom = _pareto(group)
+            base = len(out)
+            pos = {i: base + r for r, i in enumerate(keep)}
+            out.extend(group[i] for i in keep)
+            for i, j in dom.items():
+                dominator[group[i].key] = pos[j]
+            pruned_dom += len(dom)
+    return CandidateSet(tuple(out), generated, pruned_sram, pruned_dom, dominator)
+
+
+def by_layer(cands: tuple[Candidate, ...], n_layers: int) -> list[list[int]]:
+    cover: list[list[int]] = [[] for _ in range(n_layers)]
+    for i, c in enumerate(cands):
+        for layer in range(c.start, c.stop):
+            cover[layer].append(i)
+    return cover
+
+
+def by_start(cands: tuple[Candidate, ...]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = defaultdict(list)
+    for i, c in enumerate(cands):
+        out[c.start].append(i)
+    return out

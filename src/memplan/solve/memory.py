@@ -1,0 +1,137 @@
+"""SRAM placement in the CP-SAT model: every buffer a rectangle of time x address.
+
+At most one selected group starts at each layer, so the buffers are modelled per *slot*
+rather than per candidate: the core workspace of the group starting at step ``a``, its staging
+buffer for each external input and for its anchor, each layer's kept or reloaded weights, and
+each resident tensor. A slot's presence, size and live interval are linear in the candidate
+booleans, which keeps a few hundred optional boxes instead of one per candidate. All boxes go
+into one NoOverlap2D (time x address, exact offsets), with a cumulative over time as a
+redundant capacity cut that helps propagation.
+
+Each slot records the name of the plan block it becomes (``g<i>.core``...); group indexes are
+only known after solving, so the names are given as (kind, start, tensor/layer) and mapped
+when decoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ortools.sat.python import cp_model
+
+from memplan.config import HardwareProfile
+from memplan.ir.graph import Graph
+from memplan.solve.candidates import by_layer, by_start
+from memplan.solve.model import Vars, safe
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One optional SRAM box. ``kind`` is core/in/out (keyed by group start and tensor),
+    keep/reload (keyed by layer) or res (keyed by tensor)."""
+
+    kind: str
+    start: int | None
+    key: str | None
+    present: cp_model.IntVar
+    size: cp_model.IntVar
+    offset: cp_model.IntVar
+    t0: cp_model.IntVar | int
+    t1: cp_model.IntVar | int
+
+
+def _var_or_const(model: cp_model.CpModel, name: str, lo: int, hi: int, expr, present) -> cp_model.IntVar:  # type: ignore[no-untyped-def]
+    var = model.new_int_var(lo, hi, name)
+    model.add(var == expr).only_enforce_if(present)
+    return var
+
+
+def _presence(model: cp_model.CpModel, name: str, lits: list[cp_model.IntVar]) -> cp_model.IntVar:
+    """A literal equal to the sum of mutually exclusive literals."""
+    p = model.new_bool_var(name)
+    model.add(p == sum(lits))
+    return p
+
+
+def add_memory(graph: Graph, hw: HardwareProfile, v: Vars, capacity: cp_model.IntVar | int) -> list[Slot]:
+    model, cands = v.model, v.cands
+    n = len(graph.layers)
+    cap_max = hw.sram_bytes
+    overlap = hw.dma_overlaps_compute
+    slots: list[Slot] = []
+
+    def box(kind: str, start: int | None, key: str | None, present: cp_model.IntVar, size_terms: list[tuple[int, cp_model.IntVar]],
+            t0_terms: list[tuple[int, cp_model.IntVar]] | int, t1_terms: list[tuple[int, cp_model.IntVar]] | int) -> None:
+        tag = f"{kind}_{start if start is not None else ''}_{safe(key or '')}"
+        sizes = [s for s, _ in size_terms]
+        if max(sizes, default=0) == 0:
+            return
+        size = _var_or_const(model, f"size_{tag}", 0, max(sizes), sum(s * lit for s, lit in size_terms), present)
+        t0: cp_model.IntVar | int
+        t1: cp_model.IntVar | int
+        t0 = t0_terms if isinstance(t0_terms, int) else _var_or_const(model, f"t0_{tag}", 0, n, sum(a * lit for a, lit in t0_terms), present)
+        t1 = t1_terms if isinstance(t1_terms, int) else _var_or_const(model, f"t1_{tag}", 1, n, sum(a * lit for a, lit in t1_terms), present)
+        off = model.new_int_var(0, cap_max, f"off_{tag}")
+        slots.append(Slot(kind, start, key, present, size, off, t0, t1))
+
+    for a, members in sorted(by_start(cands).items()):
+        core_members = [i for i in members if cands[i].core_bytes]
+        if core_members:
+            p = _presence(model, f"p_core_{a}", [v.x[i] for i in core_members])
+            box("core", a, None, p, [(cands[i].core_bytes, v.x[i]) for i in core_members], a,
+                [(cands[i].stop, v.x[i]) for i in core_members])
+        tensors = sorted({inp.tensor for i in members for inp in cands[i].inputs})
+        for t in tensors:
+            terms = [(i, inp) for i in members for inp in cands[i].inputs if inp.tensor == t]
+            lits = [v.loads(i, t) for i, _ in terms]
+            p = _presence(model, f"p_in_{a}_{safe(t)}", lits)
+            box("in", a, t, p, [(inp.stage_bytes, v.loads(i, t)) for i, inp in terms], a,
+                [((cands[i].stop if overlap else inp.last_use + 1), v.loads(i, t)) for i, inp in terms])
+        lits = [v.stores(i) for i in members]
+        p = _presence(model, f"p_out_{a}", lits)
+        box("out", a, None, p, [(cands[i].out_stage_bytes, v.stores(i)) for i in members],
+            a if overlap else [(cands[i].stop - 1, v.stores(i)) for i in members],
+            [(cands[i].stop, v.stores(i)) for i in members])
+
+    cover = by_layer(cands, n)
+    if not hw.weights_in_place:
+        for layer_index, layer in enumerate(graph.layers):
+            if layer.id not in v.keep:
+                continue
+            k = v.keep[layer.id]
+            members = cover[layer_index]
+            slices = {i: next(w.slice_bytes for w in cands[i].weights if w.layer == layer.id) for i in members}
+            box("keep", None, layer.id, k, [(slices[i], v.kept[(i, layer.id)]) for i in members],
+                [(cands[i].start, v.x[i]) for i in members], [(cands[i].stop, v.x[i]) for i in members])
+            # reload: the slice of the selected candidate, when not kept
+            box("reload", None, layer.id, k.Not(), [(slices[i], v.reloaded[(i, layer.id)]) for i in members],
+                layer_index, layer_index + 1)
+
+    for t, r in sorted(v.res.items()):
+        size = graph.tensors[t].numel * hw.elem_bytes
+        if t in graph.producer:
+            members = cover[graph.producer[t]]
+            t0: list[tuple[int, cp_model.IntVar]] | int = [(cands[i].start, v.x[i]) for i in members]
+        else:
+            t0 = 0
+        consumers = graph.consumers.get(t, ())
+        if t in graph.outputs or not consumers:
+            t1: list[tuple[int, cp_model.IntVar]] | int = n
+        else:
+            members = cover[max(consumers)]
+            t1 = [(cands[i].stop, v.x[i]) for i in members]
+        box("res", None, t, r, [(size, r)], t0, t1)
+
+    # geometry: each slot is a rectangle; the address end is within the capacity
+    x_iv, y_iv = [], []
+    for s in slots:
+        tag = f"{s.kind}_{s.start}_{safe(s.key or '')}"
+        t_size = model.new_int_var(1, n, f"dt_{tag}")
+        model.add(t_size == s.t1 - s.t0).only_enforce_if(s.present)
+        x_iv.append(model.new_optional_interval_var(s.t0, t_size, s.t1, s.present, f"time_{tag}"))
+        end = model.new_int_var(0, cap_max, f"end_{tag}")
+        y_iv.append(model.new_optional_interval_var(s.offset, s.size, end, s.present, f"addr_{tag}"))
+        model.add(end <= capacity).only_enforce_if(s.present)
+    model.add_no_overlap_2d(x_iv, y_iv)
+    model.add_cumulative(x_iv, [s.size for s in slots], capacity)
+    return slots

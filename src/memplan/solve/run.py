@@ -1,0 +1,312 @@
+"""Build, warm-start, solve and decode the CP-SAT model; report status, objective, bound, gap.
+
+The plan is always rebuilt from the decoded decisions and offsets by the same code the
+baselines use, checked by the independent validator, and its cost compared with the solver's
+objective value: they must be equal, or the model and the cost code disagree (a bug).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from ortools.sat.python import cp_model
+
+from memplan.baselines import check_feasible, greedy, layer_by_layer
+from memplan.config import HardwareProfile, SolverConfig
+from memplan.errors import InfeasibleError, MemplanError, UsageError
+from memplan.ir.graph import Graph
+from memplan.plan.alloc import first_fit
+from memplan.plan.build import plan_blocks, resolve, build_plan
+from memplan.plan.model import Decisions, GroupDecision, Plan
+from memplan.plan.validate import validate_plan
+from memplan.solve.candidates import CandidateSet, enumerate_candidates
+from memplan.solve.memory import Slot, add_memory
+from memplan.solve.model import UserConstraints, Vars, build_decisions
+from memplan.solve.objective import Terms, build_terms
+
+OBJECTIVES = ("energy", "latency", "balanced", "memory", "custom")
+Progress = Callable[[float, float, float], None]  # objective, bound, seconds
+
+
+@dataclass(frozen=True)
+class SolverStats:
+    status: str
+    objective: float
+    bound: float
+    gap: float
+    objective_units: str
+    wall_time_s: float | None
+    deterministic_time: float
+    candidates: int
+    candidates_generated: int
+    pruned_sram: int
+    pruned_dominated: int
+    booleans: int
+    conflicts: int
+    hint: str | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in ("status", "objective", "bound", "gap", "objective_units", "wall_time_s",
+                                           "deterministic_time", "candidates", "candidates_generated", "pruned_sram",
+                                           "pruned_dominated", "booleans", "conflicts", "hint")}
+        d.update(self.extra)
+        return d
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    plan: Plan
+    stats: SolverStats
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``energy=0.7,latency=0.3`` -> weights (non-negative, not both zero)."""
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        try:
+            if not sep or key not in ("energy", "latency"):
+                raise ValueError
+            out[key] = float(value)
+            if out[key] < 0:
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"--weights {text!r} is not energy=W,latency=W with non-negative numbers") from None
+    if not any(out.values()):
+        raise UsageError("--weights must give a positive weight to energy or latency")
+    return out
+
+
+class _Callback(cp_model.CpSolverSolutionCallback):
+    def __init__(self, progress: Progress, scale: float) -> None:
+        super().__init__()
+        self.progress = progress
+        self.scale = scale
+
+    def on_solution_callback(self) -> None:
+        self.progress(self.ObjectiveValue() * self.scale, self.BestObjectiveBound() * self.scale, self.WallTime())
+
+
+@dataclass
+class _Built:
+    vars: Vars
+    slots: list[Slot]
+    terms: Terms
+    capacity: cp_model.IntVar | int
+
+
+def _build(graph: Graph, hw: HardwareProfile, cs: CandidateSet, user: UserConstraints, memory_objective: bool) -> _Built:
+    v = build_decisions(graph, hw, cs.candidates, user)
+    cap: cp_model.IntVar | int = v.model.new_int_var(0, hw.sram_bytes, "capacity") if memory_objective else hw.sram_bytes
+    slots = add_memory(graph, hw, v, cap)
+    return _Built(v, slots, build_terms(v, hw), cap)
+
+
+def _slot_for_block(slots: list[Slot], name: str, group_starts: list[int]) -> Slot:
+    head, _, rest = name.partition(".")
+    if head == "res":
+        key = ("res", None, rest)
+    elif head == "w":
+        layer, _, kind = rest.rpartition(".")
+        key = (kind, None, layer)
+    else:
+        a = group_starts[int(head[1:])]
+        part, _, tensor = rest.partition(".")
+        key = (part, a, tensor or None)
+    for s in slots:
+        if (s.kind, s.start, s.key) == key:
+            return s
+    raise KeyError(name)
+
+
+def _hint(b: _Built, cs: CandidateSet, graph: Graph, hw: HardwareProfile, plan: Plan) -> None:
+    """Warm start from a baseline plan (every tensor spilled, first-fit offsets)."""
+    v, model = b.vars, b.vars.model
+    chosen = set()
+    for gd in plan.decisions.groups:
+        idx = cs.index_of((gd.start, gd.stop, gd.tiling))
+        if idx is None:
+            return  # the baseline uses a candidate beyond max_fuse_depth: no hint
+        chosen.add(idx)
+    model.clear_hints()
+    for i, x in enumerate(v.x):
+        model.add_hint(x, i in chosen)
+    for layer, k in v.keep.items():
+        model.add_hint(k, layer in plan.decisions.keep)
+    for r in v.res.values():
+        model.add_hint(r, False)
+    for (i, _t), lit in v.load.items():
+        model.add_hint(lit, i in chosen)
+    for i, lit in v.store.items():
+        model.add_hint(lit, i in chosen)
+    for (i, layer), lit in v.kept.items():
+        model.add_hint(lit, i in chosen and layer in plan.decisions.keep)
+    for (i, layer), lit in v.reloaded.items():
+        model.add_hint(lit, i in chosen and layer not in plan.decisions.keep)
+    # offsets: the dominating candidates' blocks are no larger, so first-fit offsets still fit
+    dec = Decisions(tuple(GroupDecision(v.cands[i].start, v.cands[i].stop, v.cands[i].tiling)
+                          for i in sorted(chosen, key=lambda i: v.cands[i].start)), plan.decisions.keep)
+    r = resolve(graph, hw, dec)
+    blocks = plan_blocks(r)
+    offsets = first_fit(blocks)
+    starts = [gd.start for gd in dec.groups]
+    for blk in blocks:
+        try:
+            slot = _slot_for_block(b.slots, blk.name, starts)
+        except KeyError:
+            continue
+        model.add_hint(slot.offset, offsets[blk.name])
+
+
+def _params(config: SolverConfig, time_limit: float | None = None) -> cp_model.CpSolver:
+    solver = cp_model.CpSolver()
+    p = solver.parameters
+    p.num_workers = config.workers
+    p.random_seed = config.random_seed
+    p.log_search_progress = config.log_progress
+    p.cp_model_probing_level = 0  # probing costs seconds of presolve and gains nothing measurable here
+    limit = time_limit if time_limit is not None else config.time_limit_s
+    if config.deterministic:
+        p.interleave_search = True
+        p.max_deterministic_time = limit
+    else:
+        p.max_time_in_seconds = limit
+    return solver
+
+
+def _decode(b: _Built, solver: cp_model.CpSolver, graph: Graph) -> tuple[Decisions, dict[str, int]]:
+    v = b.vars
+    chosen = sorted((i for i, x in enumerate(v.x) if solver.Value(x)), key=lambda i: v.cands[i].start)
+    groups = tuple(GroupDecision(v.cands[i].start, v.cands[i].stop, v.cands[i].tiling) for i in chosen)
+    keep = frozenset(layer for layer, k in v.keep.items() if solver.Value(k))
+    res = frozenset(t for t, r in v.res.items() if solver.Value(r))
+    dec = Decisions(groups, keep, res)
+    return dec, {}
+
+
+def _offsets(b: _Built, solver: cp_model.CpSolver, graph: Graph, hw: HardwareProfile, dec: Decisions) -> dict[str, int]:
+    r = resolve(graph, hw, dec)
+    starts = [gd.start for gd in dec.groups]
+    out = {}
+    for blk in plan_blocks(r):
+        slot = _slot_for_block(b.slots, blk.name, starts)
+        out[blk.name] = solver.Value(slot.offset)
+    return out
+
+
+STATUS = {cp_model.OPTIMAL: "OPTIMAL", cp_model.FEASIBLE: "FEASIBLE", cp_model.INFEASIBLE: "INFEASIBLE",
+          cp_model.MODEL_INVALID: "MODEL_INVALID", cp_model.UNKNOWN: "UNKNOWN"}
+
+
+def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", config: SolverConfig | None = None,
+                user: UserConstraints | None = None, weights: Mapping[str, float] | None = None,
+                progress: Progress | None = None) -> SolveResult:
+    config = config or SolverConfig()
+    user = user or UserConstraints()
+    if objective not in OBJECTIVES:
+        raise UsageError(f"unknown objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
+    unknown = sorted((user.force_keep | user.force_reload) - {layer.id for layer in graph.layers})
+    if unknown:
+        raise UsageError(f"--keep/--reload name {unknown[0]!r}, which is not a layer of the model (see memplan inspect)")
+    if user.force_keep & user.force_reload:
+        raise UsageError(f"layer {sorted(user.force_keep & user.force_reload)[0]!r} is forced both to keep and to reload")
+    check_feasible(graph, hw)
+    t_start = time.perf_counter()
+    memory_obj = objective == "memory"
+    if memory_obj:
+        user = UserConstraints(user.force_keep, user.force_reload, no_spill=True)
+    cs = enumerate_candidates(graph, hw, config.max_fuse_depth)
+    b = _build(graph, hw, cs, user, memory_obj)
+    model = b.vars.model
+
+    baselines: dict[str, Plan] = {}
+    hint_name = None
+    if not hw.feature_maps_in_sram:
+        baselines["layer"] = layer_by_layer(graph, hw)
+        baselines["greedy"] = greedy(graph, hw, config.max_fuse_depth)
+        if config.hint_greedy and not memory_obj and not (user.force_keep or user.force_reload):
+            _hint(b, cs, graph, hw, baselines["greedy"])
+            hint_name = "greedy"
+
+    scale: float = 1.0
+    units = ""
+    if objective == "energy":
+        model.minimize(b.terms.energy)
+        scale, units = b.terms.energy_scale, "fJ"
+    elif objective == "latency":
+        model.minimize(b.terms.cycles)
+        units = "cycles"
+    elif objective in ("balanced", "custom"):
+        w = dict(weights or {})
+        if objective == "balanced":
+            w = {"energy": config.balanced_energy, "latency": config.balanced_latency}
+        ref = baselines.get("layer")
+        if ref is None:
+            raise UsageError("the balanced objective normalises by the layer-by-layer baseline, which this profile cannot run; use energy or latency")
+        e_ref = ref.totals.energy_fj / b.terms.energy_scale
+        c_ref = max(ref.totals.cycles, 1)
+        model.minimize(b.terms.energy * (w.get("energy", 0.0) / e_ref) + b.terms.cycles * (w.get("latency", 0.0) / c_ref))
+        units = "normalised"
+    else:
+        model.minimize(b.capacity)
+        units = "bytes"
+
+    solver = _params(config)
+    cb = _Callback(progress, scale) if progress else None
+    status = solver.solve(model, cb)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        if status == cp_model.INFEASIBLE:
+            raise InfeasibleError(_why_infeasible(graph, hw, objective))
+        raise InfeasibleError(f"CP-SAT found no plan within {config.time_limit_s:g} s (status {STATUS[status]}): "
+                              "raise time_limit_s in the solver config, or use --strategy greedy")
+    stats_extra: dict[str, Any] = {}
+    obj_value, bound = solver.ObjectiveValue() * scale, solver.BestObjectiveBound() * scale
+    status_name = STATUS[status]
+    if memory_obj:
+        # phase 2: at the smallest capacity found, the cheapest plan in energy
+        cap_found = int(round(solver.ObjectiveValue()))
+        stats_extra.update(min_sram=cap_found, min_sram_status=status_name, min_sram_bound=int(solver.BestObjectiveBound()))
+        assert isinstance(b.capacity, cp_model.IntVar)
+        model.add(b.capacity <= cap_found)
+        model.clear_hints()
+        for var in b.vars.x:
+            model.add_hint(var, solver.Value(var))
+        model.minimize(b.terms.energy)
+        solver2 = _params(config)
+        status2 = solver2.solve(model)
+        if status2 in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            solver = solver2
+            stats_extra.update(energy_status=STATUS[status2], energy_fj=solver2.ObjectiveValue() * b.terms.energy_scale)
+    dec, _ = _decode(b, solver, graph)
+    offsets = _offsets(b, solver, graph, hw, dec)
+    wall = time.perf_counter() - t_start
+    gap = 0.0 if obj_value == 0 else max(0.0, (obj_value - bound) / abs(obj_value))
+    stats = SolverStats(status_name, obj_value, bound, gap, units, None if config.deterministic else round(wall, 3),
+                        round(solver.DeterministicTime() if hasattr(solver, "DeterministicTime") else 0.0, 3),
+                        len(cs.candidates), cs.generated, cs.pruned_sram, cs.pruned_dominated,
+                        len(b.vars.x), solver.NumConflicts(), hint_name, stats_extra)
+    meta: dict[str, Any] = {"strategy": "cpsat", "objective": objective, "solver": stats.to_json()}
+    plan = build_plan(graph, hw, dec, offsets, meta=meta)
+    validate_plan(plan, graph, hw)
+    if objective == "energy" and plan.totals.energy_fj != round(obj_value):
+        raise MemplanError(f"internal error: CP-SAT energy {obj_value} differs from the plan's {plan.totals.energy_fj} fJ")
+    if objective == "latency" and plan.totals.cycles > round(obj_value):
+        raise MemplanError(f"internal error: CP-SAT cycles {obj_value} below the plan's {plan.totals.cycles}")
+    return SolveResult(plan, stats)
+
+
+def _why_infeasible(graph: Graph, hw: HardwareProfile, objective: str) -> str:
+    if hw.feature_maps_in_sram or objective == "memory":
+        total = max(graph.tensors[t].numel for t in graph.tensors if graph.tensors[t].is_feature_map) * hw.elem_bytes
+        return (f"no plan keeps every feature map that crosses a group in {hw.sram_bytes} B of SRAM "
+                f"(the largest feature map alone is {total} B): give more SRAM with --sram, or allow spills")
+    return f"no plan fits {hw.sram_bytes} B of SRAM with the given constraints: relax --keep/--max-fuse-depth or give more SRAM"
+
+
+

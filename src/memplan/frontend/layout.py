@@ -1,0 +1,173 @@
+"""Views: ONNX values that are rearrangements of a feature map.
+
+Layout ops (Reshape, Flatten, Squeeze, Unsqueeze, Transpose) create no layer. Their output is
+a :class:`Ref`: a view of a draft feature map (the *base*, 4-D NCHW) with its own ONNX shape
+and, when the element order changed, an index array giving for every element of the view its
+flat position in the base. When the view is consumed, the consumer asks what it is:
+
+* the base itself (a reshape that changed nothing, or a flatten in C, H, W order that a fully
+  connected layer performs anyway);
+* a channel permutation of the base (ShuffleNet's Reshape-Transpose-Reshape);
+* a flatten in another order before a fully connected layer (tflite2onnx's NHWC flatten):
+  the FC weight columns are permuted instead;
+* anything else cannot be expressed in the IR and is an error.
+
+Index arrays are only built for views that reorder elements, and they are at most as large
+as the feature map.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from memplan.frontend.common import NodeError
+from memplan.ir.ops import Shape
+
+
+@dataclass(frozen=True, eq=False)
+class Ref:
+    """An ONNX value that holds the elements of feature map ``base``.
+
+    ``index`` is None when the value keeps the base's element order (it is the base, or a
+    reshape of it); otherwise ``index[i]`` is the flat base position of the value's element i."""
+
+    base: str
+    shape: tuple[int, ...]
+    index: np.ndarray | None = None
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+def positions(ref: Ref) -> np.ndarray:
+    """Flat base position of every element of the view, shaped like the view."""
+    if ref.index is not None:
+        return ref.index
+    return np.arange(ref.numel, dtype=np.int64).reshape(ref.shape)
+
+
+def _simplified(index: np.ndarray) -> np.ndarray | None:
+    flat = index.reshape(-1)
+    if np.array_equal(flat, np.arange(flat.size)):
+        return None
+    return index
+
+
+def reshaped(ref: Ref, shape: tuple[int, ...]) -> Ref:
+    index = None if ref.index is None else ref.index.reshape(shape)
+    return Ref(ref.base, shape, index)
+
+
+def transposed(ref: Ref, perm: Sequence[int]) -> Ref:
+    if sorted(perm) != list(range(len(ref.shape))):
+        raise NodeError(f"Transpose perm {tuple(perm)} does not fit rank {len(ref.shape)}")
+    index = positions(ref).transpose(perm)
+    return Ref(ref.base, tuple(index.shape), _simplified(np.ascontiguousarray(index)))
+
+
+def same_view(a: Ref, b: Ref) -> bool:
+    """Whether two views (of possibly different bases) pick elements the same way."""
+    if a.shape != b.shape:
+        return False
+    if a.index is None or b.index is None:
+        return a.index is None and b.index is None
+    return bool(np.array_equal(a.index, b.index))
+
+
+def nhwc_positions(shape: Shape) -> np.ndarray:
+    """For an NCHW shape, the flat position of each element in NHWC memory order."""
+    n, c, h, w = shape
+    return np.arange(n * h * w * c, dtype=np.int64).reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
+def describe(ref: Ref, base_shape: tuple[int, ...]) -> str:
+    kind = "reshape" if ref.index is None else "rearrangement"
+    return f"a {kind} {ref.shape} of feature map {ref.base!r} {base_shape}"
+
+
+def channel_permutation(ref: Ref, base_shape: Shape) -> tuple[int, ...] | None:
+    """How a 4-D view relates to its base: None if it is the base, else the channel permutation
+    ``perm`` with view channel ``c`` = base channel ``perm[c]``. Raises :class:`NodeError` when
+    the view is neither."""
+    if ref.shape != base_shape:
+        raise NodeError(
+            f"input is {describe(ref, base_shape)}, not an NCHW feature map; memplan supports layout ops only "
+            "as a flatten before Gemm/MatMul, a channel shuffle, or an NHWC transpose at the model input"
+        )
+    if ref.index is None:
+        return None
+    n, c, h, w = base_shape
+    perm = ref.index[0, :, 0, 0] // (h * w) % c
+    expected = (
+        np.arange(n)[:, None, None, None] * (c * h * w)
+        + perm[None, :, None, None] * (h * w)
+        + np.arange(h)[None, None, :, None] * w
+        + np.arange(w)[None, None, None, :]
+    )
+    if not np.array_equal(ref.index, expected):
+        raise NodeError(
+            f"input is a Transpose/Reshape of feature map {ref.base!r} that moves elements across H or W; "
+            "memplan expresses only channel permutations (channel shuffle)"
+        )
+    return tuple(int(p) for p in perm)
+
+
+def fc_columns(ref: Ref, base_shape: Shape) -> np.ndarray | None:
+    """For a 2-D view (N, F) read by a fully connected layer: None when it flattens the base in
+    C, H, W order (what the IR's FC does), else ``cols`` with view column ``p`` = CHW element
+    ``cols[p]`` of the base."""
+    n, c, h, w = base_shape
+    features = c * h * w
+    if len(ref.shape) != 2 or ref.shape[0] != n or ref.shape[1] != features:
+        raise NodeError(
+            f"a fully connected layer needs a 2-D (N, features) input; it reads {describe(ref, base_shape)}"
+        )
+    if ref.index is None:
+        return None
+    cols = ref.index - (np.arange(n) * features)[:, None]
+    if not (np.all(cols == cols[:1]) and np.array_equal(np.sort(cols[0]), np.arange(features))):
+        raise NodeError(f"the flatten before a fully connected layer mixes batch samples: {describe(ref, base_shape)}")
+    first: np.ndarray = cols[0]
+    return first
+
+
+def per_channel(ref: Ref, base_shape: Shape, const: np.ndarray) -> np.ndarray | None:
+    """The per-channel vector (C,) that ``const`` is when broadcast against the view, or None
+    when it varies along N, H or W (or would broadcast the view to a larger shape)."""
+    try:
+        full_shape = np.broadcast_shapes(const.shape, ref.shape)
+    except ValueError:
+        return None
+    if full_shape != ref.shape:
+        return None
+    c = base_shape[1]
+    if ref.index is None and ref.shape == base_shape:
+        k = const.reshape((1,) * (4 - const.ndim) + const.shape)
+        if k.shape[0] == 1 and k.shape[2] == 1 and k.shape[3] == 1:
+            return np.broadcast_to(k.reshape(-1), (c,)).astype(np.float64)
+    full = np.broadcast_to(const, ref.shape).astype(np.float64)
+    in_base = np.empty(math.prod(base_shape), dtype=np.float64)
+    in_base[positions(ref).reshape(-1)] = full.reshape(-1)
+    in_base = in_base.reshape(base_shape)
+    vector = in_base[0, :, 0, 0]
+    if np.array_equal(in_base, np.broadcast_to(vector[None, :, None, None], base_shape)):
+        return vector.copy()
+    return None
+
+
+def reduces_channels(ref: Ref, base_shape: Shape, axes: Sequence[int]) -> bool:
+    """Whether reducing the view over ``axes`` reduces exactly over the base's channels
+    (for every N, H, W position one group holding all C channels)."""
+    n, c, h, w = base_shape
+    rest = [a for a in range(len(ref.shape)) if a not in axes]
+    index = positions(ref).transpose(rest + list(axes))
+    group = math.prod(ref.shape[a] for a in axes)
+    if group != c:
+        return False
+    rows = np.sort(index.reshape(-1, group), axis=1)
+    return bool(np.all(rows - rows[:, :1] == np.arange(c) * (h * w)) and np.all(rows[:, 0] // (h * w) % c == 0))

@@ -1,0 +1,301 @@
+"""Converters of elementwise operators, activations, layout ops and Pad.
+
+Per-channel arithmetic with a constant (BatchNormalization, Mul, Add, Sub, Div) becomes a draft
+AFFINE, an activation a draft ACT, a zero Pad a draft PAD: :mod:`memplan.frontend.normalize`
+folds them into neighbouring layers. Layout ops only create views.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from memplan.frontend.common import (
+    Node,
+    NodeError,
+    flatten_shape,
+    handles,
+    reshape_target,
+    squeeze_shape,
+    unsqueeze_shape,
+)
+from memplan.frontend.constants import Const
+from memplan.frontend.draft import AffineAttrs, PadAttrs, Pseudo
+from memplan.frontend.layout import per_channel, reshaped, same_view, transposed
+from memplan.ir.ops import Activation, ActKind, NoAttrs, OpKind
+
+if TYPE_CHECKING:
+    from memplan.frontend.convert import Converter
+
+
+# ---------------------------------------------------------------------------------- layout ops
+@handles("Identity", "Dropout")
+def _identity(cv: Converter, node: Node) -> None:
+    cv.set_ref(node.outputs[0], cv.ref(node.inputs[0]))
+
+
+@handles("Reshape")
+def _reshape(cv: Converter, node: Node) -> None:
+    ref = cv.ref(node.inputs[0])
+    if cv.opset < 5:
+        spec = node.ints("shape")
+        if spec is None:
+            raise NodeError("Reshape needs a shape")
+    else:
+        spec = tuple(int(v) for v in cv.const(node.input(1), "shape").array.reshape(-1))
+    shape = reshape_target(ref.shape, spec, bool(node.attr("allowzero", 0)))
+    cv.set_ref(node.outputs[0], reshaped(ref, shape))
+
+
+@handles("Flatten")
+def _flatten(cv: Converter, node: Node) -> None:
+    ref = cv.ref(node.inputs[0])
+    cv.set_ref(node.outputs[0], reshaped(ref, flatten_shape(ref.shape, int(node.attr("axis", 1)))))
+
+
+def _axes(cv: Converter, node: Node) -> tuple[int, ...] | None:
+    if cv.opset < 13:
+        return node.ints("axes")
+    c = cv.maybe_const(node.input(1))
+    if node.input(1) and c is None:
+        raise NodeError("axes must be a constant")
+    return None if c is None else tuple(int(v) for v in c.array.reshape(-1))
+
+
+@handles("Squeeze")
+def _squeeze(cv: Converter, node: Node) -> None:
+    ref = cv.ref(node.inputs[0])
+    cv.set_ref(node.outputs[0], reshaped(ref, squeeze_shape(ref.shape, _axes(cv, node))))
+
+
+@handles("Unsqueeze")
+def _unsqueeze(cv: Converter, node: Node) -> None:
+    ref = cv.ref(node.inputs[0])
+    axes = _axes(cv, node)
+    if axes is None:
+        raise NodeError("Unsqueeze needs axes")
+    cv.set_ref(node.outputs[0], reshaped(ref, unsqueeze_shape(ref.shape, axes)))
+
+
+@handles("Transpose")
+def _transpose(cv: Converter, node: Node) -> None:
+    ref = cv.ref(node.inputs[0])
+    perm = node.ints("perm") or tuple(reversed(range(len(ref.shape))))
+    cv.set_ref(node.outputs[0], transposed(ref, perm))
+
+
+@handles("Cast")
+def _cast(cv: Converter, node: Node) -> None:
+    ref = cv.ref(node.inputs[0])
+    src, dst = cv.value_dtype(node.inputs[0]), cv.value_dtype(node.outputs[0])
+    if src != dst:
+        raise NodeError(f"a cast of a feature map from {src} to {dst} is not supported")
+    cv.set_ref(node.outputs[0], ref)
+
+
+@handles("Shape", "Size")
+def _shape_of(cv: Converter, node: Node) -> None:
+    ref = cv.ref(node.inputs[0])
+    if node.op == "Size":
+        value = np.asarray(ref.numel, dtype=np.int64)
+    else:
+        value = np.asarray(ref.shape[node.attr("start", 0):node.attr("end", None)], dtype=np.int64)
+    cv.consts[node.outputs[0]] = Const.of(value)
+
+
+# ---------------------------------------------------------------------------------- arithmetic
+def affine(cv: Converter, node: Node, x: str, scale: np.ndarray | float, shift: np.ndarray | float) -> None:
+    """Emit a per-channel affine ``scale * x + shift`` (constants broadcast against x)."""
+    ref, base_shape = cv.view(x)
+    s = per_channel(ref, base_shape, np.asarray(scale, dtype=np.float64))
+    t = per_channel(ref, base_shape, np.asarray(shift, dtype=np.float64))
+    if s is None or t is None:
+        raise NodeError(
+            f"its constant operand varies along N, H or W of the feature map {base_shape}; memplan folds only "
+            "per-channel or scalar constants (a per-channel affine)"
+        )
+    cv.emit(node, Pseudo.AFFINE, [ref.base], AffineAttrs(s, t), base_shape, like=ref)
+
+
+def _residual_add(cv: Converter, node: Node, names: list[str]) -> None:
+    views = [cv.view(n) for n in names]
+    first, first_base = views[0]
+    if len(names) == 1:
+        cv.set_ref(node.outputs[0], first)
+        return
+    if all(same_view(r, first) and b == first_base for r, b in views):
+        cv.emit(node, OpKind.ADD, [r.base for r, _ in views], NoAttrs(), first_base, like=first)
+        return
+    maps = [cv.fmap(n) for n in names]
+    shapes = {s for _, s in maps}
+    if len(shapes) != 1:
+        raise NodeError(
+            f"adding feature maps of shapes {sorted(shapes)} needs broadcasting; memplan adds same-shape maps only"
+        )
+    cv.emit(node, OpKind.ADD, [b for b, _ in maps], NoAttrs(), maps[0][1])
+
+
+@handles("Add", "Sum", "Sub", "Mul", "Div")
+def _arithmetic(cv: Converter, node: Node) -> None:
+    names = [n for n in node.inputs if n]
+    maps = [n for n in names if n not in cv.consts]
+    if node.op == "Mul" and len(names) == 2 and _swish(cv, node, names):
+        return
+    if len(maps) == len(names):
+        if node.op in ("Add", "Sum"):
+            _residual_add(cv, node, names)
+            return
+        raise NodeError(
+            f"{node.op} of two feature maps cannot be expressed; memplan supports Add/Sum of feature maps, "
+            "and Mul/Add/Sub/Div of a feature map by a per-channel constant"
+        )
+    if len(names) != 2:
+        raise NodeError("Sum mixing constants and feature maps is not supported")
+    x = maps[0]
+    c = cv.float_array(cv.consts[names[1] if names[0] == x else names[0]]).astype(np.float64)
+    x_first = names[0] == x
+    if node.op in ("Add", "Sum"):
+        affine(cv, node, x, 1.0, c)
+    elif node.op == "Sub" and x_first:
+        affine(cv, node, x, 1.0, -c)
+    elif node.op == "Sub":
+        affine(cv, node, x, -1.0, c)
+    elif node.op == "Mul":
+        affine(cv, node, x, c, 0.0)
+    elif x_first:
+        affine(cv, node, x, 1.0 / c, 0.0)
+    else:
+        raise NodeError("dividing a constant by a feature map is not supported")
+
+
+@handles("BatchNormalization")
+def _batch_norm(cv: Converter, node: Node) -> None:
+    if int(node.attr("training_mode", 0)):
+        raise NodeError("training_mode=1 is not inference; export the model in eval mode")
+    gamma, beta, mean, var = (cv.float_array(cv.const(node.input(i), what)).astype(np.float64)
+                              for i, what in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "var")))
+    eps = float(node.attr("epsilon", 1e-5))
+    scale = gamma / np.sqrt(var + eps)
+    shift = beta - mean * scale
+    ref = cv.ref(node.inputs[0])
+    channel_shape = (1, -1) + (1,) * (len(ref.shape) - 2)
+    affine(cv, node, node.inputs[0], scale.reshape(channel_shape), shift.reshape(channel_shape))
+
+
+# ---------------------------------------------------------------------------------- activations
+def _scalar(cv: Converter, name: str | None, default: float) -> float:
+    c = cv.maybe_const(name)
+    if name and c is None:
+        raise NodeError(f"{name!r} must be a constant")
+    return default if c is None else float(np.asarray(c.array, dtype=np.float64).reshape(-1)[0])
+
+
+def _clip(cv: Converter, node: Node) -> Activation:
+    if cv.opset < 11:
+        lo, hi = float(node.attr("min", -math.inf)), float(node.attr("max", math.inf))
+    else:
+        lo, hi = _scalar(cv, node.input(1), -math.inf), _scalar(cv, node.input(2), math.inf)
+    if lo == 0.0 and hi == math.inf:
+        return Activation(ActKind.RELU)
+    return Activation(ActKind.CLIP, (lo, hi))
+
+
+def _prelu(cv: Converter, node: Node) -> Activation:
+    slope = cv.float_array(cv.const(node.input(1), "slope")).reshape(-1)
+    if not np.all(slope == slope[0]):
+        raise NodeError("PRelu with per-channel slopes is not supported (a single slope maps to LeakyRelu)")
+    return Activation(ActKind.LEAKY_RELU, (float(slope[0]),))
+
+
+def _activation(cv: Converter, node: Node) -> Activation:
+    op = node.op
+    if op == "Relu":
+        return Activation(ActKind.RELU)
+    if op == "Clip":
+        return _clip(cv, node)
+    if op == "LeakyRelu":
+        return Activation(ActKind.LEAKY_RELU, (float(node.attr("alpha", 0.01)),))
+    if op == "PRelu":
+        return _prelu(cv, node)
+    if op == "HardSigmoid":
+        return Activation(ActKind.HARD_SIGMOID, (float(node.attr("alpha", 0.2)), float(node.attr("beta", 0.5))))
+    simple = {"Sigmoid": ActKind.SIGMOID, "HardSwish": ActKind.HARD_SWISH, "Tanh": ActKind.TANH}
+    return Activation(simple[op])
+
+
+def _gate_kind(cv: Converter, node: Node) -> ActKind | None:
+    """SiLU / HardSwish when this Sigmoid / HardSigmoid only multiplies its own input."""
+    out = node.outputs[0]
+    users = cv.consumers(out)
+    if len(users) != 1 or users[0].op != "Mul" or cv.is_model_output(out):
+        return None
+    mul = users[0]
+    if sorted(mul.inputs) != sorted((out, node.inputs[0])):
+        return None
+    if node.op == "Sigmoid":
+        return ActKind.SILU
+    alpha, beta = float(node.attr("alpha", 0.2)), float(node.attr("beta", 0.5))
+    return ActKind.HARD_SWISH if math.isclose(alpha, 1 / 6, rel_tol=1e-5) and beta == 0.5 else None
+
+
+def _swish(cv: Converter, node: Node, names: list[str]) -> bool:
+    for gate, x in (names, names[::-1]):
+        if gate in cv.gates and cv.gates[gate][0] == x:
+            _emit_activation(cv, node, x, Activation(cv.gates[gate][1]))
+            return True
+    return False
+
+
+def _emit_activation(cv: Converter, node: Node, x: str, act: Activation) -> None:
+    ref, base_shape = cv.view(x)
+    cv.emit(node, Pseudo.ACT, [ref.base], None, base_shape, like=ref, activation=act)
+
+
+@handles("Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh")
+def _act(cv: Converter, node: Node) -> None:
+    if node.op in ("Sigmoid", "HardSigmoid"):
+        kind = _gate_kind(cv, node)
+        if kind is not None:
+            cv.gates[node.outputs[0]] = (node.inputs[0], kind)
+            return
+    _emit_activation(cv, node, node.inputs[0], _activation(cv, node))
+
+
+# ---------------------------------------------------------------------------------- pad
+@handles("Pad")
+def _pad(cv: Converter, node: Node) -> None:
+    mode = node.attr("mode", "constant")
+    if mode != "constant":
+        raise NodeError(f"Pad mode {mode!r} is not supported; memplan folds zero (constant) padding only")
+    ref, base_shape = cv.view(node.inputs[0])
+    if cv.opset < 11:
+        pads = node.ints("pads") or node.ints("paddings")
+        value = float(node.attr("value", 0.0))
+    else:
+        pads = tuple(int(v) for v in cv.const(node.input(1), "pads").array.reshape(-1))
+        value = _scalar(cv, node.input(2), 0.0)
+        axes_const = cv.maybe_const(node.input(3))
+        if axes_const is not None:  # opset 18: pads only for the listed axes
+            axes = [int(a) % 4 for a in axes_const.array.reshape(-1)]
+            full = [0] * 8
+            for i, a in enumerate(axes):
+                full[a], full[a + 4] = pads[i], pads[i + len(axes)]
+            pads = tuple(full)
+    if pads is None or len(pads) != 8 or ref.shape != base_shape or ref.index is not None:
+        raise NodeError("memplan folds Pad of a 4-D NCHW feature map only")
+    if value != 0.0:
+        raise NodeError(f"padding with {value} is not supported; memplan folds zero padding only")
+    if min(pads) < 0:
+        raise NodeError("negative pads (cropping) are not supported")
+    if pads[0] or pads[1] or pads[4] or pads[5]:
+        raise NodeError("padding N or C is not supported; memplan folds spatial (H, W) padding only")
+    top, left, bottom, right = pads[2], pads[3], pads[6], pads[7]
+    if top == left == bottom == right == 0:
+        cv.set_ref(node.outputs[0], ref)
+        return
+    n, c, h, w = base_shape
+    out_shape = (n, c, h + top + bottom, w + left + right)
+    cv.emit(node, Pseudo.PAD, [ref.base], PadAttrs((top, left, bottom, right)), out_shape)
+

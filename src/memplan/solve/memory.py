@@ -21,7 +21,8 @@ from ortools.sat.python import cp_model
 
 from memplan.config import HardwareProfile
 from memplan.ir.graph import Graph
-from memplan.solve.candidates import by_layer, by_start
+from memplan.cost.candidate import Candidate
+from memplan.solve.candidates import by_start
 from memplan.solve.model import Vars, safe
 
 
@@ -83,43 +84,44 @@ def add_memory(graph: Graph, hw: HardwareProfile, v: Vars, capacity: cp_model.In
         tensors = sorted({inp.tensor for i in members for inp in cands[i].inputs})
         for t in tensors:
             terms = [(i, inp) for i in members for inp in cands[i].inputs if inp.tensor == t]
-            lits = [v.loads(i, t) for i, _ in terms]
-            p = _presence(model, f"p_in_{a}_{safe(t)}", lits)
+            p = _presence(model, f"p_in_{a}_{safe(t)}", [v.loads(i, t) for i, _ in terms])
             box("in", a, t, p, [(inp.stage_bytes, v.loads(i, t)) for i, inp in terms], a,
                 [((cands[i].stop if overlap else inp.last_use + 1), v.loads(i, t)) for i, inp in terms])
-        lits = [v.stores(i) for i in members]
-        p = _presence(model, f"p_out_{a}", lits)
-        box("out", a, None, p, [(cands[i].out_stage_bytes, v.stores(i)) for i in members],
-            a if overlap else [(cands[i].stop - 1, v.stores(i)) for i in members],
-            [(cands[i].stop, v.stores(i)) for i in members])
 
-    cover = by_layer(cands, n)
+    # the staging buffer of each stored tensor, in the group that produces it
+    by_anchor: dict[str, list[int]] = {}
+    for i, c in enumerate(cands):
+        by_anchor.setdefault(c.anchor, []).append(i)
+    for t, members in sorted(by_anchor.items()):
+        p = v.store[t] if t in v.store else _presence(model, f"p_out_{safe(t)}", [v.x[i] for i in members])
+        if t in v.res and t not in v.store:
+            continue  # always resident (feature maps in SRAM): never staged
+        box("out", None, t, p, [(cands[i].out_stage_bytes, v.x[i]) for i in members],
+            [((cands[i].start if overlap else cands[i].stop - 1), v.x[i]) for i in members],
+            [(cands[i].stop, v.x[i]) for i in members])
+
     if not hw.weights_in_place:
         for layer_index, layer in enumerate(graph.layers):
             if layer.id not in v.keep:
                 continue
             k = v.keep[layer.id]
-            members = cover[layer_index]
-            slices = {i: next(w.slice_bytes for w in cands[i].weights if w.layer == layer.id) for i in members}
-            box("keep", None, layer.id, k, [(slices[i], v.kept[(i, layer.id)]) for i in members],
-                [(cands[i].start, v.x[i]) for i in members], [(cands[i].stop, v.x[i]) for i in members])
-            # reload: the slice of the selected candidate, when not kept
-            box("reload", None, layer.id, k.Not(), [(slices[i], v.reloaded[(i, layer.id)]) for i in members],
-                layer_index, layer_index + 1)
+            members = [i for i in v.cover[layer_index] if any(w.layer == layer.id for w in cands[i].weights)]
+            sizes = [(_slice(cands[i], layer.id), v.x[i]) for i in members]
+            box("keep", None, layer.id, k, sizes, [(cands[i].start, v.x[i]) for i in members],
+                [(cands[i].stop, v.x[i]) for i in members])
+            box("reload", None, layer.id, k.Not(), sizes, layer_index, layer_index + 1)
 
     for t, r in sorted(v.res.items()):
         size = graph.tensors[t].numel * hw.elem_bytes
         if t in graph.producer:
-            members = cover[graph.producer[t]]
-            t0: list[tuple[int, cp_model.IntVar]] | int = [(cands[i].start, v.x[i]) for i in members]
+            t0: list[tuple[int, cp_model.IntVar]] | int = [(cands[i].start, v.x[i]) for i in v.cover[graph.producer[t]]]
         else:
             t0 = 0
         consumers = graph.consumers.get(t, ())
         if t in graph.outputs or not consumers:
             t1: list[tuple[int, cp_model.IntVar]] | int = n
         else:
-            members = cover[max(consumers)]
-            t1 = [(cands[i].stop, v.x[i]) for i in members]
+            t1 = [(cands[i].stop, v.x[i]) for i in v.cover[max(consumers)]]
         box("res", None, t, r, [(size, r)], t0, t1)
 
     # geometry: each slot is a rectangle; the address end is within the capacity
@@ -134,4 +136,75 @@ def add_memory(graph: Graph, hw: HardwareProfile, v: Vars, capacity: cp_model.In
         model.add(end <= capacity).only_enforce_if(s.present)
     model.add_no_overlap_2d(x_iv, y_iv)
     model.add_cumulative(x_iv, [s.size for s in slots], capacity)
+    add_capacity_cuts(graph, hw, v, capacity)
     return slots
+
+
+def _slice(c: Candidate, layer_id: str) -> int:
+    return next(w.slice_bytes for w in c.weights if w.layer == layer_id)
+
+
+def add_capacity_cuts(graph: Graph, hw: HardwareProfile, v: Vars, capacity: cp_model.IntVar | int) -> None:
+    """One linear constraint per schedule step: the bytes of every buffer live at that step fit.
+
+    Redundant with the cumulative, but written over the decision literals, so the LP
+    relaxation sees the SRAM capacity (without it the bound ignores memory entirely). Each term
+    is at most the true size of a buffer live at that step, so the cut stays valid: a resident
+    tensor counts over [producer, last consumer] only, the part of its life every plan shares;
+    a staging buffer of a stored tensor counts sum(size x) - max(size) (1 - store)."""
+    model, cands = v.model, v.cands
+    n = len(graph.layers)
+    overlap = hw.dma_overlaps_compute
+    terms: list[list[cp_model.LinearExprT]] = [[] for _ in range(n)]
+
+    def live(t0: int, t1: int, expr: cp_model.LinearExprT) -> None:
+        for t in range(t0, t1):
+            terms[t].append(expr)
+
+    for i, c in enumerate(cands):
+        if c.core_bytes:
+            live(c.start, c.stop, c.core_bytes * v.x[i])
+        for inp in c.inputs:
+            live(c.start, c.stop if overlap else inp.last_use + 1, inp.stage_bytes * v.loads(i, inp.tensor))
+    by_anchor: dict[str, list[int]] = {}
+    for i, c in enumerate(cands):
+        by_anchor.setdefault(c.anchor, []).append(i)
+    for t, members in by_anchor.items():
+        if t in v.res and t not in v.store:
+            continue
+        worst = max(cands[i].out_stage_bytes for i in members)
+        slack = worst * (1 - v.store[t]) if t in v.store else 0
+        for step in range(n):
+            live_here = [i for i in members if (cands[i].start if overlap else cands[i].stop - 1) <= step < cands[i].stop]
+            if live_here:
+                terms[step].append(sum(cands[i].out_stage_bytes * v.x[i] for i in live_here) - slack)
+    if not hw.weights_in_place:
+        for layer_index, layer in enumerate(graph.layers):
+            if layer.id not in v.keep:
+                continue
+            members = [i for i in v.cover[layer_index] if any(w.layer == layer.id for w in cands[i].weights)]
+            # at its own step the slice is live whether kept or reloaded
+            terms[layer_index].append(sum(_slice(cands[i], layer.id) * v.x[i] for i in members))
+            # elsewhere in its group only when kept: keep AND (the group covers that step)
+            for step in range(n):
+                if step == layer_index:
+                    continue
+                covering = [i for i in members if cands[i].start <= step < cands[i].stop]
+                if not covering:
+                    continue
+                size = min(_slice(cands[i], layer.id) for i in covering)
+                k = model.new_bool_var(f"kept_{safe(layer.id)}_at_{step}")
+                y = sum(v.x[i] for i in covering)
+                model.add(k <= v.keep[layer.id])
+                model.add(k <= y)
+                model.add(k >= v.keep[layer.id] + y - 1)
+                terms[step].append(size * k)
+    for t, r in v.res.items():
+        size = graph.tensors[t].numel * hw.elem_bytes
+        lo = graph.producer.get(t, 0)
+        consumers = graph.consumers.get(t, ())
+        hi = n - 1 if t in graph.outputs or not consumers else max(consumers)
+        live(lo, hi + 1, size * r)
+    for t in range(n):
+        if terms[t]:
+            model.add(sum(terms[t]) <= capacity).with_name(f"mem_cap_{t}")

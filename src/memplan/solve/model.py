@@ -3,11 +3,13 @@
 Variables (stable names, used in infeasibility reports):
 * ``x_<cand>``: candidate (group, tiling) selected; every layer is covered exactly once;
 * ``keep_<layer>``: the layer's weights stay in SRAM for its whole group (else reloaded per tile);
-* ``res_<tensor>``: a tensor that crosses a group boundary stays whole in SRAM;
+* ``reload_<layer>_t<k>``: the layer is reloaded and its group has ``k`` spatial tiles. A
+  reload costs k x the layer's weights whatever the tiling's shape, so one literal per tile
+  count replaces one product per candidate;
+* ``res_<tensor>``: a tensor that crosses a group boundary stays whole in SRAM (only for
+  tensors that fit the SRAM at all);
 * ``load_<cand>_<tensor>`` = x AND NOT res: the candidate loads that input tile by tile;
-* ``store_<cand>`` = x AND NOT res(anchor): the candidate stores its anchor to DRAM;
-* ``kept_<cand>_<layer>`` = x AND keep, ``reload_<cand>_<layer>`` = x AND NOT keep: the
-  candidate keeps, or reloads per tile, that layer's weights (kept + reload = x).
+* ``store_<tensor>`` = crosses AND NOT res: the tensor is written to DRAM once.
 Every product is linked both ways, so the objective of any solution equals the cost of the
 plan it decodes to, not only at the optimum.
 """
@@ -45,35 +47,29 @@ class Vars:
     model: cp_model.CpModel
     cands: tuple[Candidate, ...]
     x: list[cp_model.IntVar]
+    cover: list[list[int]] = field(default_factory=list)  # per layer: candidates covering it
+    internal: dict[str, list[int]] = field(default_factory=dict)  # tensor -> candidates it is internal to
     keep: dict[str, cp_model.IntVar] = field(default_factory=dict)
+    reload: dict[tuple[str, int], cp_model.IntVar] = field(default_factory=dict)  # (layer, spatial tiles)
     res: dict[str, cp_model.IntVar] = field(default_factory=dict)
     load: dict[tuple[int, str], cp_model.IntVar] = field(default_factory=dict)
-    store: dict[int, cp_model.IntVar] = field(default_factory=dict)
-    kept: dict[tuple[int, str], cp_model.IntVar] = field(default_factory=dict)
-    reloaded: dict[tuple[int, str], cp_model.IntVar] = field(default_factory=dict)
+    store: dict[str, cp_model.IntVar] = field(default_factory=dict)
 
     def loads(self, ci: int, tensor: str) -> cp_model.IntVar:
         """The literal 'candidate ci loads tensor from DRAM' (x itself when it cannot be resident)."""
         return self.load.get((ci, tensor), self.x[ci])
 
-    def stores(self, ci: int) -> cp_model.IntVar:
-        return self.store.get(ci, self.x[ci])
+    def crossing(self, tensor: str) -> cp_model.LinearExprT:
+        """1 when the tensor leaves the group that produces it (0/1 linear expression)."""
+        return 1 - sum(self.x[i] for i in self.internal.get(tensor, []))
 
 
-def _and_not(model: cp_model.CpModel, name: str, a: cp_model.IntVar, b: cp_model.IntVar) -> cp_model.IntVar:
-    """z = a AND NOT b, linked both ways."""
+def and_not(model: cp_model.CpModel, name: str, a: cp_model.LinearExprT, b: cp_model.IntVar) -> cp_model.IntVar:
+    """z = a AND NOT b for a 0/1 literal or 0/1 linear expression a, linked both ways."""
     z = model.new_bool_var(name)
-    model.add_implication(z, a)
-    model.add_implication(z, b.Not())
-    model.add_bool_or([a.Not(), b, z])
-    return z
-
-
-def _and(model: cp_model.CpModel, name: str, a: cp_model.IntVar, b: cp_model.IntVar) -> cp_model.IntVar:
-    z = model.new_bool_var(name)
-    model.add_implication(z, a)
-    model.add_implication(z, b)
-    model.add_bool_or([a.Not(), b.Not(), z])
+    model.add(z <= a)
+    model.add(z <= 1 - b)
+    model.add(z >= a - b)
     return z
 
 
@@ -81,59 +77,77 @@ def build_decisions(graph: Graph, hw: HardwareProfile, cands: tuple[Candidate, .
     model = cp_model.CpModel()
     v = Vars(model, cands, [model.new_bool_var(f"x_{c.name}") for c in cands])
     n = len(graph.layers)
+    v.cover = by_layer(cands, n)
 
     # cover: each layer in exactly one selected candidate
-    for layer_index, members in enumerate(by_layer(cands, n)):
+    for layer_index, members in enumerate(v.cover):
         model.add_exactly_one(v.x[i] for i in members).with_name(f"cover_{safe(graph.layers[layer_index].id)}")
 
     # keep / reload per weighted layer (weights read in place never occupy SRAM)
     if not hw.weights_in_place:
-        weighted = {w.layer for c in cands for w in c.weights}
-        for layer in graph.layers:
-            if layer.id in weighted:
-                k = model.new_bool_var(f"keep_{safe(layer.id)}")
-                v.keep[layer.id] = k
-                if layer.id in user.force_keep:
-                    model.add(k == 1).with_name(f"force_keep_{safe(layer.id)}")
-                if layer.id in user.force_reload:
-                    model.add(k == 0).with_name(f"force_reload_{safe(layer.id)}")
+        for layer_index, layer in enumerate(graph.layers):
+            classes: dict[int, list[int]] = {}
+            for i in v.cover[layer_index]:
+                if any(w.layer == layer.id for w in cands[i].weights):
+                    classes.setdefault(_spatial_of(cands[i], layer.id), []).append(i)
+            if not classes:
+                continue
+            k = model.new_bool_var(f"keep_{safe(layer.id)}")
+            v.keep[layer.id] = k
+            reloads = []
+            for tiles, members in sorted(classes.items()):
+                r = model.new_bool_var(f"reload_{safe(layer.id)}_t{tiles}")
+                model.add(r <= sum(v.x[i] for i in members))
+                v.reload[(layer.id, tiles)] = r
+                reloads.append(r)
+            model.add(k + sum(reloads) == 1).with_name(f"keep_or_reload_{safe(layer.id)}")
+            if layer.id in user.force_keep:
+                model.add(k == 1).with_name(f"force_keep_{safe(layer.id)}")
+            if layer.id in user.force_reload:
+                model.add(k == 0).with_name(f"force_reload_{safe(layer.id)}")
 
     # residency: a tensor may stay in SRAM only while it crosses a group boundary
-    internal_in: dict[str, list[int]] = {}
     external_in: dict[str, list[int]] = {}
     for i, c in enumerate(cands):
         for cb in c.core:
-            internal_in.setdefault(cb.tensor, []).append(i)
+            v.internal.setdefault(cb.tensor, []).append(i)
         for inp in c.inputs:
             external_in.setdefault(inp.tensor, []).append(i)
     io = set(graph.inputs) | set(graph.outputs)
     for t in sorted(external_in):
         if t in io and not hw.feature_maps_in_sram:
             continue  # model inputs and outputs live in DRAM
+        if graph.tensors[t].numel * hw.elem_bytes > hw.sram_bytes and not hw.feature_maps_in_sram:
+            continue  # cannot fit: it is always spilled
         r = model.new_bool_var(f"res_{safe(t)}")
         v.res[t] = r
-        crossing = 1 - sum(v.x[i] for i in internal_in.get(t, []))
-        model.add(r <= crossing).with_name(f"res_only_if_crossing_{safe(t)}")
+        model.add(r <= v.crossing(t)).with_name(f"res_only_if_crossing_{safe(t)}")
         if hw.feature_maps_in_sram or (user.no_spill and t not in io):
-            model.add(r >= crossing).with_name(f"no_spill_{safe(t)}")
+            model.add(r >= v.crossing(t)).with_name(f"no_spill_{safe(t)}")
+    if user.no_spill and not hw.feature_maps_in_sram:
+        for t in sorted(external_in):
+            if t not in io and t not in v.res:  # too large to stay: no plan without spilling it
+                model.add(v.crossing(t) == 0).with_name(f"no_spill_{safe(t)}")
     if hw.feature_maps_in_sram:
         for t in graph.outputs:
             if t not in v.res:  # an output nobody reads after its group
                 v.res[t] = model.new_bool_var(f"res_{safe(t)}")
                 model.add(v.res[t] == 1)
 
-    # products
+    # products: loads per candidate input; stores per tensor
     for i, c in enumerate(cands):
         for inp in c.inputs:
             if inp.tensor in v.res:
-                v.load[(i, inp.tensor)] = _and_not(model, f"load_{c.name}_{safe(inp.tensor)}", v.x[i], v.res[inp.tensor])
-        if c.anchor in v.res:
-            v.store[i] = _and_not(model, f"store_{c.name}", v.x[i], v.res[c.anchor])
-        for w in c.weights:
-            if w.layer in v.keep:
-                kept = _and(model, f"kept_{c.name}_{safe(w.layer)}", v.x[i], v.keep[w.layer])
-                reload = _and_not(model, f"reload_{c.name}_{safe(w.layer)}", v.x[i], v.keep[w.layer])
-                model.add(kept + reload == v.x[i])
-                v.kept[(i, w.layer)] = kept
-                v.reloaded[(i, w.layer)] = reload
+                v.load[(i, inp.tensor)] = and_not(model, f"load_{c.name}_{safe(inp.tensor)}", v.x[i], v.res[inp.tensor])
+    for layer in graph.layers:
+        t = layer.output
+        if t in v.res:
+            s = model.new_bool_var(f"store_{safe(t)}")
+            model.add(s == v.crossing(t) - v.res[t])
+            v.store[t] = s
     return v
+
+
+def _spatial_of(c: Candidate, layer_id: str) -> int:
+    w = next(w for w in c.weights if w.layer == layer_id)
+    return w.reload_bytes // w.total_bytes if w.total_bytes else 1

@@ -10,19 +10,20 @@ from math import gcd
 from ortools.sat.python import cp_model
 
 from memplan.config import HardwareProfile
+from memplan.ir.graph import Graph
 from memplan.ir.ops import ceil_div
 from memplan.solve.candidates import by_start
-from memplan.solve.model import Vars
+from memplan.solve.model import Vars, and_not, safe
 
 
 @dataclass(frozen=True)
 class Terms:
     """``energy`` in femtojoules divided by ``energy_scale`` (exact: every coefficient is a
-    multiple of it); ``cycles`` per the profile's latency model."""
+    multiple of it) plus ``energy_offset`` (already divided); ``cycles`` per the latency model
+    (None until :func:`build_cycles` is called: it needs extra product literals)."""
 
-    energy: cp_model.LinearExpr
+    energy: cp_model.LinearExprT
     energy_scale: int
-    cycles: cp_model.LinearExpr
 
 
 def _fj(x: Fraction) -> int:
@@ -31,60 +32,90 @@ def _fj(x: Fraction) -> int:
     return int(v)
 
 
-def _dma_terms(v: Vars, i: int) -> list[tuple[int, cp_model.IntVar, bool]]:
-    """DRAM bytes of candidate i as (bytes, literal, is_weight) terms, all non-negative; weights
-    read in place from flash count here too (always per tile)."""
-    c = v.cands[i]
-    terms = [(inp.load_bytes, v.loads(i, inp.tensor), False) for inp in c.inputs]
-    terms.append((c.store_bytes, v.stores(i), False))
-    for w in c.weights:
-        if (i, w.layer) in v.kept:
-            terms.append((w.total_bytes, v.kept[(i, w.layer)], True))
-            terms.append((w.reload_bytes, v.reloaded[(i, w.layer)], True))
-        else:
-            terms.append((w.reload_bytes, v.x[i], True))
-    return terms
-
-
-def build_terms(v: Vars, hw: HardwareProfile) -> Terms:
-    model = v.model
+def build_energy(graph: Graph, v: Vars, hw: HardwareProfile) -> Terms:
     mac, dram, sram = _fj(hw.mac_pj), _fj(hw.dram_pj_per_byte), _fj(hw.sram_pj_per_byte)
-    dma_fj = dram + sram
-    coeffs: dict[int, int] = {}  # var index -> fJ coefficient
+    dma = dram + sram  # a DMA byte crosses DRAM and lands in (or leaves) SRAM
+    coeffs: dict[int, int] = {}
+    lits: dict[int, cp_model.IntVar] = {}
+    constant = 0
 
     def add(lit: cp_model.IntVar, fj: int) -> None:
         if fj:
             coeffs[lit.Index()] = coeffs.get(lit.Index(), 0) + fj
+            lits[lit.Index()] = lit
 
-    lits: dict[int, cp_model.IntVar] = {}
     for i, c in enumerate(v.cands):
         add(v.x[i], mac * c.macs + sram * c.compute_sram_bytes)
-        lits[v.x[i].Index()] = v.x[i]
-        for b, lit, is_weight in _dma_terms(v, i):
-            # weights read in place go from flash to the MACs, never through SRAM
-            add(lit, b * (dram if is_weight and hw.weights_in_place else dma_fj))
-            lits[lit.Index()] = lit
+        for inp in c.inputs:
+            add(v.loads(i, inp.tensor), dma * inp.load_bytes)
+        if hw.weights_in_place:  # read from flash for every tile, straight to the MACs
+            add(v.x[i], dram * sum(w.reload_bytes for w in c.weights))
+    # stores: every tensor that leaves its group and is not resident is written once
+    for layer in graph.layers:
+        t = layer.output
+        size = graph.tensors[t].numel * hw.elem_bytes
+        if t in v.store:
+            add(v.store[t], dma * size)
+        else:  # crossing(t) = 1 - sum(x of candidates it is internal to)
+            constant += dma * size
+            for i in v.internal.get(t, []):
+                add(v.x[i], -dma * size)
+    # weights: kept = loaded once; reloaded with k spatial tiles = loaded k times
+    if not hw.weights_in_place:
+        totals = {w.layer: w.total_bytes for c in v.cands for w in c.weights}
+        for layer_id, k in v.keep.items():
+            add(k, dma * totals[layer_id])
+        for (layer_id, tiles), r in v.reload.items():
+            add(r, dma * totals[layer_id] * tiles)
     g = 0
-    for val in coeffs.values():
+    for val in [*coeffs.values(), constant]:
         g = gcd(g, val)
     g = g or 1
-    energy = sum(lits[k] * (val // g) for k, val in coeffs.items() if val)
+    expr = sum(lits[k] * (val // g) for k, val in coeffs.items() if val) + constant // g
+    return Terms(expr, g)
 
-    # latency: one cycle counter per group start (at most one selected group starts there)
-    cycles = []
+
+def build_cycles(graph: Graph, v: Vars, hw: HardwareProfile) -> cp_model.LinearExprT:
+    """Cycles of the latency model: per group, compute and DMA engines each busy for their
+    work; max of the two with double-buffered staging, their sum otherwise. One counter per
+    group start (at most one selected group starts at a step). The DMA of a group needs its
+    store and weight traffic per candidate, so this adds product literals."""
+    model = v.model
     num, den = hw.dram_bytes_per_cycle.numerator, hw.dram_bytes_per_cycle.denominator
+    total = []
     for a, members in sorted(by_start(v.cands).items()):
+        dma_terms: list[tuple[int, cp_model.LinearExprT]] = []
+        for i in members:
+            c = v.cands[i]
+            dma_terms += [(inp.load_bytes, v.loads(i, inp.tensor)) for inp in c.inputs]
+            if c.anchor in v.store:
+                st = model.new_bool_var(f"stores_{c.name}")
+                model.add_implication(st, v.x[i])
+                model.add_implication(st, v.store[c.anchor])
+                model.add_bool_or([v.x[i].Not(), v.store[c.anchor].Not(), st])
+                dma_terms.append((c.store_bytes, st))
+            elif c.anchor not in v.res:
+                dma_terms.append((c.store_bytes, v.x[i]))
+            for w in c.weights:
+                if w.layer in v.keep:
+                    kept = model.new_bool_var(f"kept_{c.name}_{safe(w.layer)}")
+                    model.add_implication(kept, v.x[i])
+                    model.add_implication(kept, v.keep[w.layer])
+                    model.add_bool_or([v.x[i].Not(), v.keep[w.layer].Not(), kept])
+                    rel = and_not(model, f"reloaded_{c.name}_{safe(w.layer)}", v.x[i], v.keep[w.layer])
+                    dma_terms += [(w.total_bytes, kept), (w.reload_bytes, rel)]
+                else:
+                    dma_terms.append((w.reload_bytes, v.x[i]))
         compute = sum(ceil_div(v.cands[i].macs, hw.macs_per_cycle) * v.x[i] for i in members)
-        dma = sum(b * lit for i in members for b, lit, _ in _dma_terms(v, i))
-        max_dma = sum(max(b, 0) for i in members for b, _, _ in _dma_terms(v, i))
         max_c = max(ceil_div(v.cands[i].macs, hw.macs_per_cycle) for i in members)
+        max_dma = sum(b for b, _ in dma_terms)
         dma_cyc = model.new_int_var(0, ceil_div(max_dma * den, num) + 1, f"dma_cycles_{a}")
-        model.add(dma_cyc * num >= dma * den)
+        model.add(dma_cyc * num >= sum(b * lit for b, lit in dma_terms) * den)
         cyc = model.new_int_var(0, max_c + ceil_div(max_dma * den, num) + 1, f"cycles_{a}")
         if hw.dma_overlaps_compute:
             model.add(cyc >= compute)
             model.add(cyc >= dma_cyc)
         else:
             model.add(cyc >= compute + dma_cyc)
-        cycles.append(cyc)
-    return Terms(energy, g, sum(cycles))
+        total.append(cyc)
+    return sum(total)

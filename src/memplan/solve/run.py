@@ -26,7 +26,7 @@ from memplan.plan.validate import validate_plan
 from memplan.solve.candidates import CandidateSet, enumerate_candidates
 from memplan.solve.memory import Slot, add_memory
 from memplan.solve.model import UserConstraints, Vars, build_decisions
-from memplan.solve.objective import Terms, build_terms
+from memplan.solve.objective import Terms, build_cycles, build_energy
 
 OBJECTIVES = ("energy", "latency", "balanced", "memory", "custom")
 Progress = Callable[[float, float, float], None]  # objective, bound, seconds
@@ -105,20 +105,21 @@ def _build(graph: Graph, hw: HardwareProfile, cs: CandidateSet, user: UserConstr
     v = build_decisions(graph, hw, cs.candidates, user)
     cap: cp_model.IntVar | int = v.model.new_int_var(0, hw.sram_bytes, "capacity") if memory_objective else hw.sram_bytes
     slots = add_memory(graph, hw, v, cap)
-    return _Built(v, slots, build_terms(v, hw), cap)
+    return _Built(v, slots, build_energy(graph, v, hw), cap)
 
 
-def _slot_for_block(slots: list[Slot], name: str, group_starts: list[int]) -> Slot:
+def _slot_for_block(slots: list[Slot], name: str, groups: list[tuple[int, str]]) -> Slot:
+    """The CP-SAT slot of a plan block; ``groups`` gives each group's start and anchor."""
     head, _, rest = name.partition(".")
     if head == "res":
-        key = ("res", None, rest)
+        key: tuple[str, int | None, str | None] = ("res", None, rest)
     elif head == "w":
         layer, _, kind = rest.rpartition(".")
         key = (kind, None, layer)
     else:
-        a = group_starts[int(head[1:])]
+        a, anchor = groups[int(head[1:])]
         part, _, tensor = rest.partition(".")
-        key = (part, a, tensor or None)
+        key = ("out", None, anchor) if part == "out" else (part, a, tensor or None)
     for s in slots:
         if (s.kind, s.start, s.key) == key:
             return s
@@ -143,22 +144,25 @@ def _hint(b: _Built, cs: CandidateSet, graph: Graph, hw: HardwareProfile, plan: 
         model.add_hint(r, False)
     for (i, _t), lit in v.load.items():
         model.add_hint(lit, i in chosen)
-    for i, lit in v.store.items():
-        model.add_hint(lit, i in chosen)
-    for (i, layer), lit in v.kept.items():
-        model.add_hint(lit, i in chosen and layer in plan.decisions.keep)
-    for (i, layer), lit in v.reloaded.items():
-        model.add_hint(lit, i in chosen and layer not in plan.decisions.keep)
+    internal = {cb.tensor for i in chosen for cb in v.cands[i].core}
+    for t, lit in v.store.items():
+        model.add_hint(lit, t not in internal)
+    spatial = {}
+    for i in chosen:
+        for w in v.cands[i].weights:
+            spatial[w.layer] = w.reload_bytes // w.total_bytes if w.total_bytes else 1
+    for (layer, tiles), lit in v.reload.items():
+        model.add_hint(lit, layer not in plan.decisions.keep and spatial.get(layer) == tiles)
     # offsets: the dominating candidates' blocks are no larger, so first-fit offsets still fit
     dec = Decisions(tuple(GroupDecision(v.cands[i].start, v.cands[i].stop, v.cands[i].tiling)
                           for i in sorted(chosen, key=lambda i: v.cands[i].start)), plan.decisions.keep)
     r = resolve(graph, hw, dec)
     blocks = plan_blocks(r)
     offsets = first_fit(blocks)
-    starts = [gd.start for gd in dec.groups]
+    groups = [(gd.start, graph.layers[gd.stop - 1].output) for gd in dec.groups]
     for blk in blocks:
         try:
-            slot = _slot_for_block(b.slots, blk.name, starts)
+            slot = _slot_for_block(b.slots, blk.name, groups)
         except KeyError:
             continue
         model.add_hint(slot.offset, offsets[blk.name])
@@ -192,10 +196,10 @@ def _decode(b: _Built, solver: cp_model.CpSolver, graph: Graph) -> tuple[Decisio
 
 def _offsets(b: _Built, solver: cp_model.CpSolver, graph: Graph, hw: HardwareProfile, dec: Decisions) -> dict[str, int]:
     r = resolve(graph, hw, dec)
-    starts = [gd.start for gd in dec.groups]
+    groups = [(gd.start, graph.layers[gd.stop - 1].output) for gd in dec.groups]
     out = {}
     for blk in plan_blocks(r):
-        slot = _slot_for_block(b.slots, blk.name, starts)
+        slot = _slot_for_block(b.slots, blk.name, groups)
         out[blk.name] = solver.Value(slot.offset)
     return out
 
@@ -240,7 +244,7 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
         model.minimize(b.terms.energy)
         scale, units = b.terms.energy_scale, "fJ"
     elif objective == "latency":
-        model.minimize(b.terms.cycles)
+        model.minimize(build_cycles(graph, b.vars, hw))
         units = "cycles"
     elif objective in ("balanced", "custom"):
         w = dict(weights or {})
@@ -251,7 +255,8 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
             raise UsageError("the balanced objective normalises by the layer-by-layer baseline, which this profile cannot run; use energy or latency")
         e_ref = ref.totals.energy_fj / b.terms.energy_scale
         c_ref = max(ref.totals.cycles, 1)
-        model.minimize(b.terms.energy * (w.get("energy", 0.0) / e_ref) + b.terms.cycles * (w.get("latency", 0.0) / c_ref))
+        cycles = build_cycles(graph, b.vars, hw)
+        model.minimize(b.terms.energy * (w.get("energy", 0.0) / e_ref) + cycles * (w.get("latency", 0.0) / c_ref))
         units = "normalised"
     else:
         model.minimize(b.capacity)

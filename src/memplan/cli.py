@@ -59,8 +59,16 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sol = sub.add_parser("solve", help="plan a model: fusion, tiling, residency, weights and SRAM offsets")
     sol.add_argument("model", help="ONNX model file")
-    sol.add_argument("--strategy", default="greedy", choices=["layer", "greedy"], help="planner (default greedy)")
-    sol.add_argument("--objective", default="energy", help="what to minimise (default energy)")
+    sol.add_argument("--strategy", default="cpsat", choices=["cpsat", "layer", "greedy"], help="planner (default cpsat)")
+    sol.add_argument("--objective", default="energy", choices=["energy", "latency", "balanced", "memory"],
+                     help="what to minimise (default energy); --weights gives a custom mix")
+    sol.add_argument("--weights", metavar="energy=W,latency=W", help="custom objective weights (normalised by layer-by-layer)")
+    sol.add_argument("--config", default="default", help="solver config name (default, fast, thorough) or .toml path")
+    sol.add_argument("--time-limit", type=float, help="override the config's time limit in seconds")
+    sol.add_argument("--seed", type=int, help="override the config's random seed")
+    sol.add_argument("--max-fuse-depth", type=int, help="longest fused group (layers)")
+    sol.add_argument("--keep", action="append", default=[], metavar="LAYER", help="force this layer's weights to stay in SRAM")
+    sol.add_argument("--reload", action="append", default=[], metavar="LAYER", help="force this layer's weights to reload per tile")
     sol.add_argument("--hardware", default="generic-npu", help="hardware profile name or .toml path")
     sol.add_argument("--sram", help="SRAM size, e.g. 256KiB or 1MiB (default: the profile's)")
     sol.add_argument("--row-only", action="store_true", help="tile whole rows only")
@@ -119,13 +127,40 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     from memplan.frontend import load_model
     from memplan.plan.serialize import write_json_atomic
 
+    config, user, objective, weights = _solver_settings(args)
     graph = load_model(args.model, shapes)
-    outcome = plan_graph(graph, hw, strategy=args.strategy, objective=args.objective)
+    with report.solve_progress(enabled=args.strategy == "cpsat" and not args.json) as progress:
+        outcome = plan_graph(graph, hw, strategy=args.strategy, objective=objective, config=config, user=user,
+                             weights=weights, progress=progress)
     doc = outcome.to_json(model_sha256(args.model))
     if args.output:
         write_json_atomic(args.output, doc)
     report.print_solve(outcome, as_json=args.json, output=args.output)
     return 0
+
+
+def _solver_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from memplan.config import load_solver_config
+    from memplan.solve import UserConstraints, parse_weights
+
+    config = load_solver_config(args.config)
+    if args.time_limit is not None:
+        if args.time_limit <= 0:
+            raise UsageError("--time-limit must be positive")
+        config = replace(config, time_limit_s=args.time_limit)
+    if args.seed is not None:
+        config = replace(config, random_seed=args.seed)
+    if args.max_fuse_depth is not None:
+        if args.max_fuse_depth < 1:
+            raise UsageError("--max-fuse-depth must be at least 1")
+        config = replace(config, max_fuse_depth=args.max_fuse_depth)
+    objective, weights = args.objective, None
+    if args.weights:
+        objective, weights = "custom", parse_weights(args.weights)
+    user = UserConstraints(frozenset(args.keep), frozenset(args.reload))
+    return config, user, objective, weights
 
 
 @_command("zoo")

@@ -12,14 +12,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from memplan.baselines import Floor, check_feasible, floor, greedy, layer_by_layer
-from memplan.config import HardwareProfile
+from collections.abc import Mapping
+
+from memplan.config import HardwareProfile, SolverConfig
+from memplan.solve import UserConstraints, solve_cpsat
+from memplan.solve.run import Progress
 from memplan.errors import UsageError
 from memplan.ir.graph import Graph
 from memplan.plan.model import Plan
 from memplan.plan.serialize import file_sha256, plan_to_json
 from memplan.plan.validate import validate_plan
 
-STRATEGIES = ("layer", "greedy")
+STRATEGIES = ("cpsat", "layer", "greedy")
 
 
 @dataclass(frozen=True)
@@ -41,16 +45,25 @@ class SolveOutcome:
         return plan_to_json(replace(plan, meta=meta), self.hw, [layer.id for layer in self.graph.layers])
 
 
-def plan_graph(graph: Graph, hw: HardwareProfile, strategy: str = "greedy", objective: str = "energy") -> SolveOutcome:
+def plan_graph(graph: Graph, hw: HardwareProfile, strategy: str = "cpsat", objective: str = "energy",
+               config: SolverConfig | None = None, user: UserConstraints | None = None,
+               weights: Mapping[str, float] | None = None, progress: Progress | None = None) -> SolveOutcome:
+    """Plan ``graph`` with a strategy; every plan returned has passed the validator."""
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
+    config = config or SolverConfig()
     check_feasible(graph, hw)
     baselines: dict[str, Plan] = {}
     if not hw.feature_maps_in_sram:
         baselines["layer"] = layer_by_layer(graph, hw)
-        baselines["greedy"] = greedy(graph, hw)
-    plan = baselines[strategy]
-    plan.meta["objective"] = objective
+        baselines["greedy"] = greedy(graph, hw, config.max_fuse_depth)
+    if strategy == "cpsat":
+        plan = solve_cpsat(graph, hw, objective, config, user, weights, progress).plan
+    else:
+        if objective != "energy":
+            raise UsageError(f"the {strategy} baseline has no objective to choose: use --strategy cpsat for --objective {objective}")
+        plan = baselines[strategy]
+        plan.meta["objective"] = objective
     validate_plan(plan, graph, hw)
     return SolveOutcome(graph, hw, plan, floor(graph, hw), baselines)
 

@@ -8,7 +8,11 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
 from memplan.ir.graph import Graph
@@ -123,5 +127,27 @@ def print_solve(outcome: Any, as_json: bool = False, output: str | None = None) 
     table.add_row("cycles", f"{t.cycles:,}", "", *(f"{p.totals.cycles:,}" for p in outcome.baselines.values()))
     table.add_row("SRAM peak (B)", f"{t.sram_peak:,}", "", *(f"{p.totals.sram_peak:,}" for p in outcome.baselines.values()))
     _out.print(table)
+    solver = plan.meta.get("solver")
+    if solver:
+        gap = solver.get("gap")
+        _out.print(f"CP-SAT {solver['status']}: objective {solver['objective']:,.0f} {solver['objective_units']}, "
+                   f"bound {solver['bound']:,.0f}, gap {gap:.2%}, {solver['candidates']:,} candidates"
+                   + (f", {solver['wall_time_s']:.1f} s" if solver.get("wall_time_s") is not None else ""))
     if output:
         _err.print(f"wrote {output}")
+
+
+@contextmanager
+def solve_progress(enabled: bool) -> Iterator[Callable[[float, float, float], None] | None]:
+    """A live line on stderr with the solver's objective, bound and gap, updated on every
+    improving solution (nothing when disabled or when stderr is not a terminal)."""
+    if not enabled or not _err.is_terminal:
+        yield None
+        return
+    with Live(console=_err, refresh_per_second=4, transient=True) as live:
+
+        def update(objective: float, bound: float, seconds: float) -> None:
+            gap = 0.0 if objective == 0 else max(0.0, (objective - bound) / abs(objective))
+            live.update(f"CP-SAT {seconds:6.1f} s  objective {objective:,.0f}  bound {bound:,.0f}  gap {gap:.2%}")
+
+        yield update

@@ -184,14 +184,13 @@ def _params(config: SolverConfig, time_limit: float | None = None) -> cp_model.C
     return solver
 
 
-def _decode(b: _Built, solver: cp_model.CpSolver, graph: Graph) -> tuple[Decisions, dict[str, int]]:
+def _decode(b: _Built, solver: cp_model.CpSolver) -> Decisions:
     v = b.vars
     chosen = sorted((i for i, x in enumerate(v.x) if solver.Value(x)), key=lambda i: v.cands[i].start)
     groups = tuple(GroupDecision(v.cands[i].start, v.cands[i].stop, v.cands[i].tiling) for i in chosen)
     keep = frozenset(layer for layer, k in v.keep.items() if solver.Value(k))
     res = frozenset(t for t, r in v.res.items() if solver.Value(r))
-    dec = Decisions(groups, keep, res)
-    return dec, {}
+    return Decisions(groups, keep, res)
 
 
 def _offsets(b: _Built, solver: cp_model.CpSolver, graph: Graph, hw: HardwareProfile, dec: Decisions) -> dict[str, int]:
@@ -218,6 +217,8 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
     unknown = sorted((user.force_keep | user.force_reload) - {layer.id for layer in graph.layers})
     if unknown:
         raise UsageError(f"--keep/--reload name {unknown[0]!r}, which is not a layer of the model (see memplan inspect)")
+    if (user.force_keep or user.force_reload) and hw.weights_in_place:
+        raise UsageError(f"profile {hw.name} reads weights in place from flash: --keep and --reload do not apply")
     if user.force_keep & user.force_reload:
         raise UsageError(f"layer {sorted(user.force_keep & user.force_reload)[0]!r} is forced both to keep and to reload")
     check_feasible(graph, hw)
@@ -288,7 +289,7 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
         if status2 in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             solver = solver2
             stats_extra.update(energy_status=STATUS[status2], energy_fj=solver2.ObjectiveValue() * b.terms.energy_scale)
-    dec, _ = _decode(b, solver, graph)
+    dec = _decode(b, solver)
     offsets = _offsets(b, solver, graph, hw, dec)
     wall = time.perf_counter() - t_start
     gap = 0.0 if obj_value == 0 else max(0.0, (obj_value - bound) / abs(obj_value))

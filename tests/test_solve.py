@@ -1,0 +1,245 @@
+"""CP-SAT planner: brute force confirms the optimum on small graphs; each constraint group has
+a feasible and an infeasible case; the hint is feasible; runs are deterministic."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from ortools.sat.python import cp_model
+
+from memplan.baselines import greedy, layer_by_layer
+from memplan.config import SolverConfig, load_profile
+from memplan.errors import InfeasibleError, PlanError, UsageError
+from memplan.geometry.group import group_shape, tiling_options
+from memplan.ir.builder import GraphBuilder
+from memplan.ir.graph import Graph
+from memplan.plan.alloc import extent, first_fit
+from memplan.plan.build import build_plan, crossing_tensors, plan_blocks, resolve
+from memplan.plan.model import Decisions, GroupDecision
+from memplan.plan.validate import validate_plan
+from memplan.solve import UserConstraints, solve_cpsat
+from memplan.solve.candidates import enumerate_candidates
+from memplan.solve.run import _build, _hint
+
+HW = load_profile("generic-npu")
+FAST = SolverConfig(time_limit_s=20.0, workers=2, deterministic=True, max_fuse_depth=6)
+
+
+def chain(n: int = 3, c: int = 4, hw: int = 8) -> Graph:
+    b = GraphBuilder("chain")
+    x = b.input((1, c, hw, hw))
+    for _ in range(n):
+        x = b.conv(x, c, 3)
+    return b.build(x)
+
+
+def skip_block(c: int = 4, hw: int = 8) -> Graph:
+    b = GraphBuilder("skip")
+    x = b.input((1, c, hw, hw))
+    a = b.conv(x, c, 3)
+    y = b.conv(a, c, 3)
+    z = b.conv(y, c, 1, activation=None)
+    return b.build(b.add(z, a))
+
+
+# ---------------------------------------------------------------------------- brute force
+def _all_decisions(g: Graph, hw):  # type: ignore[no-untyped-def]
+    n = len(g.layers)
+    weighted = [layer.id for layer in g.layers if layer.weight]
+    for cuts in itertools.product([False, True], repeat=n - 1):
+        bounds = [0] + [i + 1 for i, c in enumerate(cuts) if c] + [n]
+        ranges = list(zip(bounds, bounds[1:]))
+        shapes = [group_shape(g, a, b) for a, b in ranges]
+        if any(s is None for s in shapes):
+            continue
+        options = [tiling_options(g, s, hw.tiling) for s in shapes]
+        for tilings in itertools.product(*options):
+            groups = tuple(GroupDecision(a, b, t) for (a, b), t in zip(ranges, tilings))
+            base = Decisions(groups)
+            crossing = sorted(crossing_tensors(g, base) - set(g.inputs) - set(g.outputs))
+            for keep_bits in itertools.product([False, True], repeat=len(weighted)):
+                keep = frozenset(w for w, k in zip(weighted, keep_bits) if k)
+                for res_bits in itertools.product([False, True], repeat=len(crossing)):
+                    res = frozenset(t for t, r in zip(crossing, res_bits) if r)
+                    yield Decisions(groups, keep, res)
+
+
+def _brute_force(g: Graph, hw):  # type: ignore[no-untyped-def]
+    """(lowest energy over decisions whose per-step live bytes fit; lowest energy over
+    decisions that first fit can actually place)."""
+    relaxed = placed = None
+    for dec in _all_decisions(g, hw):
+        r = resolve(g, hw, dec)
+        blocks = plan_blocks(r)
+        n = len(g.layers)
+        peak = max(sum(b.size for b in blocks if b.t0 <= t < b.t1) for t in range(n))
+        if peak > hw.sram_bytes:
+            continue
+        from memplan.plan.build import cost_totals
+
+        e = cost_totals(r, 0).energy_fj
+        relaxed = e if relaxed is None else min(relaxed, e)
+        if extent(blocks, first_fit(blocks)) <= hw.sram_bytes:
+            placed = e if placed is None else min(placed, e)
+    return relaxed, placed
+
+
+@pytest.mark.parametrize("make,sram", [(chain, 1 << 20), (chain, 700), (skip_block, 1 << 20), (skip_block, 900)])
+def test_cpsat_optimum_matches_brute_force(make, sram: int) -> None:  # type: ignore[no-untyped-def]
+    g = make()
+    hw = HW.with_sram(sram).with_tiling(row_only=True, max_tiles=3)  # keeps the enumeration to ~10^4 plans
+    relaxed, placed = _brute_force(g, hw)
+    assert relaxed is not None
+    result = solve_cpsat(g, hw, "energy", FAST)
+    assert result.stats.status == "OPTIMAL"
+    e = result.plan.totals.energy_fj
+    # CP-SAT places exactly: never worse than a first-fit placeable plan, never better than
+    # the capacity relaxation; with ample SRAM the two coincide and the optimum is exact.
+    assert relaxed <= e
+    if placed is not None:
+        assert e <= placed
+    if sram == 1 << 20:
+        assert e == relaxed == placed
+    validate_plan(result.plan, g, hw)
+
+
+# ---------------------------------------------------------------------------- per-module cases
+def test_cover_and_fusion_depth() -> None:
+    g = chain(4)
+    r = solve_cpsat(g, HW.with_sram(1 << 16), "energy", SolverConfig(time_limit_s=10, deterministic=True, max_fuse_depth=1))
+    assert all(gd.stop - gd.start == 1 for gd in r.plan.decisions.groups)
+    r2 = solve_cpsat(g, HW.with_sram(1 << 16), "energy", FAST)
+    assert r2.plan.totals.energy_fj <= r.plan.totals.energy_fj
+
+
+def test_forced_keep_feasible_and_infeasible() -> None:
+    """Keeping weights costs SRAM only inside a fused group (a single-layer group holds the
+    same slice either way). Here fusion is forced: the 32 KiB intermediate cannot stay in SRAM
+    and spills are forbidden (memory objective), so keeping both layers' weights needs more
+    SRAM than reloading them, and forcing keep at the reload minimum is infeasible."""
+    b = GraphBuilder("forced")
+    x = b.input((1, 16, 32, 32))
+    y = b.conv(x, 32, 3)
+    g = b.build(b.conv(y, 64, 3))
+    ids = frozenset(layer.id for layer in g.layers)
+    hw = HW.with_sram(30 * 1024)
+    free = solve_cpsat(g, hw, "memory", FAST)
+    kept = solve_cpsat(g, hw, "memory", FAST, UserConstraints(force_keep=ids))
+    assert kept.plan.decisions.keep == ids
+    assert free.stats.extra["min_sram_status"] == kept.stats.extra["min_sram_status"] == "OPTIMAL"
+    need_free, need_kept = free.stats.extra["min_sram"], kept.stats.extra["min_sram"]
+    assert need_kept > need_free
+    with pytest.raises(InfeasibleError):
+        solve_cpsat(g, HW.with_sram(need_free), "memory", FAST, UserConstraints(force_keep=ids))
+    reloaded = solve_cpsat(g, HW.with_sram(need_free), "memory", FAST, UserConstraints(force_reload=ids))
+    assert not (reloaded.plan.decisions.keep & ids)
+
+
+def test_unknown_or_conflicting_forced_layers() -> None:
+    g = chain(2)
+    with pytest.raises(UsageError, match="not a layer"):
+        solve_cpsat(g, HW, "energy", FAST, UserConstraints(force_keep=frozenset({"nope"})))
+    lid = g.layers[0].id
+    with pytest.raises(UsageError, match="in place"):
+        solve_cpsat(g, load_profile("mcu-sram"), "energy", FAST, UserConstraints(force_keep=frozenset({lid})))
+    with pytest.raises(UsageError, match="both"):
+        solve_cpsat(g, HW, "energy", FAST, UserConstraints(frozenset({lid}), frozenset({lid})))
+
+
+def test_residency_keeps_skip_tensor_in_sram() -> None:
+    g = skip_block(c=8, hw=16)
+    r = solve_cpsat(g, HW.with_sram(64 * 1024), "energy", FAST)
+    # with ample SRAM nothing intermediate touches DRAM: the floor is reached
+    assert r.plan.totals.dram_read_fm == 8 * 16 * 16
+    assert r.plan.totals.dram_write_fm == 8 * 16 * 16
+
+
+def test_row_only_and_tile_multiple_respected() -> None:
+    g = chain(3, c=4, hw=16)
+    hw = HW.with_sram(1500).with_tiling(row_only=True, tile_multiple=4)
+    r = solve_cpsat(g, hw, "energy", FAST)
+    for gd in r.plan.decisions.groups:
+        assert gd.tiling.tile_w == 16 and (gd.tiling.tile_h % 4 == 0 or gd.tiling.tile_h == 16)
+    validate_plan(r.plan, g, hw)
+
+
+def test_memory_objective_finds_smallest_sram_without_spills() -> None:
+    g = chain(3, c=4, hw=16)
+    hw = HW.with_sram(64 * 1024)
+    r = solve_cpsat(g, hw, "memory", FAST)
+    stats = r.stats.extra
+    assert stats["min_sram_status"] == "OPTIMAL"
+    need = stats["min_sram"]
+    assert r.plan.totals.sram_peak <= need
+    # no intermediate feature-map traffic
+    assert r.plan.totals.dram_write_fm == 4 * 16 * 16 and r.plan.totals.dram_read_fm == 4 * 16 * 16 or \
+        all(t in r.plan.decisions.resident for t in crossing_tensors(g, r.plan.decisions) - set(g.inputs))
+    with pytest.raises(InfeasibleError):
+        solve_cpsat(g, HW.with_sram(need - 1), "memory", FAST)
+
+
+def test_mcu_profile_keeps_every_feature_map_in_sram() -> None:
+    g = chain(3, c=4, hw=16)
+    mcu = load_profile("mcu-sram")
+    r = solve_cpsat(g, mcu.with_sram(8 * 1024), "energy", FAST)
+    assert r.plan.totals.dram_read_fm == r.plan.totals.dram_write_fm == 0
+    assert set(g.inputs) | set(g.outputs) <= r.plan.decisions.resident
+    validate_plan(r.plan, g, mcu.with_sram(8 * 1024))
+    with pytest.raises(InfeasibleError):
+        solve_cpsat(g, mcu.with_sram(1024), "energy", FAST)
+
+
+def test_latency_and_custom_objectives() -> None:
+    g = chain(3, c=8, hw=16)
+    hw = HW.with_sram(4 * 1024)
+    e = solve_cpsat(g, hw, "energy", FAST).plan
+    lat = solve_cpsat(g, hw, "latency", FAST).plan
+    assert lat.totals.cycles <= e.totals.cycles
+    assert lat.totals.cycles <= greedy(g, hw).totals.cycles
+    mix = solve_cpsat(g, hw, "custom", FAST, weights={"energy": 0.5, "latency": 0.5}).plan
+    validate_plan(mix, g, hw)
+
+
+# ---------------------------------------------------------------------------- solver practice
+def test_greedy_hint_is_feasible() -> None:
+    g = skip_block(c=8, hw=16)
+    hw = HW.with_sram(3 * 1024)
+    cs = enumerate_candidates(g, hw, 6)
+    b = _build(g, hw, cs, UserConstraints(), False)
+    gr = greedy(g, hw, 6)
+    _hint(b, cs, g, hw, gr)
+    b.vars.model.minimize(b.terms.energy)
+    solver = cp_model.CpSolver()
+    solver.parameters.fix_variables_to_their_hinted_value = True
+    solver.parameters.max_time_in_seconds = 20
+    status = solver.solve(b.vars.model)
+    assert status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+    assert round(solver.ObjectiveValue() * b.terms.energy_scale) == gr.totals.energy_fj
+
+
+@pytest.mark.parametrize("sram", [2 * 1024, 8 * 1024])
+def test_plans_never_worse_than_baselines(sram: int) -> None:
+    g = skip_block(c=8, hw=16)
+    hw = HW.with_sram(sram)
+    r = solve_cpsat(g, hw, "energy", FAST)
+    assert r.plan.totals.energy_fj <= greedy(g, hw, 6).totals.energy_fj
+    assert r.plan.totals.energy_fj <= layer_by_layer(g, hw).totals.energy_fj
+    assert r.stats.bound <= r.stats.objective
+
+
+def test_deterministic_mode_gives_identical_plan_bytes() -> None:
+    from memplan.driver import plan_graph
+
+    g = skip_block(c=8, hw=16)
+    hw = HW.with_sram(4 * 1024)
+    docs = [json.dumps(plan_graph(g, hw, "cpsat", "energy", FAST).to_json(None), sort_keys=True) for _ in range(2)]
+    assert docs[0] == docs[1]
+
+
+def test_decisions_outside_candidates_are_refused() -> None:
+    g = chain(2)
+    bad = Decisions((GroupDecision(0, 2, tiling_options(g, group_shape(g, 0, 2), HW.tiling)[0]),), resident=frozenset({"input"}))
+    with pytest.raises(PlanError, match="cannot be resident"):
+        build_plan(g, HW, bad)

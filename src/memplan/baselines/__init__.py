@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from memplan.config import HardwareProfile
 from memplan.cost.candidate import Candidate, candidate_cost
 from memplan.errors import InfeasibleError
-from memplan.geometry.group import GroupShape, group_shape, tiling_options
+from memplan.geometry.group import GroupShape, SpanCache, group_shape, tiling_options
 from memplan.ir.graph import Graph
 from memplan.plan.alloc import Block, extent, first_fit
 from memplan.plan.build import build_plan, energy_fj, group_cycles
@@ -85,11 +85,11 @@ def spilled_energy(c: Candidate, keep: bool, hw: HardwareProfile) -> int:
     return energy_fj(hw, c.macs, dma, sram)
 
 
-def _fitting(graph: Graph, shape: GroupShape, hw: HardwareProfile) -> list[tuple[Candidate, bool]]:
+def _fitting(graph: Graph, shape: GroupShape, hw: HardwareProfile, cache: SpanCache | None = None) -> list[tuple[Candidate, bool]]:
     """Candidates of a group that fit the SRAM, with the keep choice that fits (keep first)."""
     out = []
     for tiling in tiling_options(graph, shape, hw.tiling):
-        c = candidate_cost(graph, shape, tiling, hw)
+        c = candidate_cost(graph, shape, tiling, hw, cache)
         for keep in (True, False):
             if footprint(c, keep, hw) <= hw.sram_bytes:
                 out.append((c, keep))
@@ -141,14 +141,28 @@ def layer_by_layer(graph: Graph, hw: HardwareProfile) -> Plan:
     return build_plan(graph, hw, Decisions(tuple(groups), frozenset(keep)), meta={"strategy": "layer"})
 
 
-def _best(graph: Graph, start: int, stop: int, hw: HardwareProfile) -> tuple[int, Candidate, bool] | None:
-    shape = group_shape(graph, start, stop)
-    if shape is None:
-        return None
-    options = _fitting(graph, shape, hw)
-    if not options:
-        return None
-    return min(((spilled_energy(c, k, hw), c, k) for c, k in options), key=lambda e: (e[0], e[1].n_tiles))
+class _Best:
+    """Cheapest fitting candidate per group range, memoised for one greedy run."""
+
+    def __init__(self, graph: Graph, hw: HardwareProfile) -> None:
+        self.graph, self.hw = graph, hw
+        self.spans: SpanCache = {}
+        self.memo: dict[tuple[int, int], tuple[int, Candidate, bool] | None] = {}
+
+    def __call__(self, start: int, stop: int) -> tuple[int, Candidate, bool] | None:
+        key = (start, stop)
+        if key not in self.memo:
+            self.memo[key] = self._compute(start, stop)
+        return self.memo[key]
+
+    def _compute(self, start: int, stop: int) -> tuple[int, Candidate, bool] | None:
+        shape = group_shape(self.graph, start, stop)
+        if shape is None:
+            return None
+        options = _fitting(self.graph, shape, self.hw, self.spans)
+        if not options:
+            return None
+        return min(((spilled_energy(c, k, self.hw), c, k) for c, k in options), key=lambda e: (e[0], e[1].n_tiles))
 
 
 def greedy(graph: Graph, hw: HardwareProfile, max_len: int = 12) -> Plan:
@@ -158,23 +172,24 @@ def greedy(graph: Graph, hw: HardwareProfile, max_len: int = 12) -> Plan:
         return layer_by_layer(graph, hw)  # raises the explanatory error
     n = len(graph.layers)
     groups, keep = [], set()
+    _best = _Best(graph, hw)
     start = 0
     while start < n:
-        best = _best(graph, start, start + 1, hw)
+        best = _best(start, start + 1)
         if best is None:
             raise _infeasible(graph, start, hw)
         stop = start + 1
         while stop < n and stop - start < max_len:
-            alone = _best(graph, stop, stop + 1, hw)
-            grown = _best(graph, start, stop + 1, hw)
+            alone = _best(stop, stop + 1)
+            grown = _best(start, stop + 1)
             if grown is None:
                 # the group may become fusable again after a branch closes: look ahead
                 ahead = next((j for j in range(stop + 2, min(n, start + max_len) + 1)
-                              if _best(graph, start, j, hw) is not None), None)
+                              if _best(start, j) is not None), None)
                 if ahead is None:
                     break
-                grown_ahead = _best(graph, start, ahead, hw)
-                split_cost = best[0] + sum(_best(graph, j, j + 1, hw)[0] for j in range(stop, ahead))  # type: ignore[index]
+                grown_ahead = _best(start, ahead)
+                split_cost = best[0] + sum(_best(j, j + 1)[0] for j in range(stop, ahead))  # type: ignore[index]
                 if grown_ahead is None or grown_ahead[0] >= split_cost:
                     break
                 best, stop = grown_ahead, ahead

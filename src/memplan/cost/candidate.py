@@ -130,16 +130,22 @@ def _read_elems(graph: Graph, geo: GroupGeometry, layer: Layer) -> int:
     """Feature-map elements ``layer`` reads over all tiles: per distinct input, the clipped
     region it needs for each tile's output region (separable like everything else)."""
     out = layer.output
+    shapes = [graph.shape(t) for t in layer.inputs]
+    k = len(layer.inputs)
+    sums = [[0] * k for _ in range(3)]  # channels, rows, columns
+    for a, b in geo.chans[out]:
+        for idx, span in enumerate(input_channel_spans(graph, layer, a, b)):
+            sums[0][idx] += _clipped_len(span, shapes[idx][1])
+    for axis, spans in ((2, geo.rows[out]), (3, geo.cols[out])):
+        for a, b in spans:
+            for idx, span in enumerate(input_spans(graph, layer, axis, a, b)):
+                sums[axis - 1][idx] += _clipped_len(span, shapes[idx][axis])
+    seen: set[str] = set()
     total = 0
     for idx, t in enumerate(layer.inputs):
-        if t in layer.inputs[:idx]:
-            continue
-        shape = graph.shape(t)
-        sums = []
-        for axis, spans in ((2, geo.rows[out]), (3, geo.cols[out])):
-            sums.append(sum(_clipped_len(input_spans(graph, layer, axis, a, b)[idx], shape[axis]) for a, b in spans))
-        c_sum = sum(_clipped_len(input_channel_spans(graph, layer, a, b)[idx], shape[1]) for a, b in geo.chans[out])
-        total += c_sum * sums[0] * sums[1]
+        if t not in seen:
+            seen.add(t)
+            total += sums[0][idx] * sums[1][idx] * sums[2][idx]
     return total
 
 

@@ -78,6 +78,14 @@ def _build_parser() -> argparse.ArgumentParser:
     sol.add_argument("-o", "--output", help="write the plan JSON here")
     sol.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
 
+    ver = sub.add_parser("verify", help="execute a plan tile by tile in int8 and check it against the untiled reference")
+    ver.add_argument("model", help="ONNX model file the plan was made for")
+    ver.add_argument("plan", help="plan JSON written by memplan solve -o")
+    ver.add_argument("--input-shape", action="append", metavar="NAME=1x3xHxW",
+                     help="pin a dynamic input shape (as given to memplan solve)")
+    ver.add_argument("--seed", type=int, default=0, help="quantisation and input seed (default 0)")
+    ver.add_argument("--json", action="store_true", help="print a machine-readable report on stdout")
+
     zoo = sub.add_parser("zoo", help="write a model of the built-in zoo as ONNX")
     zoo.add_argument("name", help="model name (see `memplan zoo list`)")
     zoo.add_argument("-o", "--output", help="ONNX file to write")
@@ -161,6 +169,17 @@ def _solver_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         objective, weights = "custom", parse_weights(args.weights)
     user = UserConstraints(frozenset(args.keep), frozenset(args.reload))
     return config, user, objective, weights
+
+
+@_command("verify")
+def _cmd_verify(args: argparse.Namespace) -> int:
+    shapes = parse_input_shapes(args.input_shape)
+    from memplan import report
+    from memplan.execute.verify import verify
+
+    result = verify(args.model, args.plan, shapes, seed=args.seed)
+    report.print_verify(result, as_json=args.json)
+    return 0
 
 
 @_command("zoo")

@@ -151,3 +151,37 @@ def solve_progress(enabled: bool) -> Iterator[Callable[[float, float, float], No
             live.update(f"CP-SAT {seconds:6.1f} s  objective {objective:,.0f}  bound {bound:,.0f}  gap {gap:.2%}")
 
         yield update
+
+
+def print_verify(result: Any, as_json: bool = False) -> None:
+    """The outcome of ``memplan verify``: bit-exactness, measured against planned traffic and
+    MACs, SRAM peak. ``result`` is a :class:`memplan.execute.verify.VerifyReport`."""
+    if as_json:
+        print_json(result.to_json())
+        return
+    measured, predicted = result.measured, result.predicted
+    verdict = "[green]verified[/green]" if result.passed else "[red]NOT verified[/red]"
+    table = Table(title=f"{result.model}: {result.strategy or 'plan'} plan, SRAM {human_bytes(result.sram_bytes)}, "
+                        f"{result.commands:,} commands")
+    table.add_column("")
+    table.add_column("measured", justify="right")
+    table.add_column("plan", justify="right")
+    table.add_column("", justify="center")
+    rows = [
+        ("DRAM read, feature maps (B)", measured.dram_read_fm, predicted.dram_read_fm),
+        ("DRAM write, feature maps (B)", measured.dram_write_fm, predicted.dram_write_fm),
+        ("DRAM read, weights (B)", measured.dram_read_weights, predicted.dram_read_weights),
+        ("DRAM total (B)", measured.dram_total, predicted.dram_total),
+        ("MACs", measured.macs, predicted.macs),
+    ]
+    for label, got, want in rows:
+        table.add_row(label, f"{got:,}", f"{want:,}", "[green]=[/green]" if got == want else "[red]differs[/red]")
+    table.add_row("SRAM peak (B)", f"{result.sram_peak:,}", f"{result.sram_peak_planned:,}",
+                  "[green]within[/green]" if result.sram_peak <= result.sram_peak_planned else "[red]over[/red]")
+    _out.print(table)
+    exact = "yes" if result.bit_exact else "[red]no[/red]"
+    _out.print(f"{verdict}: bit-exact {exact} ({len(result.tensors)} output and spilled tensors, seed {result.seed}); "
+               f"SRAM peak {human_bytes(result.sram_peak)} of {human_bytes(result.sram_bytes)}; "
+               f"{result.wall_time_s:.1f} s")
+    if result.failure:
+        _out.print(f"[red]{result.failure}[/red]")

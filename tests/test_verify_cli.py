@@ -1,0 +1,119 @@
+"""``memplan verify`` end to end: solve writes a plan, verify executes it; tampered plans,
+foreign models and malformed files fail with one line and a non-zero exit code."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memplan.cli import main
+from memplan.errors import VerificationError
+from memplan.frontend.export import save_onnx
+from memplan.zoo import build_zoo_model
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+@pytest.fixture(scope="module")
+def solved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A toy chain model and the CP-SAT plan ``memplan solve`` wrote for it."""
+    folder = tmp_path_factory.mktemp("verify")
+    model = folder / "toy.onnx"
+    save_onnx(build_zoo_model("toy_chain", n=3, h=24, w=24, c=8), model)
+    plan = folder / "plan.json"
+    code = main(["solve", str(model), "--sram", "12KiB", "--time-limit", "5", "--max-fuse-depth", "6", "--json",
+                 "-o", str(plan)])
+    assert code == 0
+    return model, plan
+
+
+def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("memplan: error: ") and "\n" not in err
+    return err
+
+
+def _tampered(plan: Path, tmp_path: Path, edit) -> Path:  # type: ignore[no-untyped-def]
+    doc = json.loads(plan.read_text())
+    edit(doc)
+    out = tmp_path / "tampered.json"
+    out.write_text(json.dumps(doc))
+    return out
+
+
+def test_solve_then_verify(solved: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    model, plan = solved
+    capsys.readouterr()
+    assert main(["verify", str(model), str(plan)]) == 0
+    out = capsys.readouterr().out
+    assert "verified" in out and "bit-exact yes" in out and "MACs" in out
+    assert main(["verify", str(model), str(plan), "--json", "--seed", "3"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verified"] and doc["bit_exact"] and doc["counts_match"] and doc["seed"] == 3
+    assert doc["measured"] == doc["predicted"]
+    assert doc["sram_peak"] <= doc["sram_peak_planned"] <= doc["sram_bytes"]
+
+
+def test_real_model_with_greedy_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = MODELS / "cifar10_float.onnx"
+    plan = tmp_path / "cifar.json"
+    assert main(["solve", str(model), "--strategy", "greedy", "--sram", "32KiB", "--json", "-o", str(plan)]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(model), str(plan), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verified"] and doc["strategy"] == "greedy" and len(doc["tensors_compared"]) >= 1
+
+
+def test_installed_command_exit_codes(solved: tuple[Path, Path], tmp_path: Path) -> None:
+    model, plan = solved
+    exe = shutil.which("memplan") or str(Path(sys.executable).parent / "memplan")
+    ok = subprocess.run([exe, "verify", str(model), str(plan)], capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stderr
+
+    def shift_first_compute(doc) -> None:  # type: ignore[no-untyped-def]
+        c = next(c for c in doc["commands"] if c["op"] == "compute")
+        c["inputs"][0]["offset"] += 1
+
+    bad = subprocess.run([exe, "verify", str(model), str(_tampered(plan, tmp_path, shift_first_compute))],
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == VerificationError.exit_code
+    assert bad.stderr.startswith("memplan: error: command ") and bad.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda d: d["commands"].remove(next(c for c in d["commands"] if c["op"] == "load")), "nothing has written"),
+    (lambda d: d["totals"].update(macs=d["totals"]["macs"] + 1), "macs measured"),
+    (lambda d: d["buffers"][1].update(offset=d["buffers"][0]["offset"]), "at once|no buffer|belongs to"),
+    (lambda d: d["commands"].remove(next(c for c in d["commands"] if c["op"] == "store")), "never written|before it is written"),
+])
+def test_tampered_plan_fails_with_one_line(solved: tuple[Path, Path], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str], edit, match: str) -> None:  # type: ignore[no-untyped-def]
+    model, plan = solved
+    capsys.readouterr()
+    assert main(["verify", str(model), str(_tampered(plan, tmp_path, edit))]) == VerificationError.exit_code
+    assert re.search(match, _error_line(capsys))
+
+
+def test_plan_of_another_model(solved: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, plan = solved
+    other = tmp_path / "other.onnx"
+    save_onnx(build_zoo_model("toy_chain", n=3, h=24, w=24, c=8, seed=1), other)
+    capsys.readouterr()
+    assert main(["verify", str(other), str(plan)]) == VerificationError.exit_code
+    assert "sha256" in _error_line(capsys)
+
+
+def test_malformed_and_missing_plan(solved: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model, plan = solved
+    broken = _tampered(plan, tmp_path, lambda d: d.pop("commands"))
+    capsys.readouterr()
+    assert main(["verify", str(model), str(broken)]) != 0
+    assert "malformed" in _error_line(capsys)
+    assert main(["verify", str(model), str(tmp_path / "nope.json")]) != 0
+    assert "does not exist" in _error_line(capsys)

@@ -179,13 +179,16 @@ def load_profile(name_or_path: str | Path) -> HardwareProfile:
                 break
         else:
             raise ConfigError(f"unknown hardware profile {str(name_or_path)!r}: use one of {', '.join(available_profiles())} or a .toml path")
+    return profile_from_dict(_read_toml(path, "hardware profile"), source=str(path))
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
-        raise ConfigError(f"hardware profile file {str(path)!r} does not exist")
+        raise ConfigError(f"{what} file {str(path)!r} does not exist")
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return profile_from_dict(data, source=str(path))
 
 
 # ---------------------------------------------------------------------------- solver settings
@@ -221,12 +224,7 @@ def load_solver_config(name_or_path: str | Path = "default") -> SolverConfig:
         if not path.is_file():
             names = sorted(p.stem for p in CONFIG_ROOT.glob("*.toml"))
             raise ConfigError(f"unknown solver config {str(name_or_path)!r}: use one of {', '.join(names)} or a .toml path")
-    if not path.is_file():
-        raise ConfigError(f"solver config file {str(path)!r} does not exist")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = _read_toml(path, "solver config")
     for key, value in data.items():
         if key not in _SOLVER_SPEC:
             raise ConfigError(f"{path}: unknown key {key!r} (known: {', '.join(sorted(_SOLVER_SPEC))})")

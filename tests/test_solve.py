@@ -21,7 +21,8 @@ from memplan.plan.model import Decisions, GroupDecision
 from memplan.plan.validate import validate_plan
 from memplan.solve import UserConstraints, solve_cpsat
 from memplan.solve.candidates import enumerate_candidates
-from memplan.solve.run import _build, _hint
+from memplan.solve.dp import dp_bound, dp_plan
+from memplan.solve.run import _build, _hint, _warm_start
 
 HW = load_profile("generic-npu")
 FAST = SolverConfig(time_limit_s=20.0, workers=2, deterministic=True, max_fuse_depth=6)
@@ -103,6 +104,14 @@ def test_cpsat_optimum_matches_brute_force(make, sram: int) -> None:  # type: ig
     if sram == 1 << 20:
         assert e == relaxed == placed
     validate_plan(result.plan, g, hw)
+    # the DP relaxation's bound never exceeds the true optimum of the per-step relaxation,
+    # and its path (with a keep set that fits every step) is a plan the validator accepts
+    cs = enumerate_candidates(g, hw, 6)
+    dp = dp_bound(g, hw, cs.candidates)
+    assert dp is not None and dp.bound_fj <= relaxed
+    path = dp_plan(g, hw, cs.candidates, 0.0)
+    assert path is not None
+    assert build_plan(g, hw, path.decisions).totals.energy_fj == path.bound_fj
 
 
 # ---------------------------------------------------------------------------- per-module cases
@@ -209,7 +218,9 @@ def test_greedy_hint_is_feasible() -> None:
     cs = enumerate_candidates(g, hw, 6)
     b = _build(g, hw, cs, UserConstraints(), False)
     gr = greedy(g, hw, 6)
-    _hint(b, cs, g, hw, gr)
+    warm = _warm_start(b, cs, g, hw, gr.decisions)
+    assert warm is not None and warm.energy_fj == gr.totals.energy_fj
+    _hint(b, g, warm)
     b.vars.model.minimize(b.terms.energy)
     solver = cp_model.CpSolver()
     solver.parameters.fix_variables_to_their_hinted_value = True

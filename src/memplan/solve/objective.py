@@ -24,6 +24,7 @@ class Terms:
 
     energy: cp_model.LinearExprT
     energy_scale: int
+    energy_max: int  # the largest value the (scaled) expression can take
 
 
 def _fj(x: Fraction) -> int:
@@ -72,7 +73,8 @@ def build_energy(graph: Graph, v: Vars, hw: HardwareProfile) -> Terms:
         g = gcd(g, val)
     g = g or 1
     expr = sum(lits[k] * (val // g) for k, val in coeffs.items() if val) + constant // g
-    return Terms(expr, g)
+    top = sum(val // g for val in coeffs.values() if val > 0) + constant // g
+    return Terms(expr, g, top)
 
 
 def build_cycles(graph: Graph, v: Vars, hw: HardwareProfile) -> cp_model.LinearExprT:

@@ -19,11 +19,13 @@ from memplan.baselines import check_feasible, greedy, layer_by_layer
 from memplan.config import HardwareProfile, SolverConfig
 from memplan.errors import InfeasibleError, MemplanError, UsageError
 from memplan.ir.graph import Graph
-from memplan.plan.alloc import first_fit
-from memplan.plan.build import plan_blocks, resolve, build_plan
+from memplan.plan.alloc import extent, first_fit
+from memplan.plan.build import build_plan, cost_totals, plan_blocks, resolve
 from memplan.plan.model import Decisions, GroupDecision, Plan
 from memplan.plan.validate import validate_plan
 from memplan.solve.candidates import CandidateSet, enumerate_candidates
+from memplan.solve.dp import dp_bound, dp_plan
+from memplan.solve.place import place
 from memplan.solve.memory import Slot, add_memory
 from memplan.solve.model import UserConstraints, Vars, build_decisions
 from memplan.solve.objective import Terms, build_cycles, build_energy
@@ -126,46 +128,68 @@ def _slot_for_block(slots: list[Slot], name: str, groups: list[tuple[int, str]])
     raise KeyError(name)
 
 
-def _hint(b: _Built, cs: CandidateSet, graph: Graph, hw: HardwareProfile, plan: Plan) -> None:
-    """Warm start from a baseline plan (every tensor spilled, first-fit offsets)."""
-    v, model = b.vars, b.vars.model
-    chosen = set()
-    for gd in plan.decisions.groups:
+@dataclass(frozen=True)
+class _Warm:
+    """A warm start: candidate indexes, decisions over them, offsets that fit, its energy."""
+
+    chosen: tuple[int, ...]
+    decisions: Decisions
+    offsets: dict[str, int]
+    energy_fj: int
+
+
+def _warm_start(b: _Built, cs: CandidateSet, graph: Graph, hw: HardwareProfile, decisions: Decisions) -> _Warm | None:
+    """Express decisions (a baseline's or the DP's) over the model's candidates (a pruned one
+    is replaced by the candidate that dominates it) and place them: first fit, else the
+    placement-only CP-SAT model. None when that fails or the decisions cannot be expressed."""
+    v = b.vars
+    chosen = []
+    for gd in decisions.groups:
         idx = cs.index_of((gd.start, gd.stop, gd.tiling))
         if idx is None:
-            return  # the baseline uses a candidate beyond max_fuse_depth: no hint
-        chosen.add(idx)
-    model.clear_hints()
-    for i, x in enumerate(v.x):
-        model.add_hint(x, i in chosen)
-    for layer, k in v.keep.items():
-        model.add_hint(k, layer in plan.decisions.keep)
-    for r in v.res.values():
-        model.add_hint(r, False)
-    for (i, _t), lit in v.load.items():
-        model.add_hint(lit, i in chosen)
-    internal = {cb.tensor for i in chosen for cb in v.cands[i].core}
-    for t, lit in v.store.items():
-        model.add_hint(lit, t not in internal)
-    spatial = {}
-    for i in chosen:
-        for w in v.cands[i].weights:
-            spatial[w.layer] = w.reload_bytes // w.total_bytes if w.total_bytes else 1
-    for (layer, tiles), lit in v.reload.items():
-        model.add_hint(lit, layer not in plan.decisions.keep and spatial.get(layer) == tiles)
-    # offsets: the dominating candidates' blocks are no larger, so first-fit offsets still fit
-    dec = Decisions(tuple(GroupDecision(v.cands[i].start, v.cands[i].stop, v.cands[i].tiling)
-                          for i in sorted(chosen, key=lambda i: v.cands[i].start)), plan.decisions.keep)
-    r = resolve(graph, hw, dec)
+            return None  # beyond max_fuse_depth
+        chosen.append(idx)
+    dec = Decisions(tuple(GroupDecision(v.cands[i].start, v.cands[i].stop, v.cands[i].tiling) for i in chosen),
+                    decisions.keep, decisions.resident & frozenset(v.res))
+    try:
+        r = resolve(graph, hw, dec)
+    except MemplanError:
+        return None
     blocks = plan_blocks(r)
     offsets = first_fit(blocks)
+    if extent(blocks, offsets) > hw.sram_bytes:
+        placed = place(blocks, hw.sram_bytes, time_limit_s=10.0)
+        if placed is None:
+            return None
+        offsets = placed
+    return _Warm(tuple(chosen), dec, offsets, cost_totals(r, 0).energy_fj)
+
+
+def _hint(b: _Built, graph: Graph, warm: _Warm) -> None:
+    v, model, dec = b.vars, b.vars.model, warm.decisions
+    model.clear_hints()
+    sel = set(warm.chosen)
+    for i, x in enumerate(v.x):
+        model.add_hint(x, i in sel)
+    for layer, k in v.keep.items():
+        model.add_hint(k, layer in dec.keep)
+    for t, lit in v.res.items():
+        model.add_hint(lit, t in dec.resident)
+    for (i, t), lit in v.load.items():
+        model.add_hint(lit, i in sel and t not in dec.resident)
+    internal = {cb.tensor for i in sel for cb in v.cands[i].core}
+    for t, lit in v.store.items():
+        model.add_hint(lit, t not in internal and t not in dec.resident)
+    spatial = {w.layer: (w.reload_bytes // w.total_bytes if w.total_bytes else 1) for i in sel for w in v.cands[i].weights}
+    for (layer, tiles), lit in v.reload.items():
+        model.add_hint(lit, layer not in dec.keep and spatial.get(layer) == tiles)
     groups = [(gd.start, graph.layers[gd.stop - 1].output) for gd in dec.groups]
-    for blk in blocks:
+    for name, offset in warm.offsets.items():
         try:
-            slot = _slot_for_block(b.slots, blk.name, groups)
+            slot = _slot_for_block(b.slots, name, groups)
         except KeyError:
             continue
-        model.add_hint(slot.offset, offsets[blk.name])
+        model.add_hint(slot.offset, offset)
 
 
 def _params(config: SolverConfig, time_limit: float | None = None) -> cp_model.CpSolver:
@@ -235,15 +259,41 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
     if not hw.feature_maps_in_sram:
         baselines["layer"] = layer_by_layer(graph, hw)
         baselines["greedy"] = greedy(graph, hw, config.max_fuse_depth)
-        if config.hint_greedy and not memory_obj and not (user.force_keep or user.force_reload):
-            _hint(b, cs, graph, hw, baselines["greedy"])
-            hint_name = "greedy"
+    stats_extra: dict[str, Any] = {}
+    plain = not memory_obj and not (user.force_keep or user.force_reload)
+    dp = dp_bound(graph, hw, cs.candidates) if plain else None
+    if config.hint_greedy and plain:
+        # warm start: the cheapest expressible plan among the DP's paths and greedy
+        options = []
+        if dp is not None:
+            for slack in (0.0, 0.05):
+                path = dp_plan(graph, hw, cs.candidates, slack)
+                if path is not None:
+                    options.append((f"dp{slack:g}", path.decisions))
+        if "greedy" in baselines:
+            options.append(("greedy", baselines["greedy"].decisions))
+        warm = {}
+        for name, dec in options:
+            w = _warm_start(b, cs, graph, hw, dec)
+            if w is not None:
+                warm[name] = w
+        if warm:
+            hint_name = min(warm, key=lambda k: warm[k].energy_fj)
+            _hint(b, graph, warm[hint_name])
+            stats_extra["hint_energy_fj"] = warm[hint_name].energy_fj
 
     scale: float = 1.0
     units = ""
     if objective == "energy":
-        model.minimize(b.terms.energy)
         scale, units = b.terms.energy_scale, "fJ"
+        # the objective is one variable whose domain starts at the DP relaxation's proven lower
+        # bound (solve/dp.py), so CP-SAT's own bound includes it
+        lb = -(-dp.bound_fj // b.terms.energy_scale) if dp is not None else 0
+        energy = model.new_int_var(min(lb, b.terms.energy_max), b.terms.energy_max, "energy")
+        model.add(energy == b.terms.energy)
+        model.minimize(energy)
+        if dp is not None:
+            stats_extra["dp_bound_fj"] = dp.bound_fj
     elif objective == "latency":
         model.minimize(build_cycles(graph, b.vars, hw))
         units = "cycles"
@@ -271,7 +321,6 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
             raise InfeasibleError(_why_infeasible(graph, hw, objective))
         raise InfeasibleError(f"CP-SAT found no plan within {config.time_limit_s:g} s (status {STATUS[status]}): "
                               "raise time_limit_s in the solver config, or use --strategy greedy")
-    stats_extra: dict[str, Any] = {}
     obj_value, bound = solver.ObjectiveValue() * scale, solver.BestObjectiveBound() * scale
     status_name = STATUS[status]
     if memory_obj:

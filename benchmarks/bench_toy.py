@@ -54,8 +54,15 @@ def main() -> None:
     ap.add_argument("--sram", default="40KiB", help="default: ~1/10 of the 392 KiB feature map")
     ap.add_argument("--max-n", type=int, default=8)
     ap.add_argument("--time-limit", type=float, default=60.0)
+    ap.add_argument("--hardware", default="generic-npu")
+    ap.add_argument("--single-buffer", action="store_true",
+                    help="no double-buffered staging (the seed's single core that waits for its DMA)")
     args = ap.parse_args()
-    hw = load_profile("generic-npu").with_sram(parse_size(args.sram)).with_tiling(max_tiles=256)
+    hw = load_profile(args.hardware).with_sram(parse_size(args.sram)).with_tiling(max_tiles=256)
+    if args.single_buffer:
+        hw = replace(hw, dma_overlaps_compute=False)
+    print(f"profile {hw.name}: {float(hw.mac_pj)} pJ/MAC, {float(hw.dram_pj_per_byte)} pJ/B DRAM, "
+          f"{float(hw.sram_pj_per_byte)} pJ/B SRAM, {'double' if hw.dma_overlaps_compute else 'single'}-buffered staging")
     fm = args.h * args.w * args.c
     print(f"toy: {args.h}x{args.w}x{args.c} int8 = {fm} B feature map, SRAM {hw.sram_bytes} B ({fm / hw.sram_bytes:.1f}x)")
     one = best_fused(1, args.h, args.w, args.c, hw)

@@ -20,3 +20,14 @@ def test_cli_usage_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["inspect", "nope.onnx", "--input-shape", "bad"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("memplan: error:")
+
+
+def test_failed_solve_writes_no_plan(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[1] / "models" / "resnet8_float.onnx"
+    out = tmp_path / "plan.json"
+    code = main(["solve", str(model), "--sram", "1KiB", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 3 and "needs at least" in err and err.count("\n") == 1
+    assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -48,7 +48,9 @@ def dp_plan(graph: Graph, hw: HardwareProfile, cands: tuple[Candidate, ...], sla
             max_states: int = 16) -> DPResult | None:
     """The cheapest path when every group keeps a set of weights that fits every step, at a
     capacity ``slack`` below the SRAM (first fit needs room for fragmentation): a warm start.
-    Its ``bound_fj`` is that path's cost, not a bound."""
+    Where a boundary has more than ``max_states`` residency states (DenseNet) only the cheapest
+    are kept (a beam), so the path is good, not optimal. Its ``bound_fj`` is that path's cost,
+    not a bound."""
     return _dp(graph, hw, cands, max_states, relaxed=False, capacity=int(hw.sram_bytes * (1 - slack)))
 
 
@@ -75,7 +77,11 @@ def _dp(graph: Graph, hw: HardwareProfile, cands: tuple[Candidate, ...], max_sta
         if not best[a]:
             continue
         if len(best[a]) > max_states:
-            return None
+            if relaxed:
+                return None  # the bound must be exact over all states
+            # a warm start need not be optimal: keep the cheapest states (beam search)
+            keep = sorted(best[a].items(), key=lambda kv: kv[1][0])[:max_states]
+            best[a] = dict(keep)
         for state, (cost0, _) in best[a].items():
             res_mem = sum(size[t] for t in state)
             for ci in by_start.get(a, ()):

@@ -265,7 +265,7 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
     if config.hint_greedy and plain:
         # warm start: the cheapest expressible plan among the DP's paths and greedy
         options = []
-        if dp is not None:
+        if not hw.feature_maps_in_sram:  # the paths need no bound: the beam covers DenseNet too
             for slack in (0.0, 0.05):
                 path = dp_plan(graph, hw, cs.candidates, slack)
                 if path is not None:

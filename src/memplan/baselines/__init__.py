@@ -21,7 +21,7 @@ from memplan.errors import InfeasibleError
 from memplan.geometry.group import GroupShape, SpanCache, group_shape, tiling_options
 from memplan.ir.graph import Graph
 from memplan.plan.alloc import Block, extent, first_fit
-from memplan.plan.build import build_plan, energy_fj, group_cycles
+from memplan.plan.build import build_plan, energy_fj
 from memplan.plan.model import Decisions, GroupDecision, Plan
 
 

@@ -15,9 +15,9 @@ from fractions import Fraction
 from functools import cached_property
 
 from memplan.config import HardwareProfile
-from memplan.cost.candidate import Candidate, candidate_cost, staging_slots, weight_slice_bytes
+from memplan.cost.candidate import Candidate, candidate_cost, staging_slots
 from memplan.errors import PlanError
-from memplan.geometry.group import GroupGeometry, group_geometry, group_shape, tiling_options
+from memplan.geometry.group import group_geometry, group_shape, tiling_options
 from memplan.geometry.region import Region
 from memplan.ir.graph import Graph
 from memplan.ir.ops import WEIGHTED, ceil_div
@@ -282,9 +282,5 @@ def _commands(r: Resolved, offsets: Mapping[str, int]) -> list[Command]:
     return cmds
 
 
-def weight_bytes_of(graph: Graph, hw: HardwareProfile, layer_id: str, channels: tuple[int, int]) -> int:
-    return weight_slice_bytes(graph, graph.layer(layer_id), channels[1] - channels[0], hw)
-
-
-__all__ = ["Resolved", "build_plan", "cost_totals", "crossing_tensors", "energy_fj", "group_cycles",
-           "plan_blocks", "resolve", "weight_bytes_of", "GroupGeometry"]
+__all__ = ["Resolved", "build_plan", "cost_totals", "crossing_tensors", "energy_fj", "group_cycles", "plan_blocks",
+           "resolve"]

@@ -204,7 +204,7 @@ class SolverConfig:
     workers: int = 2
     random_seed: int = 0
     log_progress: bool = False
-    hint_greedy: bool = True
+    warm_start: bool = True
     deterministic: bool = False
     max_fuse_depth: int = 12
     balanced_energy: float = 0.5
@@ -212,7 +212,7 @@ class SolverConfig:
 
 
 _SOLVER_SPEC: dict[str, type | tuple[type, ...]] = {
-    "time_limit_s": (int, float), "workers": int, "random_seed": int, "log_progress": bool, "hint_greedy": bool,
+    "time_limit_s": (int, float), "workers": int, "random_seed": int, "log_progress": bool, "warm_start": bool,
     "deterministic": bool, "max_fuse_depth": int, "balanced_energy": (int, float), "balanced_latency": (int, float),
 }
 

@@ -261,7 +261,7 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
     stats_extra: dict[str, Any] = {}
     plain = not memory_obj and not (user.force_keep or user.force_reload)
     dp = dp_bound(graph, hw, cs.candidates) if plain else None
-    if config.hint_greedy and plain:
+    if config.warm_start and plain:
         # warm start: the cheapest expressible plan among the DP's paths and greedy
         options = []
         if not hw.feature_maps_in_sram:  # the paths need no bound: the beam covers DenseNet too

@@ -114,16 +114,50 @@ def tiling_options(graph: Graph, shape: GroupShape, rules: TilingRules) -> list[
     chans = _axis_sizes(c, 1, rules.max_tiles) if channel_splittable(graph, shape) else [c]
     out = []
     for tc in chans:
-        nc = ceil_div(c, tc)
         for th in rows:
-            nh = ceil_div(h, th)
             for tw in cols:
-                if nc * nh * ceil_div(w, tw) <= rules.max_tiles:
-                    out.append(Tiling(th, tw, tc))
+                tiling = Tiling(th, tw, tc)
+                if tile_count(graph, shape, tiling) <= rules.max_tiles:
+                    out.append(tiling)
     return out
 
 
+def tile_count(graph: Graph, shape: GroupShape, tiling: Tiling) -> int:
+    """Tiles the group runs with this tiling (edge tiles included)."""
+    _, c, h, w = graph.shape(shape.anchor)
+    return ceil_div(c, tiling.tile_c) * ceil_div(h, tiling.tile_h) * ceil_div(w, tiling.tile_w)
+
+
 # ---------------------------------------------------------------------------- spans
+CHANNELS, ROWS, COLUMNS = 1, 2, 3  # the NCHW axes tiles split
+
+
+@dataclass(frozen=True)
+class AxisSpans:
+    """The spans of every tensor of a group along one axis, for one tile size of the anchor.
+
+    ``spans[t][i]`` is the span tensor ``t`` must hold for tile ``i`` along the axis (rows and
+    columns clipped to the tensor). ``total`` and ``largest`` are the sum and the maximum of
+    the span lengths per tensor. ``reads[i][k]`` is the length of input ``k`` that layer ``i``
+    reads (clipped to the tensor) summed over the tiles: a layer may read less than its group
+    holds of an input another layer also reads."""
+
+    axis: int
+    spans: dict[str, tuple[Span, ...]]
+    total: dict[str, int]
+    largest: dict[str, int]
+    reads: dict[int, tuple[int, ...]]
+
+    @property
+    def count(self) -> int:
+        """Tiles along the axis."""
+        return len(next(iter(self.spans.values())))
+
+
+#: AxisSpans of the groups of one graph, by (start, stop, axis, tile size along the axis)
+SpanCache = dict[tuple[int, int, int, int], AxisSpans]
+
+
 @dataclass(frozen=True)
 class GroupGeometry:
     """Per-axis spans of every tensor of a group for one tiling.
@@ -135,21 +169,33 @@ class GroupGeometry:
     graph: Graph
     shape: GroupShape
     tiling: Tiling
-    rows: dict[str, tuple[Span, ...]]
-    cols: dict[str, tuple[Span, ...]]
-    chans: dict[str, tuple[Span, ...]]
+    row_axis: AxisSpans
+    col_axis: AxisSpans
+    chan_axis: AxisSpans
+
+    @property
+    def rows(self) -> dict[str, tuple[Span, ...]]:
+        return self.row_axis.spans
+
+    @property
+    def cols(self) -> dict[str, tuple[Span, ...]]:
+        return self.col_axis.spans
+
+    @property
+    def chans(self) -> dict[str, tuple[Span, ...]]:
+        return self.chan_axis.spans
 
     @property
     def n_rows(self) -> int:
-        return len(self.rows[self.shape.anchor])
+        return self.row_axis.count
 
     @property
     def n_cols(self) -> int:
-        return len(self.cols[self.shape.anchor])
+        return self.col_axis.count
 
     @property
     def n_chans(self) -> int:
-        return len(self.chans[self.shape.anchor])
+        return self.chan_axis.count
 
     @property
     def n_tiles(self) -> int:
@@ -172,13 +218,24 @@ class GroupGeometry:
 
     def max_elems(self, tensor: str) -> int:
         """Largest region of ``tensor`` over the tiles (its tile buffer size in elements)."""
-        return (max(b - a for a, b in self.chans[tensor]) * max(b - a for a, b in self.rows[tensor])
-                * max(b - a for a, b in self.cols[tensor]))
+        return self.chan_axis.largest[tensor] * self.row_axis.largest[tensor] * self.col_axis.largest[tensor]
 
     def sum_elems(self, tensor: str) -> int:
         """Elements of ``tensor`` held summed over all tiles (what loading it per tile costs)."""
-        return (sum(b - a for a, b in self.chans[tensor]) * sum(b - a for a, b in self.rows[tensor])
-                * sum(b - a for a, b in self.cols[tensor]))
+        return self.chan_axis.total[tensor] * self.row_axis.total[tensor] * self.col_axis.total[tensor]
+
+    def read_elems(self, index: int) -> int:
+        """Feature-map elements layer ``index`` reads over all tiles: per distinct input, the
+        clipped region it needs for each tile's output region (separable per axis)."""
+        inputs = self.graph.layers[index].inputs
+        c, r, x = self.chan_axis.reads[index], self.row_axis.reads[index], self.col_axis.reads[index]
+        if len(inputs) == 1:
+            return c[0] * r[0] * x[0]
+        total = 0
+        for k, t in enumerate(inputs):
+            if t not in inputs[:k]:
+                total += c[k] * r[k] * x[k]
+        return total
 
 
 def _clip(span: Span, length: int) -> Span:
@@ -194,48 +251,53 @@ def _union(a: Span | None, b: Span) -> Span:
     return (min(a[0], b[0]), max(a[1], b[1]))
 
 
-def _backprop_axis(graph: Graph, shape: GroupShape, axis: int, anchor_span: Span) -> dict[str, Span]:
-    """Clipped span of every tensor of the group for one anchor span along a spatial axis."""
+def _backprop(graph: Graph, shape: GroupShape, axis: int, anchor_span: Span,
+              reads: dict[int, list[int]]) -> dict[str, Span]:
+    """Span of every tensor of the group along ``axis`` for one anchor span (rows and columns
+    clipped; channel spans are always inside the tensor). Adds the clipped length each layer
+    reads of each input to ``reads``."""
     need: dict[str, Span | None] = {shape.anchor: anchor_span}
     for i in reversed(shape.layer_range):
         layer = graph.layers[i]
         out = need[layer.output]
         assert out is not None
-        for t, span in zip(layer.inputs, input_spans(graph, layer, axis, *out)):
-            need[t] = _union(need.get(t), _clip(span, graph.shape(t)[axis]))
+        if axis == CHANNELS:
+            spans = input_channel_spans(graph, layer, *out)
+        else:
+            spans = input_spans(graph, layer, axis, *out)
+        acc = reads[i]
+        for k, (t, span) in enumerate(zip(layer.inputs, spans)):
+            length = graph.shape(t)[axis]
+            acc[k] += max(0, min(span[1], length) - max(span[0], 0))
+            need[t] = _union(need.get(t), span if axis == CHANNELS else _clip(span, length))
     return need  # type: ignore[return-value]
 
 
-def _backprop_channels(graph: Graph, shape: GroupShape, anchor_span: Span) -> dict[str, Span]:
-    need: dict[str, Span | None] = {shape.anchor: anchor_span}
-    for i in reversed(shape.layer_range):
-        layer = graph.layers[i]
-        out = need[layer.output]
-        assert out is not None
-        for t, span in zip(layer.inputs, input_channel_spans(graph, layer, *out)):
-            need[t] = _union(need.get(t), span)
-    return need  # type: ignore[return-value]
-
-
-SpanCache = dict[tuple[int, int, int, int], dict[str, tuple[Span, ...]]]
+def axis_spans(graph: Graph, shape: GroupShape, axis: int, size: int, cache: SpanCache | None = None) -> AxisSpans:
+    """The spans of the group's tensors along ``axis`` when the anchor is cut every ``size``
+    along it. They depend on nothing else of the tiling, so a ``cache`` shared across the
+    tilings (and the groups) of one graph computes each once."""
+    key = (shape.start, shape.stop, axis, size)
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+    reads = {i: [0] * len(graph.layers[i].inputs) for i in shape.layer_range}
+    per_tile = [_backprop(graph, shape, axis, s, reads) for s in split_axis(graph.shape(shape.anchor)[axis], size)]
+    spans = {t: tuple(sp[t] for sp in per_tile) for t in per_tile[0]}
+    lengths = {t: [b - a for a, b in s] for t, s in spans.items()}
+    result = AxisSpans(axis, spans, {t: sum(v) for t, v in lengths.items()}, {t: max(v) for t, v in lengths.items()},
+                       {i: tuple(v) for i, v in reads.items()})
+    if cache is not None:
+        cache[key] = result
+    return result
 
 
 def group_geometry(graph: Graph, shape: GroupShape, tiling: Tiling, cache: SpanCache | None = None) -> GroupGeometry:
-    """Spans of every tensor of the group. Row spans depend only on the tile height and
-    column spans only on the tile width, so a ``cache`` shared across the tilings of one
-    graph saves recomputing them (key: start, stop, axis, size)."""
-    _, c, h, w = graph.shape(shape.anchor)
-    per_axis: list[dict[str, tuple[Span, ...]]] = []
-    for axis, length, size in ((2, h, tiling.tile_h), (3, w, tiling.tile_w)):
-        key = (shape.start, shape.stop, axis, size)
-        if cache is not None and key in cache:
-            per_axis.append(cache[key])
-            continue
-        spans = [_backprop_axis(graph, shape, axis, s) for s in split_axis(length, size)]
-        result = {t: tuple(sp[t] for sp in spans) for t in spans[0]}
-        if cache is not None:
-            cache[key] = result
-        per_axis.append(result)
-    ch = [_backprop_channels(graph, shape, s) for s in split_axis(c, tiling.tile_c)]
-    chans = {t: tuple(sp[t] for sp in ch) for t in ch[0]}
-    return GroupGeometry(graph, shape, tiling, per_axis[0], per_axis[1], chans)
+    """Spans of every tensor of the group. Row spans depend only on the tile height, column
+    spans only on the tile width and channel spans only on the channels per tile, so a
+    ``cache`` shared across the tilings of one graph saves recomputing them."""
+    return GroupGeometry(graph, shape, tiling,
+                         axis_spans(graph, shape, ROWS, tiling.tile_h, cache),
+                         axis_spans(graph, shape, COLUMNS, tiling.tile_w, cache),
+                         axis_spans(graph, shape, CHANNELS, tiling.tile_c, cache))

@@ -8,7 +8,9 @@
 * the floor: the network input read once, the outputs written once, each weight read once,
   and the MACs of the untiled network.
 
-Both plans are real :class:`Plan` objects with first-fit offsets.
+Both plans are real :class:`Plan` objects with first-fit offsets. Every function that costs
+candidates takes an optional :class:`CostCache`: one shared cache between them (and
+:func:`memplan.solve.candidates.enumerate_candidates`) costs each candidate once.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from memplan.config import HardwareProfile
-from memplan.cost.candidate import Candidate, candidate_cost
+from memplan.cost.candidate import Candidate, CostCache, footprint, group_blocks
 from memplan.errors import InfeasibleError
-from memplan.geometry.group import GroupShape, SpanCache, group_shape, tiling_options
+from memplan.geometry.group import GroupShape, Tiling, tile_count
 from memplan.ir.graph import Graph
-from memplan.plan.alloc import Block, extent, first_fit
 from memplan.plan.build import build_plan, energy_fj
 from memplan.plan.model import Decisions, GroupDecision, Plan
+
+__all__ = ["CostCache", "Floor", "check_feasible", "floor", "footprint", "greedy", "group_blocks", "layer_by_layer",
+           "min_sram_for_layer", "spilled_energy"]
 
 
 @dataclass(frozen=True)
@@ -57,26 +61,6 @@ def floor(graph: Graph, hw: HardwareProfile) -> Floor:
 
 
 # ---------------------------------------------------------------------------- fitting
-def group_blocks(c: Candidate, keep: bool, hw: HardwareProfile) -> list[Block]:
-    """SRAM blocks of one candidate when nothing is resident (same rules as plan_blocks)."""
-    overlap = hw.dma_overlaps_compute
-    blocks = [Block("core", c.core_bytes, c.start, c.stop)] if c.core_bytes else []
-    blocks += [Block(f"in.{i.tensor}", i.stage_bytes, c.start, c.stop if overlap else i.last_use + 1) for i in c.inputs]
-    blocks.append(Block("out", c.out_stage_bytes, c.start if overlap else c.stop - 1, c.stop))
-    if not hw.weights_in_place:
-        for w in c.weights:
-            if keep:
-                blocks.append(Block(f"w.{w.layer}", w.slice_bytes, c.start, c.stop))
-            else:
-                blocks.append(Block(f"w.{w.layer}", w.slice_bytes, w.index, w.index + 1))
-    return blocks
-
-
-def footprint(c: Candidate, keep: bool, hw: HardwareProfile) -> int:
-    blocks = group_blocks(c, keep, hw)
-    return extent(blocks, first_fit(blocks))
-
-
 def spilled_energy(c: Candidate, keep: bool, hw: HardwareProfile) -> int:
     """Energy of a candidate with everything spilled (the baselines' residency rule)."""
     w = sum(x.total_bytes if keep and not hw.weights_in_place else x.reload_bytes for x in c.weights)
@@ -85,56 +69,85 @@ def spilled_energy(c: Candidate, keep: bool, hw: HardwareProfile) -> int:
     return energy_fj(hw, c.macs, dma, sram)
 
 
-def _fitting(graph: Graph, shape: GroupShape, hw: HardwareProfile, cache: SpanCache | None = None) -> list[tuple[Candidate, bool]]:
+def _fit(cache: CostCache, c: Candidate) -> tuple[Candidate, bool] | None:
+    """The candidate with the keep choice that fits the SRAM (keep first), or None."""
+    for keep in (True, False):
+        if cache.footprint(c, keep) <= cache.hw.sram_bytes:
+            return c, keep
+    return None
+
+
+def _fitting(cache: CostCache, shape: GroupShape) -> list[tuple[Candidate, bool]]:
     """Candidates of a group that fit the SRAM, with the keep choice that fits (keep first)."""
-    out = []
-    for tiling in tiling_options(graph, shape, hw.tiling):
-        c = candidate_cost(graph, shape, tiling, hw, cache)
-        for keep in (True, False):
-            if footprint(c, keep, hw) <= hw.sram_bytes:
-                out.append((c, keep))
-                break
-    return out
+    fits = (_fit(cache, cache.candidate(shape, t)) for t in cache.tilings(shape))
+    return [ck for ck in fits if ck is not None]
 
 
-def min_sram_for_layer(graph: Graph, index: int, hw: HardwareProfile) -> int:
-    """Smallest SRAM that runs layer ``index`` alone (its finest tiling, weights reloaded)."""
-    shape = group_shape(graph, index, index + 1)
+def _fewest_tiles_fitting(cache: CostCache, shape: GroupShape) -> list[tuple[Candidate, bool]]:
+    """The fitting candidates of a group with the fewest tiles (in tiling order), or [] if
+    none fits: tilings are costed by increasing tile count until one fits."""
+    by_count: dict[int, list[Tiling]] = {}
+    for t in cache.tilings(shape):
+        by_count.setdefault(tile_count(cache.graph, shape, t), []).append(t)
+    for count in sorted(by_count):
+        fits = (_fit(cache, cache.candidate(shape, t)) for t in by_count[count])
+        found = [ck for ck in fits if ck is not None]
+        if found:
+            return found
+    return []
+
+
+def _layer_shape(cache: CostCache, index: int) -> GroupShape:
+    shape = cache.shape(index, index + 1)
     assert shape is not None
-    return min(footprint(candidate_cost(graph, shape, t, hw), False, hw) for t in tiling_options(graph, shape, hw.tiling))
+    return shape
 
 
-def _infeasible(graph: Graph, index: int, hw: HardwareProfile) -> InfeasibleError:
+def min_sram_for_layer(graph: Graph, index: int, hw: HardwareProfile, cache: CostCache | None = None) -> int:
+    """Smallest SRAM that runs layer ``index`` alone (its finest tiling, weights reloaded)."""
+    cache = _cache(graph, hw, cache)
+    shape = _layer_shape(cache, index)
+    return min(cache.footprint(cache.candidate(shape, t), False) for t in cache.tilings(shape))
+
+
+def _infeasible(cache: CostCache, index: int) -> InfeasibleError:
+    graph, hw = cache.graph, cache.hw
     layer = graph.layers[index]
-    need = min_sram_for_layer(graph, index, hw)
+    need = min_sram_for_layer(graph, index, hw, cache)
     return InfeasibleError(
         f"layer {layer.id!r} ({layer.op.value}) cannot run in {hw.sram_bytes} B of SRAM even with its finest tiling "
         f"and streamed weights: it needs at least {need} B (use --sram {need} or more, or allow more tiles)")
 
 
-def check_feasible(graph: Graph, hw: HardwareProfile) -> None:
+def _cache(graph: Graph, hw: HardwareProfile, cache: CostCache | None) -> CostCache:
+    """``cache`` after checking it is for this graph and profile, or a fresh one."""
+    if cache is None:
+        return CostCache(graph, hw)
+    cache.check(graph, hw)
+    return cache
+
+
+def check_feasible(graph: Graph, hw: HardwareProfile, cache: CostCache | None = None) -> None:
     """Raise InfeasibleError naming the first layer that cannot run alone in the SRAM."""
+    cache = _cache(graph, hw, cache)
     for i in range(len(graph.layers)):
-        shape = group_shape(graph, i, i + 1)
-        assert shape is not None
-        if not _fitting(graph, shape, hw):
-            raise _infeasible(graph, i, hw)
+        # the same tilings layer_by_layer costs: with a shared cache it costs nothing more
+        if not _fewest_tiles_fitting(cache, _layer_shape(cache, i)):
+            raise _infeasible(cache, i)
 
 
 # ---------------------------------------------------------------------------- plans
-def layer_by_layer(graph: Graph, hw: HardwareProfile) -> Plan:
+def layer_by_layer(graph: Graph, hw: HardwareProfile, cache: CostCache | None = None) -> Plan:
     if hw.feature_maps_in_sram:
         raise InfeasibleError(f"profile {hw.name} keeps every feature map in SRAM: the layer-by-layer and greedy "
                               "baselines spill them, use the cpsat strategy")
+    cache = _cache(graph, hw, cache)
     groups, keep = [], set()
     for i in range(len(graph.layers)):
-        shape = group_shape(graph, i, i + 1)
-        assert shape is not None
-        options = _fitting(graph, shape, hw)
+        options = _fewest_tiles_fitting(cache, _layer_shape(cache, i))
         if not options:
-            raise _infeasible(graph, i, hw)
-        fewest = min(c.n_tiles for c, _ in options)
-        c, k = min((ck for ck in options if ck[0].n_tiles == fewest), key=lambda ck: spilled_energy(ck[0], ck[1], hw))
+            raise _infeasible(cache, i)
+        c, k = min(options, key=lambda ck: spilled_energy(ck[0], ck[1], hw))
         groups.append(GroupDecision(c.start, c.stop, c.tiling))
         if k:
             keep.update(w.layer for w in c.weights)
@@ -144,9 +157,8 @@ def layer_by_layer(graph: Graph, hw: HardwareProfile) -> Plan:
 class _Best:
     """Cheapest fitting candidate per group range, memoised for one greedy run."""
 
-    def __init__(self, graph: Graph, hw: HardwareProfile) -> None:
-        self.graph, self.hw = graph, hw
-        self.spans: SpanCache = {}
+    def __init__(self, cache: CostCache) -> None:
+        self.cache = cache
         self.memo: dict[tuple[int, int], tuple[int, Candidate, bool] | None] = {}
 
     def __call__(self, start: int, stop: int) -> tuple[int, Candidate, bool] | None:
@@ -156,28 +168,30 @@ class _Best:
         return self.memo[key]
 
     def _compute(self, start: int, stop: int) -> tuple[int, Candidate, bool] | None:
-        shape = group_shape(self.graph, start, stop)
+        shape = self.cache.shape(start, stop)
         if shape is None:
             return None
-        options = _fitting(self.graph, shape, self.hw, self.spans)
+        options = _fitting(self.cache, shape)
         if not options:
             return None
-        return min(((spilled_energy(c, k, self.hw), c, k) for c, k in options), key=lambda e: (e[0], e[1].n_tiles))
+        hw = self.cache.hw
+        return min(((spilled_energy(c, k, hw), c, k) for c, k in options), key=lambda e: (e[0], e[1].n_tiles))
 
 
-def greedy(graph: Graph, hw: HardwareProfile, max_len: int = 12) -> Plan:
+def greedy(graph: Graph, hw: HardwareProfile, max_len: int = 12, cache: CostCache | None = None) -> Plan:
     """Grow each group from its first layer while fusing one more layer costs less energy
     than closing the group and running that layer on its own."""
     if hw.feature_maps_in_sram:
         return layer_by_layer(graph, hw)  # raises the explanatory error
+    cache = _cache(graph, hw, cache)
     n = len(graph.layers)
     groups, keep = [], set()
-    _best = _Best(graph, hw)
+    _best = _Best(cache)
     start = 0
     while start < n:
         best = _best(start, start + 1)
         if best is None:
-            raise _infeasible(graph, start, hw)
+            raise _infeasible(cache, start)
         stop = start + 1
         while stop < n and stop - start < max_len:
             alone = _best(stop, stop + 1)

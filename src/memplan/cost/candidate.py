@@ -12,8 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from memplan.config import HardwareProfile
-from memplan.geometry.backprop import input_channel_spans, input_spans, region_macs, transpose_taps
-from memplan.geometry.group import GroupGeometry, GroupShape, SpanCache, Tiling, group_geometry
+from memplan.geometry.backprop import region_macs, transpose_taps
+from memplan.geometry.group import (
+    GroupGeometry,
+    GroupShape,
+    SpanCache,
+    Tiling,
+    group_geometry,
+    group_shape,
+    tiling_options,
+)
 from memplan.geometry.region import Region
 from memplan.ir.graph import Graph, Layer
 from memplan.ir.ops import WEIGHTED, ConvTransposeAttrs, OpKind
@@ -113,44 +121,16 @@ def _layer_macs(graph: Graph, geo: GroupGeometry, layer: Layer) -> int:
     """MACs of one layer summed over all tiles. Separable for every op: for a ConvTranspose
     the taps landing in a row span do not depend on the columns, and vice versa."""
     t = layer.output
-    rows, cols, chans = geo.rows[t], geo.cols[t], geo.chans[t]
-    c_sum = sum(b - a for a, b in chans)
+    c_sum = geo.chan_axis.total[t]
     if layer.op is OpKind.CONV_TRANSPOSE:
         a = layer.attrs
         assert isinstance(a, ConvTransposeAttrs)
         n, c_in, h_in, w_in = graph.shape(layer.inputs[0])
-        ty = sum(transpose_taps(y0, y1, a.kernel[0], a.stride[0], a.pads[0], a.dilation[0], h_in) for y0, y1 in rows)
-        tx = sum(transpose_taps(x0, x1, a.kernel[1], a.stride[1], a.pads[1], a.dilation[1], w_in) for x0, x1 in cols)
+        ty = sum(transpose_taps(y0, y1, a.kernel[0], a.stride[0], a.pads[0], a.dilation[0], h_in) for y0, y1 in geo.rows[t])
+        tx = sum(transpose_taps(x0, x1, a.kernel[1], a.stride[1], a.pads[1], a.dilation[1], w_in) for x0, x1 in geo.cols[t])
         return n * ty * tx * (c_in // a.groups) * c_sum
     per = region_macs(graph, layer, Region(0, 1, 0, 1, 0, 1))
-    return per * c_sum * sum(b - a for a, b in rows) * sum(b - a for a, b in cols)
-
-
-def _read_elems(graph: Graph, geo: GroupGeometry, layer: Layer) -> int:
-    """Feature-map elements ``layer`` reads over all tiles: per distinct input, the clipped
-    region it needs for each tile's output region (separable like everything else)."""
-    out = layer.output
-    shapes = [graph.shape(t) for t in layer.inputs]
-    k = len(layer.inputs)
-    sums = [[0] * k for _ in range(3)]  # channels, rows, columns
-    for a, b in geo.chans[out]:
-        for idx, span in enumerate(input_channel_spans(graph, layer, a, b)):
-            sums[0][idx] += _clipped_len(span, shapes[idx][1])
-    for axis, spans in ((2, geo.rows[out]), (3, geo.cols[out])):
-        for a, b in spans:
-            for idx, span in enumerate(input_spans(graph, layer, axis, a, b)):
-                sums[axis - 1][idx] += _clipped_len(span, shapes[idx][axis])
-    seen: set[str] = set()
-    total = 0
-    for idx, t in enumerate(layer.inputs):
-        if t not in seen:
-            seen.add(t)
-            total += sums[0][idx] * sums[1][idx] * sums[2][idx]
-    return total
-
-
-def _clipped_len(span: tuple[int, int], length: int) -> int:
-    return max(0, min(span[1], length) - max(span[0], 0))
+    return per * c_sum * geo.row_axis.total[t] * geo.col_axis.total[t]
 
 
 def candidate_cost(graph: Graph, shape: GroupShape, tiling: Tiling, hw: HardwareProfile,
@@ -158,7 +138,6 @@ def candidate_cost(graph: Graph, shape: GroupShape, tiling: Tiling, hw: Hardware
     geo = group_geometry(graph, shape, tiling, cache)
     eb = hw.elem_bytes
     slots = staging_slots(hw)
-    n = geo.n_tiles
     inputs = []
     for t in shape.external_inputs:
         last = max(c for c in graph.consumers[t] if shape.start <= c < shape.stop)
@@ -171,17 +150,20 @@ def candidate_cost(graph: Graph, shape: GroupShape, tiling: Tiling, hw: Hardware
     for i in shape.layer_range:
         layer = graph.layers[i]
         macs += _layer_macs(graph, geo, layer)
-        compute_sram += (geo.sum_elems(layer.output) + _read_elems(graph, geo, layer)) * eb
+        compute_sram += (geo.sum_elems(layer.output) + geo.read_elems(i)) * eb
         if layer.op in WEIGHTED:
-            spans = geo.chans[layer.output]
-            per_split = [weight_slice_bytes(graph, layer, b - a, hw) for a, b in spans]
+            # slice bytes are linear in the channels: the sum over splits is the bytes of the
+            # summed channels (the whole layer, or more if splits overlap)
+            chans = geo.chan_axis
+            total = weight_slice_bytes(graph, layer, chans.total[layer.output], hw)
             spatial = geo.n_rows * geo.n_cols
-            weights.append(WeightCost(layer.id, i, sum(per_split), spatial * sum(per_split), max(per_split)))
+            weights.append(WeightCost(layer.id, i, total, spatial * total,
+                                      weight_slice_bytes(graph, layer, chans.largest[layer.output], hw)))
     return Candidate(
         start=shape.start,
         stop=shape.stop,
         tiling=tiling,
-        n_tiles=n,
+        n_tiles=geo.n_tiles,
         anchor=anchor,
         inputs=tuple(inputs),
         store_bytes=geo.sum_elems(anchor) * eb,
@@ -192,3 +174,79 @@ def candidate_cost(graph: Graph, shape: GroupShape, tiling: Tiling, hw: Hardware
         compute_sram_bytes=compute_sram,
         weights=tuple(weights),
     )
+
+
+# ---------------------------------------------------------------------------- fitting
+def group_blocks(c: Candidate, keep: bool, hw: HardwareProfile) -> list[Block]:
+    """SRAM blocks of one candidate when nothing is resident (same rules as plan_blocks)."""
+    overlap = hw.dma_overlaps_compute
+    blocks = [Block("core", c.core_bytes, c.start, c.stop)] if c.core_bytes else []
+    blocks += [Block(f"in.{i.tensor}", i.stage_bytes, c.start, c.stop if overlap else i.last_use + 1) for i in c.inputs]
+    blocks.append(Block("out", c.out_stage_bytes, c.start if overlap else c.stop - 1, c.stop))
+    if not hw.weights_in_place:
+        for w in c.weights:
+            if keep:
+                blocks.append(Block(f"w.{w.layer}", w.slice_bytes, c.start, c.stop))
+            else:
+                blocks.append(Block(f"w.{w.layer}", w.slice_bytes, w.index, w.index + 1))
+    return blocks
+
+
+def footprint(c: Candidate, keep: bool, hw: HardwareProfile) -> int:
+    """SRAM bytes the candidate needs when it runs alone (first-fit offsets of its blocks)."""
+    blocks = group_blocks(c, keep, hw)
+    return extent(blocks, first_fit(blocks))
+
+
+# ---------------------------------------------------------------------------- memo
+class CostCache:
+    """Everything costed for one graph on one hardware profile, computed once.
+
+    The feasibility check, the baselines and the candidate enumeration cost the same groups
+    and (group, tiling) pairs; sharing one cache between them computes each once. Results
+    are the same as without a cache: the cache only remembers pure functions of its keys."""
+
+    def __init__(self, graph: Graph, hw: HardwareProfile) -> None:
+        self.graph = graph
+        self.hw = hw
+        self.spans: SpanCache = {}
+        self._shapes: dict[tuple[int, int], GroupShape | None] = {}
+        self._tilings: dict[tuple[int, int], tuple[Tiling, ...]] = {}
+        self._candidates: dict[tuple[int, int, Tiling], Candidate] = {}
+        self._footprints: dict[tuple[int, int, Tiling, bool], int] = {}
+
+    def check(self, graph: Graph, hw: HardwareProfile) -> None:
+        """Raise ValueError if the cache belongs to another graph or profile."""
+        if graph is not self.graph or hw != self.hw:
+            raise ValueError("this CostCache was made for another graph or hardware profile")
+
+    def shape(self, start: int, stop: int) -> GroupShape | None:
+        """:func:`group_shape` of [start, stop)."""
+        key = (start, stop)
+        if key not in self._shapes:
+            self._shapes[key] = group_shape(self.graph, start, stop)
+        return self._shapes[key]
+
+    def tilings(self, shape: GroupShape) -> tuple[Tiling, ...]:
+        """:func:`tiling_options` of the group, in their order."""
+        key = (shape.start, shape.stop)
+        found = self._tilings.get(key)
+        if found is None:
+            found = self._tilings[key] = tuple(tiling_options(self.graph, shape, self.hw.tiling))
+        return found
+
+    def candidate(self, shape: GroupShape, tiling: Tiling) -> Candidate:
+        """:func:`candidate_cost` of the group with this tiling."""
+        key = (shape.start, shape.stop, tiling)
+        found = self._candidates.get(key)
+        if found is None:
+            found = self._candidates[key] = candidate_cost(self.graph, shape, tiling, self.hw, self.spans)
+        return found
+
+    def footprint(self, c: Candidate, keep: bool) -> int:
+        """:func:`footprint` of the candidate."""
+        key = (c.start, c.stop, c.tiling, keep)
+        found = self._footprints.get(key)
+        if found is None:
+            found = self._footprints[key] = footprint(c, keep, self.hw)
+        return found

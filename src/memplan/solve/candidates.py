@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from memplan.config import HardwareProfile
-from memplan.cost.candidate import Candidate, candidate_cost
-from memplan.geometry.group import SpanCache, group_shape, tiling_options
+from memplan.cost.candidate import Candidate, CostCache
 from memplan.ir.graph import Graph
 
 
@@ -65,20 +64,25 @@ def _pareto(cands: list[Candidate]) -> tuple[list[int], dict[int, int]]:
     return keep, dom
 
 
-def enumerate_candidates(graph: Graph, hw: HardwareProfile, max_len: int = 12) -> CandidateSet:
-    cache: SpanCache = {}
+def enumerate_candidates(graph: Graph, hw: HardwareProfile, max_len: int = 12,
+                         cache: CostCache | None = None) -> CandidateSet:
+    """Every candidate of every group of up to ``max_len`` layers, pruned. A ``cache`` shared
+    with the baselines saves costing a candidate twice (the result does not depend on it)."""
+    if cache is None:
+        cache = CostCache(graph, hw)
+    cache.check(graph, hw)
     out: list[Candidate] = []
     dominator: dict[tuple[int, int, object], int] = {}
     generated = pruned_sram = pruned_dom = 0
     n = len(graph.layers)
     for start in range(n):
         for stop in range(start + 1, min(start + max_len, n) + 1):
-            shape = group_shape(graph, start, stop)
+            shape = cache.shape(start, stop)
             if shape is None:
                 continue
             group: list[Candidate] = []
-            for tiling in tiling_options(graph, shape, hw.tiling):
-                c = candidate_cost(graph, shape, tiling, hw, cache)
+            for tiling in cache.tilings(shape):
+                c = cache.candidate(shape, tiling)
                 generated += 1
                 slice_max = 0 if hw.weights_in_place else max((w.slice_bytes for w in c.weights), default=0)
                 if c.core_bytes + slice_max > hw.sram_bytes:

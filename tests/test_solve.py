@@ -9,7 +9,7 @@ import json
 import pytest
 from ortools.sat.python import cp_model
 
-from memplan.baselines import greedy, layer_by_layer
+from memplan.baselines import floor, greedy, layer_by_layer
 from memplan.config import SolverConfig, load_profile
 from memplan.errors import InfeasibleError, PlanError, UsageError
 from memplan.geometry.group import group_shape, tiling_options
@@ -21,7 +21,7 @@ from memplan.plan.model import Decisions, GroupDecision
 from memplan.plan.validate import validate_plan
 from memplan.solve import UserConstraints, solve_cpsat
 from memplan.solve.candidates import enumerate_candidates
-from memplan.solve.dp import dp_bound, dp_plan
+from memplan.solve.dp import BoundaryDP, dp_bound, dp_plan
 from memplan.solve.run import _build, _hint, _warm_start
 
 HW = load_profile("generic-npu")
@@ -254,3 +254,37 @@ def test_decisions_outside_candidates_are_refused() -> None:
     bad = Decisions((GroupDecision(0, 2, tiling_options(g, group_shape(g, 0, 2), HW.tiling)[0]),), resident=frozenset({"input"}))
     with pytest.raises(PlanError, match="cannot be resident"):
         build_plan(g, HW, bad)
+
+
+def dense_block(depth: int = 4, c: int = 8, growth: int = 4, hw: int = 8) -> Graph:
+    """A DenseNet block: every layer reads the concat of all earlier features."""
+    b = GraphBuilder("dense")
+    features = [b.conv(b.input((1, 3, hw, hw)), c, 3)]
+    for _ in range(depth):
+        y = features[0] if len(features) == 1 else b.concat(*features)
+        y = b.conv(y, 2 * growth, 1)
+        features.append(b.conv(y, growth, 3, activation=None))
+    return b.build(b.concat(*features))
+
+
+@pytest.mark.parametrize("sram", [4 << 10, 6 << 10, 12 << 10])
+def test_dp_equivalent_states_are_exact(sram: int) -> None:
+    """Merging interchangeable tensors (same size, same death, same reads by every later
+    candidate) changes neither the bound nor the best path's cost: with the merge off, the
+    DP keys states by tensor names and explores every subset."""
+    g = dense_block(depth=4, c=8, growth=8, hw=16)  # 2 KiB feature maps: the SRAM binds up to ~16 KiB
+    hw = HW.with_sram(sram)
+    cs = enumerate_candidates(g, hw, 4)
+    merged, named = BoundaryDP(g, hw, cs.candidates), BoundaryDP(g, hw, cs.candidates, merge_equivalent=False)
+    b1, b2 = merged.bound(), named.bound()
+    assert b1 is not None and b2 is not None
+    assert b1.bound_fj == b2.bound_fj
+    assert b1.peak_states < b2.peak_states
+    assert b1.bound_fj > floor(g, hw).energy_fj  # the SRAM binds: residency decides the cost
+    p1, p2 = merged.plan(0.0, max_states=10**6), named.plan(0.0, max_states=10**6)
+    assert p1 is not None and p2 is not None
+    assert build_plan(g, hw, p1.decisions).totals.energy_fj == p1.bound_fj
+    # the relaxation stays below the optimum CP-SAT proves
+    result = solve_cpsat(g, hw, "energy", FAST)
+    assert result.stats.status == "OPTIMAL"
+    assert b1.bound_fj <= result.plan.totals.energy_fj

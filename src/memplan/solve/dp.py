@@ -4,22 +4,36 @@ The CP-SAT model's LP relaxation mixes partitions fractionally (a skip tensor ha
 half resident, at half the memory) and can stall at the compulsory floor. This DP solves a
 *relaxation* of the same problem exactly, over the same candidates:
 
-* state at a boundary: the set of resident tensors alive across it (small for chain-like
-  networks; the DP gives up when a boundary has more than ``max_states`` states);
+* state at a boundary: the set of resident tensors alive across it;
 * a transition selects a candidate starting at the boundary and whether its anchor stays
   resident; memory is checked per schedule step with the plan's exact buffer intervals
   (a cumulative check: fragmentation is ignored, so it is a relaxation);
 * keep/reload is relaxed to a fractional knapsack over the group's weights (savings of
   keeping are over-estimated, memory of keeping under-estimated).
 
+**Equivalent states.** Two alive tensors are interchangeable at a boundary when they have the
+same size, die at the same step, and every candidate still to come that reads one reads the
+other at the same load bytes and staging size (DenseNet's feature maps inside a dense block:
+every later concat reads them all). Swapping them changes no future cost and no future
+memory, so states are keyed by the multiset of the classes of their tensors, and of two
+states with one key only the cheaper is kept: exact, and it turns DenseNet's 2^24 subsets of
+a dense block into one state per count. To make such tensors equal everywhere, the relaxation
+gives a group's interchangeable inputs the smallest of their staging sizes (a channel split of
+a concat cuts them differently): lowering a buffer size only relaxes further.
+
 Every relaxation lowers the cost, so the DP value is a valid lower bound on the energy of any
-plan over these candidates; CP-SAT receives it as a cut (``energy >= bound``). The DP's path,
-completed with a keep choice that fits and first-fit offsets, is a plan: when it validates it
-is the warm start.
+plan over these candidates; CP-SAT receives it as the lower end of the objective's domain.
+
+The same recursion with exact staging sizes, a keep set chosen greedily so that every step
+fits, and a capacity a little below the SRAM (first fit needs room for fragmentation) gives
+real plans: the warm start. Past ``max_states`` states at a boundary it keeps the cheapest
+(a beam), so that path is good, not optimal. There, merging equivalent states is a heuristic:
+the kept state is costed with its own (exact) staging sizes, so every path is a real plan.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -31,145 +45,269 @@ from memplan.plan.model import Decisions, GroupDecision
 
 @dataclass(frozen=True)
 class DPResult:
-    bound_fj: int  # lower bound on energy (fJ), rounded down
-    decisions: Decisions  # the relaxation's path with a keep choice that fits the per-step check
+    bound_fj: int  # the relaxation's optimum (a lower bound), or the cost of a plan path
+    decisions: Decisions  # the path, with a keep choice that fits the per-step check
+    peak_states: int  # the most states held at one boundary
 
 
-def _fj(x: Fraction) -> Fraction:
-    return x * 1000
+@dataclass(frozen=True)
+class _Input:
+    tensor: str
+    load_fj: int
+    stage: int  # exact staging bytes
+    stage_relaxed: int  # the smallest staging bytes among the group's interchangeable inputs
+    end: int  # first step (relative to the group start) its staging buffer is no longer live
 
 
-def dp_bound(graph: Graph, hw: HardwareProfile, cands: tuple[Candidate, ...], max_states: int = 16) -> DPResult | None:
+@dataclass(frozen=True)
+class _Step:
+    """One candidate with its costs in integer femtojoules and its memory per step."""
+
+    index: int
+    start: int
+    stop: int
+    anchor: str
+    anchor_size: int
+    can_stay: bool  # the anchor may stay resident after the group
+    base_fj: int  # MACs, compute SRAM accesses and every weight reloaded per tile
+    store_fj: int
+    out_stage: int
+    out_from: int  # first step (relative) the anchor's staging buffer is live when it is stored
+    mem: tuple[int, ...]  # per step: core workspace + the weight slice of that step's layer
+    inputs: tuple[_Input, ...]
+    keep: tuple[tuple[int, int, int, str], ...]  # (saving_fj, slice, relative step, layer), best ratio first
+    keep_total_fj: int
+    keep_total_slice: int
+
+
+def _fj(x: Fraction) -> int:
+    v = x * 1000
+    assert v.denominator == 1, "energies must have at most three decimals of pJ"
+    return int(v)
+
+
+class BoundaryDP:
+    """The tables of one (graph, profile, candidate set), built once for every DP run."""
+
+    def __init__(self, graph: Graph, hw: HardwareProfile, cands: tuple[Candidate, ...],
+                 merge_equivalent: bool = True) -> None:
+        """``merge_equivalent=False`` keys states by their tensors' names (for tests: the
+        bound must not change)."""
+        self.graph, self.hw, self.cands = graph, hw, cands
+        self.merge_equivalent = merge_equivalent
+        self.n = len(graph.layers)
+        self.applicable = not (hw.feature_maps_in_sram or hw.weights_in_place)
+        if not self.applicable:
+            return
+        mac, dram, sram = _fj(hw.mac_pj), _fj(hw.dram_pj_per_byte), _fj(hw.sram_pj_per_byte)
+        dma = dram + sram
+        eb = hw.elem_bytes
+        self.size = {t: graph.tensors[t].numel * eb for t in graph.tensors}
+        self.last_use = {t: max(cs) for t, cs in graph.consumers.items()}
+        outputs = set(graph.outputs)
+        overlap = hw.dma_overlaps_compute
+        self.by_start: list[list[_Step]] = [[] for _ in range(self.n)]
+        for ci, c in enumerate(cands):
+            slices = {w.index: w.slice_bytes for w in c.weights}
+            mem = tuple(c.core_bytes + slices.get(t, 0) for t in range(c.start, c.stop))
+            twins: dict[tuple[object, ...], int] = {}
+            for inp in c.inputs:
+                k = (graph.tensors[inp.tensor].shape, inp.load_bytes, inp.last_use)
+                twins[k] = min(twins.get(k, inp.stage_bytes), inp.stage_bytes)
+            inputs = tuple(
+                _Input(inp.tensor, dma * inp.load_bytes, inp.stage_bytes,
+                       twins[(graph.tensors[inp.tensor].shape, inp.load_bytes, inp.last_use)],
+                       (c.stop if overlap else inp.last_use + 1) - c.start)
+                for inp in c.inputs)
+            items = sorted(((dma * (w.reload_bytes - w.total_bytes), w.slice_bytes, w.index - c.start, w.layer)
+                            for w in c.weights if w.reload_bytes > w.total_bytes),
+                           key=lambda it: (-Fraction(it[0], max(it[1], 1)), it[2]))
+            can_stay = (c.anchor not in outputs and self.last_use.get(c.anchor, -1) >= c.stop
+                        and self.size[c.anchor] <= hw.sram_bytes)
+            self.by_start[c.start].append(_Step(
+                ci, c.start, c.stop, c.anchor, self.size[c.anchor], can_stay,
+                mac * c.macs + sram * c.compute_sram_bytes + sum(dma * w.reload_bytes for w in c.weights),
+                dma * c.store_bytes, c.out_stage_bytes, (0 if overlap else c.stop - 1 - c.start), mem, inputs,
+                tuple(items), sum(it[0] for it in items), sum(it[1] for it in items)))
+        self._classes = _Classes(self)
+
+    # ------------------------------------------------------------------ public runs
+    def bound(self, max_states: int = 4096) -> DPResult | None:
+        """The relaxation's optimum: a lower bound on the energy of every plan over these
+        candidates (None when a boundary has more than ``max_states`` inequivalent states)."""
+        return self._run(relaxed=True, capacity=self.hw.sram_bytes, max_states=max_states)
+
+    def plan(self, slack: float = 0.03, max_states: int = 256) -> DPResult | None:
+        """The cheapest path (beam-limited) at a capacity ``slack`` below the SRAM, each group
+        keeping a set of weights that fits every step. ``bound_fj`` is that path's cost."""
+        return self._run(relaxed=False, capacity=int(self.hw.sram_bytes * (1 - slack)), max_states=max_states)
+
+    # ------------------------------------------------------------------ the recursion
+    def _run(self, relaxed: bool, capacity: int, max_states: int) -> DPResult | None:
+        if not self.applicable:
+            return None
+        n, size, last_use = self.n, self.size, self.last_use
+        classes = self._classes
+        # best[a][key] = (cost, resident set, back-pointer)
+        best: list[dict[tuple[object, ...], tuple[int, frozenset[str], tuple | None]]] = [{} for _ in range(n + 1)]
+        best[0][()] = (0, frozenset(), None)
+        peak = 0
+        for a in range(n):
+            here = best[a]
+            if not here:
+                continue
+            if len(here) > max_states:
+                if relaxed:
+                    return None  # the bound must be exact over all states
+                here = dict(sorted(here.items(), key=lambda kv: (kv[1][0], kv[0]))[:max_states])
+                best[a] = here
+            peak = max(peak, len(here))
+            for key, (cost0, state, _) in here.items():
+                res_mem = sum(size[t] for t in state)
+                for st in self.by_start[a]:
+                    for rho in ((False, True) if st.can_stay else (False,)):
+                        step = self._transition(st, state, rho, res_mem, capacity, relaxed)
+                        if step is None:
+                            continue
+                        cost, kept = step
+                        alive = state | {st.anchor} if rho else state
+                        nxt = frozenset(t for t in alive if last_use.get(t, -1) >= st.stop)
+                        nkey = classes.key(nxt, st.stop)
+                        total = cost0 + cost
+                        slot = best[st.stop].get(nkey)
+                        if slot is None or total < slot[0]:
+                            best[st.stop][nkey] = (total, nxt, (a, key, st.index, rho, kept))
+        final = best[n].get(())
+        if final is None:
+            return None
+        # walk back the path
+        groups, keep, resident = [], set(), set()
+        b, key = n, ()
+        while b > 0:
+            ptr = best[b][key][2]
+            assert ptr is not None
+            a, key, ci, rho, kept = ptr
+            c = self.cands[ci]
+            groups.append(GroupDecision(c.start, c.stop, c.tiling))
+            keep.update(kept)
+            if rho:
+                resident.add(c.anchor)
+            b = a
+        groups.reverse()
+        return DPResult(final[0], Decisions(tuple(groups), frozenset(keep), frozenset(resident)), peak)
+
+    def _transition(self, st: _Step, state: frozenset[str], rho: bool, res_mem: int, capacity: int,
+                    relaxed: bool) -> tuple[int, tuple[str, ...]] | None:
+        """Cost of running a candidate from a state, and the layers whose weights it keeps;
+        None if even with every weight reloaded some step exceeds the capacity.
+
+        Relaxed: the saving of keeping is bounded above, for every step t, by the saving of
+        the layer at t (its slice is live at t either way) plus a fractional knapsack of the
+        others in t's free room; the smallest of these bounds is used. Not relaxed: weights
+        are kept greedily (best saving per byte first) while every step still fits."""
+        base = res_mem + (st.anchor_size if rho else 0)
+        mem = [base + m for m in st.mem]
+        cost = st.base_fj
+        for inp in st.inputs:
+            if inp.tensor in state:
+                continue
+            cost += inp.load_fj
+            s = inp.stage_relaxed if relaxed else inp.stage
+            for k in range(inp.end):
+                mem[k] += s
+        if not rho:
+            cost += st.store_fj
+            for k in range(st.out_from, len(mem)):
+                mem[k] += st.out_stage
+        if max(mem) > capacity:
+            return None
+        if not st.keep:
+            return cost, ()
+        room = [capacity - m for m in mem]
+        if relaxed:
+            return cost - _keep_saving_bound(st, room), ()
+        kept: list[tuple[int, int, int, str]] = []
+        used = [0] * len(room)
+        for item in st.keep:
+            _, sl, at, _ = item
+            if all(used[k] + sl <= room[k] for k in range(len(room)) if k != at):
+                for k in range(len(room)):
+                    if k != at:
+                        used[k] += sl
+                kept.append(item)
+        return cost - sum(it[0] for it in kept), tuple(it[3] for it in kept)
+
+
+def _keep_saving_bound(st: _Step, room: list[int]) -> int:
+    """An upper bound (integer, rounded up) on what keeping weights can save in this group."""
+    best: int | None = None
+    for k, free in enumerate(room):
+        own_v = sum(it[0] for it in st.keep if it[2] == k)
+        own_sl = sum(it[1] for it in st.keep if it[2] == k)
+        if free >= st.keep_total_slice - own_sl:
+            saving = st.keep_total_fj  # everything fits at this step
+        else:
+            saving, cap = own_v, free
+            for v, sl, at, _ in st.keep:
+                if at == k:
+                    continue
+                if sl <= cap:
+                    saving += v
+                    cap -= sl
+                else:
+                    if cap > 0:
+                        saving += -(-v * cap // sl)
+                    break
+        best = saving if best is None else min(best, saving)
+        if best == 0:
+            break
+    return best or 0
+
+
+class _Classes:
+    """Interchangeability classes of alive tensors (see the module docstring), interned as
+    integers: a tensor's class at a boundary is (size, last use, the exact sequence of the
+    (candidate, load, relaxed staging, live steps) entries of every candidate from there on
+    that reads it)."""
+
+    def __init__(self, dp: BoundaryDP) -> None:
+        self.dp = dp
+        entries: dict[str, list[tuple[int, int, int, int, int]]] = {}
+        for a in range(dp.n):
+            for st in dp.by_start[a]:
+                for inp in st.inputs:
+                    entries.setdefault(inp.tensor, []).append((st.start, st.index, inp.load_fj, inp.stage_relaxed, inp.end))
+        intern: dict[tuple[object, ...], int] = {}
+        self.starts: dict[str, list[int]] = {}
+        self.suffix: dict[str, list[int]] = {}
+        for t, es in entries.items():
+            ids = [0] * (len(es) + 1)
+            ids[-1] = -1  # the empty suffix
+            for i in range(len(es) - 1, -1, -1):
+                ids[i] = intern.setdefault((es[i][1:], ids[i + 1]), len(intern))
+            self.starts[t] = [e[0] for e in es]
+            self.suffix[t] = ids
+        self.labels: dict[tuple[int, int, int], int] = {}
+
+    def of(self, tensor: str, boundary: int) -> int:
+        starts = self.starts.get(tensor, [])
+        i = bisect_left(starts, boundary)
+        suffix = self.suffix[tensor][i] if starts else -1
+        k = (self.dp.size[tensor], self.dp.last_use[tensor], suffix)
+        return self.labels.setdefault(k, len(self.labels))
+
+    def key(self, state: frozenset[str], boundary: int) -> tuple[object, ...]:
+        if not self.dp.merge_equivalent:
+            return tuple(sorted(state))
+        return tuple(sorted(self.of(t, boundary) for t in state))
+
+
+def dp_bound(graph: Graph, hw: HardwareProfile, cands: tuple[Candidate, ...], max_states: int = 4096) -> DPResult | None:
     """The relaxation's optimum (a lower bound), with the decisions of the relaxation's path."""
-    return _dp(graph, hw, cands, max_states, relaxed=True, capacity=hw.sram_bytes)
+    return BoundaryDP(graph, hw, cands).bound(max_states)
 
 
 def dp_plan(graph: Graph, hw: HardwareProfile, cands: tuple[Candidate, ...], slack: float = 0.03,
-            max_states: int = 16) -> DPResult | None:
-    """The cheapest path when every group keeps a set of weights that fits every step, at a
-    capacity ``slack`` below the SRAM (first fit needs room for fragmentation): a warm start.
-    Where a boundary has more than ``max_states`` residency states (DenseNet) only the cheapest
-    are kept (a beam), so the path is good, not optimal. Its ``bound_fj`` is that path's cost,
-    not a bound."""
-    return _dp(graph, hw, cands, max_states, relaxed=False, capacity=int(hw.sram_bytes * (1 - slack)))
-
-
-def _dp(graph: Graph, hw: HardwareProfile, cands: tuple[Candidate, ...], max_states: int, relaxed: bool,
-        capacity: int) -> DPResult | None:
-    if hw.feature_maps_in_sram or hw.weights_in_place:
-        return None
-    n = len(graph.layers)
-    mac, dram, sram = _fj(hw.mac_pj), _fj(hw.dram_pj_per_byte), _fj(hw.sram_pj_per_byte)
-    dma = dram + sram
-    overlap = hw.dma_overlaps_compute
-    eb = hw.elem_bytes
-    size = {t: graph.tensors[t].numel * eb for t in graph.tensors}
-    last_use = {t: max(cs) for t, cs in graph.consumers.items()}
-    outputs = set(graph.outputs)
-    by_start: dict[int, list[int]] = {}
-    for i, c in enumerate(cands):
-        by_start.setdefault(c.start, []).append(i)
-
-    # best[a][R] = (cost, back-pointer)
-    best: list[dict[frozenset[str], tuple[Fraction, tuple | None]]] = [dict() for _ in range(n + 1)]
-    best[0][frozenset()] = (Fraction(0), None)
-    for a in range(n):
-        if not best[a]:
-            continue
-        if len(best[a]) > max_states:
-            if relaxed:
-                return None  # the bound must be exact over all states
-            # a warm start need not be optimal: keep the cheapest states (beam search)
-            keep = sorted(best[a].items(), key=lambda kv: kv[1][0])[:max_states]
-            best[a] = dict(keep)
-        for state, (cost0, _) in best[a].items():
-            res_mem = sum(size[t] for t in state)
-            for ci in by_start.get(a, ()):
-                c = cands[ci]
-                anchor_ok = (c.anchor not in outputs and c.anchor in last_use and last_use[c.anchor] >= c.stop
-                             and size[c.anchor] <= capacity)
-                for rho in ((False, True) if anchor_ok else (False,)):
-                    step = _transition(c, state, rho, res_mem, size, capacity, overlap, mac, sram, dma, relaxed)
-                    if step is None:
-                        continue
-                    cost, keep = step
-                    alive = set(state) | ({c.anchor} if rho else set())
-                    nxt = frozenset(t for t in alive if last_use.get(t, -1) >= c.stop)
-                    total = cost0 + cost
-                    if nxt not in best[c.stop] or total < best[c.stop][nxt][0]:
-                        best[c.stop][nxt] = (total, (a, state, ci, rho, keep))
-    if frozenset() not in best[n]:
-        return None
-    bound, _ = best[n][frozenset()]
-    # walk back the path
-    groups, keep, resident = [], set(), set()
-    b, state = n, frozenset()
-    while b > 0:
-        _, ptr = best[b][state]
-        assert ptr is not None
-        a, prev, ci, rho, kept = ptr
-        c = cands[ci]
-        groups.append(GroupDecision(c.start, c.stop, c.tiling))
-        keep.update(kept)
-        if rho:
-            resident.add(c.anchor)
-        b, state = a, prev
-    groups.reverse()
-    return DPResult(int(bound), Decisions(tuple(groups), frozenset(keep), frozenset(resident)))
-
-
-def _transition(c: Candidate, state: frozenset[str], rho: bool, res_mem: int, size: dict[str, int], capacity: int,
-                overlap: bool, mac: Fraction, sram: Fraction, dma: Fraction,
-                relaxed: bool) -> tuple[Fraction, frozenset[str]] | None:
-    """Cost of running candidate c from a state, and the keep set it uses; None if even with
-    every weight reloaded some step exceeds the capacity.
-
-    Relaxed: the savings of keeping are bounded above, for every step t, by the saving of the
-    layer at t (its slice is live at t either way) plus a fractional knapsack of the others in
-    t's free room; the smallest of these bounds is used. Not relaxed: weights are kept
-    greedily (best saving per byte first) while every step still fits, and that set is costed."""
-    base_mem = res_mem + (size[c.anchor] if rho else 0)
-    cost = mac * c.macs + sram * c.compute_sram_bytes
-    slices = {w.index: w.slice_bytes for w in c.weights}
-    room: dict[int, int] = {}
-    for t in range(c.start, c.stop):
-        m = base_mem + c.core_bytes + slices.get(t, 0)
-        for inp in c.inputs:
-            if inp.tensor not in state and c.start <= t < (c.stop if overlap else inp.last_use + 1):
-                m += inp.stage_bytes
-        if not rho and (c.start if overlap else c.stop - 1) <= t:
-            m += c.out_stage_bytes
-        if m > capacity:
-            return None
-        room[t] = capacity - m
-    for inp in c.inputs:
-        if inp.tensor not in state:
-            cost += dma * inp.load_bytes
-    if not rho:
-        cost += dma * c.store_bytes
-    cost += sum(dma * w.reload_bytes for w in c.weights)  # all reloaded; keeping saves from here
-    items = sorted(((dma * (w.reload_bytes - w.total_bytes), w) for w in c.weights if w.reload_bytes > w.total_bytes),
-                   key=lambda vw: (-vw[0] / max(vw[1].slice_bytes, 1), vw[1].index))
-    if relaxed:
-        best_saving = None
-        for t, free in room.items():
-            saving = sum((v for v, w in items if w.index == t), Fraction(0))
-            cap = Fraction(free)
-            for v, w in items:
-                if w.index == t or cap <= 0:
-                    continue
-                take = min(Fraction(1), cap / w.slice_bytes) if w.slice_bytes else Fraction(1)
-                saving += v * take
-                cap -= take * w.slice_bytes
-            best_saving = saving if best_saving is None else min(best_saving, saving)
-        return cost - (best_saving or 0), frozenset()
-    keep: list[tuple[Fraction, object]] = []
-    kept_bytes = {t: 0 for t in room}
-    for v, w in items:
-        if all(kept_bytes[t] + (w.slice_bytes if t != w.index else 0) <= room[t] for t in room):
-            for t in room:
-                if t != w.index:
-                    kept_bytes[t] += w.slice_bytes
-            keep.append((v, w))
-    saved = sum((v for v, _ in keep), Fraction(0))
-    return cost - saved, frozenset(w.layer for _, w in keep)  # type: ignore[attr-defined]
+            max_states: int = 256) -> DPResult | None:
+    """A plan path (see :meth:`BoundaryDP.plan`)."""
+    return BoundaryDP(graph, hw, cands).plan(slack, max_states)

@@ -23,11 +23,11 @@ from memplan.plan.build import build_plan, cost_totals, plan_blocks, resolve
 from memplan.plan.model import Decisions, GroupDecision, Plan
 from memplan.plan.validate import validate_plan
 from memplan.solve.candidates import CandidateSet, enumerate_candidates
-from memplan.solve.dp import dp_bound, dp_plan
-from memplan.solve.place import place
+from memplan.solve.dp import BoundaryDP
 from memplan.solve.memory import Slot, add_memory
 from memplan.solve.model import UserConstraints, Vars, build_decisions
 from memplan.solve.objective import Terms, build_cycles, build_energy
+from memplan.solve.place import place
 
 OBJECTIVES = ("energy", "latency", "balanced", "memory", "custom")
 Progress = Callable[[float, float, float], None]  # objective, bound, seconds
@@ -191,6 +191,21 @@ def _hint(b: _Built, graph: Graph, warm: _Warm) -> None:
         model.add_hint(slot.offset, offset)
 
 
+MIN_SEARCH_SHARE = 0.1  # CP-SAT searches for at least this share of the budget, however long preparing took
+RESERVE_SHARE = 0.03  # kept back for decoding, rebuilding and validating the plan after the search
+
+
+def _search_limit(config: SolverConfig, t_start: float, share: float = 1.0) -> float:
+    """Seconds left for CP-SAT: ``time_limit_s`` is the budget of the whole solve (candidates,
+    baselines, DP and search), so the search gets what preparing left (a ``share`` of it), at
+    least ``MIN_SEARCH_SHARE`` of the budget. Deterministic runs bound deterministic time,
+    which must not depend on the machine's speed: they get the whole limit."""
+    if config.deterministic:
+        return config.time_limit_s
+    left = config.time_limit_s * (1 - RESERVE_SHARE) - (time.perf_counter() - t_start)
+    return max(left * share, MIN_SEARCH_SHARE * config.time_limit_s)
+
+
 def _params(config: SolverConfig, time_limit: float | None = None) -> cp_model.CpSolver:
     solver = cp_model.CpSolver()
     p = solver.parameters
@@ -244,8 +259,8 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
         raise UsageError(f"profile {hw.name} reads weights in place from flash: --keep and --reload do not apply")
     if user.force_keep & user.force_reload:
         raise UsageError(f"layer {sorted(user.force_keep & user.force_reload)[0]!r} is forced both to keep and to reload")
-    check_feasible(graph, hw)
     t_start = time.perf_counter()
+    check_feasible(graph, hw)
     memory_obj = objective == "memory"
     if memory_obj:
         user = UserConstraints(user.force_keep, user.force_reload, no_spill=True)
@@ -260,13 +275,17 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
         baselines["greedy"] = greedy(graph, hw, config.max_fuse_depth)
     stats_extra: dict[str, Any] = {}
     plain = not memory_obj and not (user.force_keep or user.force_reload)
-    dp = dp_bound(graph, hw, cs.candidates) if plain else None
+    t_dp = time.perf_counter()
+    boundary_dp = BoundaryDP(graph, hw, cs.candidates) if plain else None
+    dp = boundary_dp.bound() if boundary_dp is not None else None
+    if dp is not None:
+        stats_extra.update(dp_bound_fj=dp.bound_fj, dp_states=dp.peak_states)
     if config.warm_start and plain:
         # warm start: the cheapest expressible plan among the DP's paths and greedy
         options = []
-        if not hw.feature_maps_in_sram:  # the paths need no bound: the beam covers DenseNet too
-            for slack in (0.0, 0.05):
-                path = dp_plan(graph, hw, cs.candidates, slack)
+        if boundary_dp is not None:
+            for slack in (0.0, 0.05):  # the full SRAM first; a margin for fragmentation next
+                path = boundary_dp.plan(slack)
                 if path is not None:
                     options.append((f"dp{slack:g}", path.decisions))
         if "greedy" in baselines:
@@ -280,6 +299,8 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
             hint_name = min(warm, key=lambda k: warm[k].energy_fj)
             _hint(b, graph, warm[hint_name])
             stats_extra["hint_energy_fj"] = warm[hint_name].energy_fj
+    if not config.deterministic:
+        stats_extra["dp_s"] = round(time.perf_counter() - t_dp, 3)
 
     scale: float = 1.0
     units = ""
@@ -291,8 +312,6 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
         energy = model.new_int_var(min(lb, b.terms.energy_max), b.terms.energy_max, "energy")
         model.add(energy == b.terms.energy)
         model.minimize(energy)
-        if dp is not None:
-            stats_extra["dp_bound_fj"] = dp.bound_fj
     elif objective == "latency":
         model.minimize(build_cycles(graph, b.vars, hw))
         units = "cycles"
@@ -312,7 +331,11 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
         model.minimize(b.capacity)
         units = "bytes"
 
-    solver = _params(config)
+    # the memory objective solves twice: half of what is left for the smallest SRAM
+    search_limit = _search_limit(config, t_start, 0.5 if memory_obj else 1.0)
+    if not config.deterministic:  # plan bytes of deterministic runs must not depend on wall time
+        stats_extra["search_limit_s"] = round(search_limit, 3)
+    solver = _params(config, search_limit)
     cb = _Callback(progress, scale) if progress else None
     status = solver.solve(model, cb)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -332,7 +355,7 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
         for var in b.vars.x:
             model.add_hint(var, solver.Value(var))
         model.minimize(b.terms.energy)
-        solver2 = _params(config)
+        solver2 = _params(config, _search_limit(config, t_start))
         status2 = solver2.solve(model)
         if status2 in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             solver = solver2

@@ -64,7 +64,7 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="what to minimise (default energy); --weights gives a custom mix")
     sol.add_argument("--weights", metavar="energy=W,latency=W", help="custom objective weights (normalised by layer-by-layer)")
     sol.add_argument("--config", default="default", help="solver config name (default, fast, thorough) or .toml path")
-    sol.add_argument("--time-limit", type=float, help="override the config's time limit in seconds")
+    sol.add_argument("--time-limit", type=float, help="override the config's time limit: seconds for the whole solve (preparation and search)")
     sol.add_argument("--seed", type=int, help="override the config's random seed")
     sol.add_argument("--max-fuse-depth", type=int, help="longest fused group (layers)")
     sol.add_argument("--keep", action="append", default=[], metavar="LAYER", help="force this layer's weights to stay in SRAM")

@@ -281,20 +281,19 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
     if dp is not None:
         stats_extra.update(dp_bound_fj=dp.bound_fj, dp_states=dp.peak_states)
     if config.warm_start and plain:
-        # warm start: the cheapest expressible plan among the DP's paths and greedy
-        options = []
-        if boundary_dp is not None:
-            for slack in (0.0, 0.05):  # the full SRAM first; a margin for fragmentation next
-                path = boundary_dp.plan(slack)
-                if path is not None:
-                    options.append((f"dp{slack:g}", path.decisions))
+        # warm start: the cheapest expressible plan among greedy and the DP's path; the path at
+        # the full SRAM first, with a margin for fragmentation only when that one cannot be placed
+        warm: dict[str, _Warm] = {}
         if "greedy" in baselines:
-            options.append(("greedy", baselines["greedy"].decisions))
-        warm = {}
-        for name, dec in options:
-            w = _warm_start(b, cs, graph, hw, dec)
+            w = _warm_start(b, cs, graph, hw, baselines["greedy"].decisions)
             if w is not None:
-                warm[name] = w
+                warm["greedy"] = w
+        for slack in (0.0, 0.05) if boundary_dp is not None else ():
+            path = boundary_dp.plan(slack)
+            w = _warm_start(b, cs, graph, hw, path.decisions) if path is not None else None
+            if w is not None:
+                warm[f"dp{slack:g}"] = w
+                break
         if warm:
             hint_name = min(warm, key=lambda k: warm[k].energy_fj)
             _hint(b, graph, warm[hint_name])

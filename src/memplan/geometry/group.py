@@ -114,16 +114,18 @@ def tiling_options(graph: Graph, shape: GroupShape, rules: TilingRules) -> list[
     chans = _axis_sizes(c, 1, rules.max_tiles) if channel_splittable(graph, shape) else [c]
     out = []
     for tc in chans:
+        nc = ceil_div(c, tc)
         for th in rows:
+            nh = ceil_div(h, th)
             for tw in cols:
-                tiling = Tiling(th, tw, tc)
-                if tile_count(graph, shape, tiling) <= rules.max_tiles:
-                    out.append(tiling)
+                if nc * nh * ceil_div(w, tw) <= rules.max_tiles:  # tile_count
+                    out.append(Tiling(th, tw, tc))
     return out
 
 
 def tile_count(graph: Graph, shape: GroupShape, tiling: Tiling) -> int:
-    """Tiles the group runs with this tiling (edge tiles included)."""
+    """Tiles the group runs with this tiling (edge tiles included): what GroupGeometry.n_tiles
+    counts, without the spans."""
     _, c, h, w = graph.shape(shape.anchor)
     return ceil_div(c, tiling.tile_c) * ceil_div(h, tiling.tile_h) * ceil_div(w, tiling.tile_w)
 
@@ -243,54 +245,63 @@ def _clip(span: Span, length: int) -> Span:
     return (lo, max(hi, lo))
 
 
-def _union(a: Span | None, b: Span) -> Span:
-    if a is None or a[0] >= a[1]:
+def _union(a: Span, b: Span) -> Span:
+    if a[0] >= a[1]:
         return b
     if b[0] >= b[1]:
         return a
     return (min(a[0], b[0]), max(a[1], b[1]))
 
 
-def _backprop(graph: Graph, shape: GroupShape, axis: int, anchor_span: Span,
-              reads: dict[int, list[int]]) -> dict[str, Span]:
-    """Span of every tensor of the group along ``axis`` for one anchor span (rows and columns
-    clipped; channel spans are always inside the tensor). Adds the clipped length each layer
-    reads of each input to ``reads``."""
-    need: dict[str, Span | None] = {shape.anchor: anchor_span}
-    for i in reversed(shape.layer_range):
-        layer = graph.layers[i]
-        out = need[layer.output]
-        assert out is not None
-        if axis == CHANNELS:
-            spans = input_channel_spans(graph, layer, *out)
-        else:
-            spans = input_spans(graph, layer, axis, *out)
-        acc = reads[i]
-        for k, (t, span) in enumerate(zip(layer.inputs, spans)):
-            length = graph.shape(t)[axis]
-            acc[k] += max(0, min(span[1], length) - max(span[0], 0))
-            need[t] = _union(need.get(t), span if axis == CHANNELS else _clip(span, length))
-    return need  # type: ignore[return-value]
+def _anchor_spans(graph: Graph, stop: int, axis: int, size: int) -> AxisSpans:
+    """The spans of a group with no layers yet: the anchor (output of layer ``stop - 1``) cut
+    every ``size`` along ``axis``."""
+    anchor = graph.layers[stop - 1].output
+    tiles = split_axis(graph.shape(anchor)[axis], size)
+    lengths = [b - a for a, b in tiles]
+    return AxisSpans(axis, {anchor: tiles}, {anchor: sum(lengths)}, {anchor: max(lengths)}, {})
+
+
+def _prepend_layer(graph: Graph, inner: AxisSpans, index: int) -> AxisSpans:
+    """The spans of ``inner``'s group with layer ``index`` added in front. Back-propagation
+    visits the layers from the anchor backwards, so this is the last step of the group's own
+    sweep: the output of layer ``index`` is needed only by later layers, whose spans are final.
+    Per tile, each input's span is the union of what the readers need (rows and columns
+    clipped; channel spans are always inside the tensor)."""
+    layer = graph.layers[index]
+    axis = inner.axis
+    outs = inner.spans[layer.output]
+    lengths = [graph.shape(t)[axis] for t in layer.inputs]
+    empty = (0, 0)  # the union with an empty span is the other span
+    need = {t: list(inner.spans.get(t, (empty,) * len(outs))) for t in layer.inputs}
+    read = [0] * len(layer.inputs)
+    for j, (lo, hi) in enumerate(outs):
+        reads = input_channel_spans(graph, layer, lo, hi) if axis == CHANNELS else input_spans(graph, layer, axis, lo, hi)
+        for k, (t, span) in enumerate(zip(layer.inputs, reads)):
+            read[k] += max(0, min(span[1], lengths[k]) - max(span[0], 0))
+            need[t][j] = _union(need[t][j], span if axis == CHANNELS else _clip(span, lengths[k]))
+    spans, total, largest = dict(inner.spans), dict(inner.total), dict(inner.largest)
+    for t, tiles in need.items():
+        sizes = [b - a for a, b in tiles]
+        spans[t], total[t], largest[t] = tuple(tiles), sum(sizes), max(sizes)
+    return AxisSpans(axis, spans, total, largest, {index: tuple(read), **inner.reads})
 
 
 def axis_spans(graph: Graph, shape: GroupShape, axis: int, size: int, cache: SpanCache | None = None) -> AxisSpans:
     """The spans of the group's tensors along ``axis`` when the anchor is cut every ``size``
-    along it. They depend on nothing else of the tiling, so a ``cache`` shared across the
-    tilings (and the groups) of one graph computes each once."""
-    key = (shape.start, shape.stop, axis, size)
-    if cache is not None:
-        hit = cache.get(key)
-        if hit is not None:
-            return hit
-    reads = {i: [0] * len(graph.layers[i].inputs) for i in shape.layer_range}
-    per_tile = [_backprop(graph, shape, axis, s, reads) for s in split_axis(graph.shape(shape.anchor)[axis], size)]
-    spans = {t: tuple(sp[t] for sp in per_tile) for t in per_tile[0]}
-    lengths = {t: [b - a for a, b in s] for t, s in spans.items()}
-    result = AxisSpans(axis, spans, {t: sum(v) for t, v in lengths.items()}, {t: max(v) for t, v in lengths.items()},
-                       {i: tuple(v) for i, v in reads.items()})
-    if cache is not None:
-        cache[key] = result
-    return result
+    along it. They depend on nothing else of the tiling, and the spans of [start, stop) extend
+    those of [start + 1, stop) by one layer: a ``cache`` shared across the tilings and the
+    groups of one graph computes each step once (it keeps the groups in between too)."""
+    if cache is None:
+        cache = {}
+    start, stop = shape.start, shape.stop
+    first = start  # [first, stop) is the longest group inside [start, stop) in the cache
+    while first < stop and (first, stop, axis, size) not in cache:
+        first += 1
+    spans = cache[(first, stop, axis, size)] if first < stop else _anchor_spans(graph, stop, axis, size)
+    for i in range(first - 1, start - 1, -1):
+        spans = cache[(i, stop, axis, size)] = _prepend_layer(graph, spans, i)
+    return spans
 
 
 def group_geometry(graph: Graph, shape: GroupShape, tiling: Tiling, cache: SpanCache | None = None) -> GroupGeometry:

@@ -28,7 +28,7 @@ from memplan.ir.ops import WEIGHTED, ConvTransposeAttrs, OpKind
 from memplan.plan.alloc import Block, extent, first_fit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InputCost:
     """An external input of the group: DMA bytes if it is loaded tile by tile from DRAM, and
     the staging buffer that holds one tile of it (times the staging slots)."""
@@ -39,7 +39,7 @@ class InputCost:
     last_use: int  # index of the last layer in the group that reads it
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WeightCost:
     """A weighted layer of the group. Weights and bias of an output-channel slice travel
     together; ``slice_bytes`` is the largest slice (the buffer size)."""
@@ -51,7 +51,7 @@ class WeightCost:
     slice_bytes: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CoreBuffer:
     """A tile buffer of a tensor produced and consumed inside the group, at a fixed offset
     inside the group's core workspace, live over layer steps [t0, t1)."""
@@ -63,7 +63,7 @@ class CoreBuffer:
     t1: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
     """A (group, tiling) with every exact cost the planner needs."""
 
@@ -105,71 +105,98 @@ def weight_slice_bytes(graph: Graph, layer: Layer, channels: int, hw: HardwarePr
     return channels * (per_channel * hw.elem_bytes + bias)
 
 
-def _core_layout(graph: Graph, geo: GroupGeometry, hw: HardwareProfile) -> tuple[tuple[CoreBuffer, ...], int]:
-    shape = geo.shape
-    blocks = []
-    for t in shape.internal:
-        p = graph.producer[t]
-        q = max(c for c in graph.consumers[t] if c < shape.stop)
-        blocks.append(Block(t, geo.max_elems(t) * hw.elem_bytes, p, q + 1))
-    offsets = first_fit(blocks)
-    core = tuple(CoreBuffer(b.name, offsets[b.name], b.size, b.t0, b.t1) for b in blocks)
-    return core, extent(blocks, offsets)
+@dataclass(frozen=True)
+class LayerFacts:
+    """What costing a layer of a group needs that no tiling changes."""
+
+    index: int
+    layer: Layer
+    unit_macs: int | None  # MACs per output element; None for a ConvTranspose (see _transpose_macs)
+    channel_weight_bytes: int | None  # weight and bias bytes per output channel; None if unweighted
 
 
-def _layer_macs(graph: Graph, geo: GroupGeometry, layer: Layer) -> int:
-    """MACs of one layer summed over all tiles. Separable for every op: for a ConvTranspose
-    the taps landing in a row span do not depend on the columns, and vice versa."""
+@dataclass(frozen=True)
+class GroupFacts:
+    """What costing a group needs that no tiling changes (one per group and profile)."""
+
+    shape: GroupShape
+    inputs: tuple[tuple[str, int], ...]  # external input, index of the last layer reading it
+    internal: tuple[tuple[str, int, int], ...]  # internal tensor, steps [producer, last reader + 1)
+    layers: tuple[LayerFacts, ...]
+
+
+def group_facts(graph: Graph, shape: GroupShape, hw: HardwareProfile) -> GroupFacts:
+    """Live ranges, MACs per output element and weight bytes per channel of the group."""
+    last: dict[str, int] = {}
+    for i in shape.layer_range:
+        for t in graph.layers[i].inputs:
+            last[t] = i
+    layers = []
+    for i in shape.layer_range:
+        layer = graph.layers[i]
+        unit = None if layer.op is OpKind.CONV_TRANSPOSE else region_macs(graph, layer, Region(0, 1, 0, 1, 0, 1))
+        per_channel = weight_slice_bytes(graph, layer, 1, hw) if layer.op in WEIGHTED else None
+        layers.append(LayerFacts(i, layer, unit, per_channel))
+    return GroupFacts(shape, tuple((t, last[t]) for t in shape.external_inputs),
+                      tuple((t, graph.producer[t], last[t] + 1) for t in shape.internal), tuple(layers))
+
+
+def _transpose_macs(graph: Graph, geo: GroupGeometry, layer: Layer) -> int:
+    """MACs of a ConvTranspose summed over all tiles. Separable too: the taps landing in a
+    row span do not depend on the columns, and vice versa."""
     t = layer.output
-    c_sum = geo.chan_axis.total[t]
-    if layer.op is OpKind.CONV_TRANSPOSE:
-        a = layer.attrs
-        assert isinstance(a, ConvTransposeAttrs)
-        n, c_in, h_in, w_in = graph.shape(layer.inputs[0])
-        ty = sum(transpose_taps(y0, y1, a.kernel[0], a.stride[0], a.pads[0], a.dilation[0], h_in) for y0, y1 in geo.rows[t])
-        tx = sum(transpose_taps(x0, x1, a.kernel[1], a.stride[1], a.pads[1], a.dilation[1], w_in) for x0, x1 in geo.cols[t])
-        return n * ty * tx * (c_in // a.groups) * c_sum
-    per = region_macs(graph, layer, Region(0, 1, 0, 1, 0, 1))
-    return per * c_sum * geo.row_axis.total[t] * geo.col_axis.total[t]
+    a = layer.attrs
+    assert isinstance(a, ConvTransposeAttrs)
+    n, c_in, h_in, w_in = graph.shape(layer.inputs[0])
+    ty = sum(transpose_taps(y0, y1, a.kernel[0], a.stride[0], a.pads[0], a.dilation[0], h_in) for y0, y1 in geo.rows[t])
+    tx = sum(transpose_taps(x0, x1, a.kernel[1], a.stride[1], a.pads[1], a.dilation[1], w_in) for x0, x1 in geo.cols[t])
+    return n * ty * tx * (c_in // a.groups) * geo.chan_axis.total[t]
 
 
 def candidate_cost(graph: Graph, shape: GroupShape, tiling: Tiling, hw: HardwareProfile,
                    cache: SpanCache | None = None) -> Candidate:
-    geo = group_geometry(graph, shape, tiling, cache)
+    """Every exact cost of the group with this tiling. A ``cache`` shared across the calls
+    for one graph saves recomputing spans (see group_geometry)."""
+    return _candidate(group_facts(graph, shape, hw), group_geometry(graph, shape, tiling, cache), hw)
+
+
+def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Candidate:
+    shape = facts.shape
     eb = hw.elem_bytes
     slots = staging_slots(hw)
-    inputs = []
-    for t in shape.external_inputs:
-        last = max(c for c in graph.consumers[t] if shape.start <= c < shape.stop)
-        inputs.append(InputCost(t, geo.sum_elems(t) * eb, geo.max_elems(t) * eb * slots, last))
-    anchor = shape.anchor
-    core, core_bytes = _core_layout(graph, geo, hw)
+    inputs = tuple(InputCost(t, geo.sum_elems(t) * eb, geo.max_elems(t) * eb * slots, last) for t, last in facts.inputs)
+    blocks = [Block(t, geo.max_elems(t) * eb, t0, t1) for t, t0, t1 in facts.internal]
+    offsets = first_fit(blocks)
+    core = tuple(CoreBuffer(b.name, offsets[b.name], b.size, b.t0, b.t1) for b in blocks)
+    rows, cols, chans = geo.row_axis, geo.col_axis, geo.chan_axis
+    spatial = rows.count * cols.count
     macs = 0
     compute_sram = 0
     weights = []
-    for i in shape.layer_range:
-        layer = graph.layers[i]
-        macs += _layer_macs(graph, geo, layer)
-        compute_sram += (geo.sum_elems(layer.output) + geo.read_elems(i)) * eb
-        if layer.op in WEIGHTED:
-            # slice bytes are linear in the channels: the sum over splits is the bytes of the
-            # summed channels (the whole layer, or more if splits overlap)
-            chans = geo.chan_axis
-            total = weight_slice_bytes(graph, layer, chans.total[layer.output], hw)
-            spatial = geo.n_rows * geo.n_cols
-            weights.append(WeightCost(layer.id, i, total, spatial * total,
-                                      weight_slice_bytes(graph, layer, chans.largest[layer.output], hw)))
+    for f in facts.layers:
+        out = f.layer.output
+        if f.unit_macs is None:
+            macs += _transpose_macs(geo.graph, geo, f.layer)
+        else:
+            macs += f.unit_macs * chans.total[out] * rows.total[out] * cols.total[out]
+        compute_sram += (geo.sum_elems(out) + geo.read_elems(f.index)) * eb
+        if f.channel_weight_bytes is not None:
+            # weight bytes are linear in the channels: the splits sum to the whole layer
+            total = f.channel_weight_bytes * chans.total[out]
+            weights.append(WeightCost(f.layer.id, f.index, total, spatial * total,
+                                      f.channel_weight_bytes * chans.largest[out]))
+    anchor = shape.anchor
     return Candidate(
         start=shape.start,
         stop=shape.stop,
-        tiling=tiling,
+        tiling=geo.tiling,
         n_tiles=geo.n_tiles,
         anchor=anchor,
-        inputs=tuple(inputs),
+        inputs=inputs,
         store_bytes=geo.sum_elems(anchor) * eb,
         out_stage_bytes=geo.max_elems(anchor) * eb * slots,
         core=core,
-        core_bytes=core_bytes,
+        core_bytes=extent(blocks, offsets),
         macs=macs,
         compute_sram_bytes=compute_sram,
         weights=tuple(weights),
@@ -212,6 +239,7 @@ class CostCache:
         self.spans: SpanCache = {}
         self._shapes: dict[tuple[int, int], GroupShape | None] = {}
         self._tilings: dict[tuple[int, int], tuple[Tiling, ...]] = {}
+        self._facts: dict[tuple[int, int], GroupFacts] = {}
         self._candidates: dict[tuple[int, int, Tiling], Candidate] = {}
         self._footprints: dict[tuple[int, int, Tiling, bool], int] = {}
 
@@ -240,11 +268,15 @@ class CostCache:
         key = (shape.start, shape.stop, tiling)
         found = self._candidates.get(key)
         if found is None:
-            found = self._candidates[key] = candidate_cost(self.graph, shape, tiling, self.hw, self.spans)
+            facts = self._facts.get(key[:2])
+            if facts is None:
+                facts = self._facts[key[:2]] = group_facts(self.graph, shape, self.hw)
+            geo = group_geometry(self.graph, shape, tiling, self.spans)
+            found = self._candidates[key] = _candidate(facts, geo, self.hw)
         return found
 
     def footprint(self, c: Candidate, keep: bool) -> int:
-        """:func:`footprint` of the candidate."""
+        """:func:`footprint` of a candidate of this graph and profile."""
         key = (c.start, c.stop, c.tiling, keep)
         found = self._footprints.get(key)
         if found is None:

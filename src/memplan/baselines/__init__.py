@@ -77,12 +77,6 @@ def _fit(cache: CostCache, c: Candidate) -> tuple[Candidate, bool] | None:
     return None
 
 
-def _fitting(cache: CostCache, shape: GroupShape) -> list[tuple[Candidate, bool]]:
-    """Candidates of a group that fit the SRAM, with the keep choice that fits (keep first)."""
-    fits = (_fit(cache, cache.candidate(shape, t)) for t in cache.tilings(shape))
-    return [ck for ck in fits if ck is not None]
-
-
 def _fewest_tiles_fitting(cache: CostCache, shape: GroupShape) -> list[tuple[Candidate, bool]]:
     """The fitting candidates of a group with the fewest tiles (in tiling order), or [] if
     none fits: tilings are costed by increasing tile count until one fits."""
@@ -168,14 +162,42 @@ class _Best:
         return self.memo[key]
 
     def _compute(self, start: int, stop: int) -> tuple[int, Candidate, bool] | None:
+        """Among the fitting candidates of the group (keep first), the least energy, then the
+        fewest tiles, then the first in tiling order. A candidate costs at least its energy
+        with kept weights (see _energy_bound), so footprints are checked in the order of that
+        bound, and only while a candidate left could still beat the best found."""
         shape = self.cache.shape(start, stop)
         if shape is None:
             return None
-        options = _fitting(self.cache, shape)
-        if not options:
-            return None
         hw = self.cache.hw
-        return min(((spilled_energy(c, k, hw), c, k) for c, k in options), key=lambda e: (e[0], e[1].n_tiles))
+        bounded = []
+        for order, tiling in enumerate(self.cache.tilings(shape)):
+            c = self.cache.candidate(shape, tiling)
+            bounded.append((_energy_bound(c, hw), c.n_tiles, order, c))
+        bounded.sort(key=lambda b: b[:3])
+        best: tuple[int, Candidate, bool] | None = None
+        best_key = (0, 0, 0)
+        for bound, n_tiles, order, c in bounded:
+            if best is not None and (bound, n_tiles, order) >= best_key:
+                break  # every candidate left costs at least its bound
+            fit = _fit(self.cache, c)
+            if fit is None:
+                continue
+            keep = fit[1]
+            energy = spilled_energy(c, keep, hw)
+            if best is None or (energy, n_tiles, order) < best_key:
+                best, best_key = (energy, c, keep), (energy, n_tiles, order)
+        return best
+
+
+def _energy_bound(c: Candidate, hw: HardwareProfile) -> int:
+    """A lower bound of spilled_energy(c, keep) over both keep choices. Keeping moves fewer
+    weight bytes (each slice once instead of once per spatial tile), which costs no more
+    energy when no energy per byte is negative (profiles are validated so)."""
+    kept = spilled_energy(c, True, hw)
+    if hw.dram_pj_per_byte >= 0 and hw.sram_pj_per_byte >= 0:
+        return kept
+    return min(kept, spilled_energy(c, False, hw))
 
 
 def greedy(graph: Graph, hw: HardwareProfile, max_len: int = 12, cache: CostCache | None = None) -> Plan:

@@ -48,20 +48,20 @@ def _pareto(cands: list[Candidate]) -> tuple[list[int], dict[int, int]]:
     """Indexes of the non-dominated candidates of one group, and for each dominated one the
     index of a kept candidate that dominates it. Ties keep the first (fewest-tiles order)."""
     m = np.array([_vector(c) for c in cands], dtype=np.int64)
-    le = (m[:, None, :] <= m[None, :, :]).all(axis=2)  # le[j, i]: j <= i everywhere
-    lt = (m[:, None, :] < m[None, :, :]).any(axis=2)
     k = len(cands)
+    le = np.ones((k, k), dtype=bool)  # le[j, i]: j <= i everywhere
+    for col in m.T:
+        le &= col[:, None] <= col[None, :]
+    # where j <= i everywhere, j < i somewhere unless i <= j everywhere too
     idx = np.arange(k)
-    dominated_by = le & (lt | (idx[:, None] < idx[None, :]))
+    dominated_by = le & (~le.T | (idx[:, None] < idx[None, :]))
     np.fill_diagonal(dominated_by, False)
-    keep = [i for i in range(k) if not dominated_by[:, i].any()]
-    kept = set(keep)
-    dom: dict[int, int] = {}
-    for i in range(k):
-        if i not in kept:
-            # a kept dominator exists: domination is transitive and the order is strict
-            dom[i] = next(j for j in keep if dominated_by[j, i])
-    return keep, dom
+    is_dominated = dominated_by.any(axis=0)
+    keep = np.flatnonzero(~is_dominated)
+    dropped = np.flatnonzero(is_dominated)
+    # a kept dominator exists: domination is transitive and the order is strict; take the first
+    first = keep[dominated_by[np.ix_(keep, dropped)].argmax(axis=0)]
+    return keep.tolist(), dict(zip(dropped.tolist(), first.tolist()))
 
 
 def enumerate_candidates(graph: Graph, hw: HardwareProfile, max_len: int = 12,

@@ -145,15 +145,11 @@ class AxisSpans:
     holds of an input another layer also reads."""
 
     axis: int
+    count: int  # tiles along the axis
     spans: dict[str, tuple[Span, ...]]
     total: dict[str, int]
     largest: dict[str, int]
     reads: dict[int, tuple[int, ...]]
-
-    @property
-    def count(self) -> int:
-        """Tiles along the axis."""
-        return len(next(iter(self.spans.values())))
 
 
 #: AxisSpans of the groups of one graph, by (start, stop, axis, tile size along the axis)
@@ -259,7 +255,7 @@ def _anchor_spans(graph: Graph, stop: int, axis: int, size: int) -> AxisSpans:
     anchor = graph.layers[stop - 1].output
     tiles = split_axis(graph.shape(anchor)[axis], size)
     lengths = [b - a for a, b in tiles]
-    return AxisSpans(axis, {anchor: tiles}, {anchor: sum(lengths)}, {anchor: max(lengths)}, {})
+    return AxisSpans(axis, len(tiles), {anchor: tiles}, {anchor: sum(lengths)}, {anchor: max(lengths)}, {})
 
 
 def _prepend_layer(graph: Graph, inner: AxisSpans, index: int) -> AxisSpans:
@@ -284,7 +280,7 @@ def _prepend_layer(graph: Graph, inner: AxisSpans, index: int) -> AxisSpans:
     for t, tiles in need.items():
         sizes = [b - a for a, b in tiles]
         spans[t], total[t], largest[t] = tuple(tiles), sum(sizes), max(sizes)
-    return AxisSpans(axis, spans, total, largest, {index: tuple(read), **inner.reads})
+    return AxisSpans(axis, inner.count, spans, total, largest, {index: tuple(read), **inner.reads})
 
 
 def axis_spans(graph: Graph, shape: GroupShape, axis: int, size: int, cache: SpanCache | None = None) -> AxisSpans:

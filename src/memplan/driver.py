@@ -8,20 +8,26 @@ the baselines, serialise.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from memplan.baselines import Floor, check_feasible, floor, greedy, layer_by_layer
-from collections.abc import Mapping
-
+from memplan.baselines import (
+    CostCache,
+    Floor,
+    check_feasible,
+    floor,
+    greedy,
+    layer_by_layer,
+)
 from memplan.config import HardwareProfile, SolverConfig
-from memplan.solve import UserConstraints, solve_cpsat
-from memplan.solve.run import Progress
 from memplan.errors import UsageError
 from memplan.ir.graph import Graph
 from memplan.plan.model import Plan
 from memplan.plan.serialize import file_sha256, plan_to_json
 from memplan.plan.validate import validate_plan
+from memplan.solve import UserConstraints, solve_cpsat
+from memplan.solve.run import Progress
 
 STRATEGIES = ("cpsat", "layer", "greedy")
 
@@ -52,16 +58,19 @@ def plan_graph(graph: Graph, hw: HardwareProfile, strategy: str = "cpsat", objec
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
     config = config or SolverConfig()
-    check_feasible(graph, hw)
     baselines: dict[str, Plan] = {}
-    if not hw.feature_maps_in_sram:
-        baselines["layer"] = layer_by_layer(graph, hw)
-        baselines["greedy"] = greedy(graph, hw, config.max_fuse_depth)
-    if strategy == "cpsat":
-        plan = solve_cpsat(graph, hw, objective, config, user, weights, progress).plan
+    if strategy == "cpsat":  # computes the baselines too, within its time budget
+        result = solve_cpsat(graph, hw, objective, config, user, weights, progress)
+        plan, baselines = result.plan, dict(result.baselines)
     else:
         if objective != "energy":
             raise UsageError(f"the {strategy} baseline has no objective to choose: use --strategy cpsat for --objective {objective}")
+        cache = CostCache(graph, hw)
+        check_feasible(graph, hw, cache)
+        # both run (the plan JSON reports each); on profiles that keep every feature map in
+        # SRAM they raise the error that explains why no baseline applies
+        baselines["layer"] = layer_by_layer(graph, hw, cache)
+        baselines["greedy"] = greedy(graph, hw, config.max_fuse_depth, cache)
         plan = baselines[strategy]
         plan.meta["objective"] = objective
     validate_plan(plan, graph, hw)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ortools.sat.python import cp_model
 
-from memplan.baselines import check_feasible, greedy, layer_by_layer
+from memplan.baselines import CostCache, check_feasible, greedy, layer_by_layer
 from memplan.config import HardwareProfile, SolverConfig
 from memplan.errors import InfeasibleError, MemplanError, UsageError
 from memplan.ir.graph import Graph
@@ -63,6 +63,7 @@ class SolverStats:
 class SolveResult:
     plan: Plan
     stats: SolverStats
+    baselines: Mapping[str, Plan] = field(default_factory=dict)  # layer and greedy, computed on the way
 
 
 def parse_weights(text: str) -> dict[str, float]:
@@ -260,20 +261,24 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
     if user.force_keep & user.force_reload:
         raise UsageError(f"layer {sorted(user.force_keep & user.force_reload)[0]!r} is forced both to keep and to reload")
     t_start = time.perf_counter()
-    check_feasible(graph, hw)
+    # one memo of candidate costs for the feasibility check, the candidates and the baselines
+    cache = CostCache(graph, hw)
+    check_feasible(graph, hw, cache)
     memory_obj = objective == "memory"
     if memory_obj:
         user = UserConstraints(user.force_keep, user.force_reload, no_spill=True)
-    cs = enumerate_candidates(graph, hw, config.max_fuse_depth)
+    cs = enumerate_candidates(graph, hw, config.max_fuse_depth, cache)
+    baselines: dict[str, Plan] = {}
+    if not hw.feature_maps_in_sram:
+        baselines["layer"] = layer_by_layer(graph, hw, cache)
+        baselines["greedy"] = greedy(graph, hw, config.max_fuse_depth, cache)
+    del cache  # hundreds of MB on DenseNet; the candidates keep what the model needs
+    stats_extra: dict[str, Any] = {}
+    if not config.deterministic:
+        stats_extra["prepare_s"] = round(time.perf_counter() - t_start, 3)
     b = _build(graph, hw, cs, user, memory_obj)
     model = b.vars.model
-
-    baselines: dict[str, Plan] = {}
     hint_name = None
-    if not hw.feature_maps_in_sram:
-        baselines["layer"] = layer_by_layer(graph, hw)
-        baselines["greedy"] = greedy(graph, hw, config.max_fuse_depth)
-    stats_extra: dict[str, Any] = {}
     plain = not memory_obj and not (user.force_keep or user.force_reload)
     t_dp = time.perf_counter()
     boundary_dp = BoundaryDP(graph, hw, cs.candidates) if plain else None
@@ -374,7 +379,7 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
         raise MemplanError(f"internal error: CP-SAT energy {obj_value} differs from the plan's {plan.totals.energy_fj} fJ")
     if objective == "latency" and plan.totals.cycles > round(obj_value):
         raise MemplanError(f"internal error: CP-SAT cycles {obj_value} below the plan's {plan.totals.cycles}")
-    return SolveResult(plan, stats)
+    return SolveResult(plan, stats, baselines)
 
 
 def _why_infeasible(graph: Graph, hw: HardwareProfile, objective: str) -> str:

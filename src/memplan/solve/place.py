@@ -15,7 +15,10 @@ from ortools.sat.python import cp_model
 from memplan.plan.alloc import Block, first_fit
 
 
-def place(blocks: Sequence[Block], capacity: int, time_limit_s: float = 10.0, workers: int = 2) -> dict[str, int] | None:
+def place(blocks: Sequence[Block], capacity: int, time_limit_s: float = 10.0, workers: int = 2,
+          deterministic: bool = False) -> dict[str, int] | None:
+    """Offsets within ``capacity`` for the blocks, or None. ``deterministic`` bounds
+    deterministic time instead of wall time, so the answer does not depend on the machine."""
     model = cp_model.CpModel()
     live = [b for b in blocks if b.size > 0]
     xs, ys, offs = [], [], {}
@@ -31,8 +34,12 @@ def place(blocks: Sequence[Block], capacity: int, time_limit_s: float = 10.0, wo
     for b in live:
         model.add_hint(offs[b.name], min(hint[b.name], capacity - b.size))
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = time_limit_s
     solver.parameters.num_workers = workers
+    if deterministic:
+        solver.parameters.interleave_search = True
+        solver.parameters.max_deterministic_time = time_limit_s
+    else:
+        solver.parameters.max_time_in_seconds = time_limit_s
     if solver.solve(model) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
     out = {b.name: 0 for b in blocks}

@@ -138,7 +138,8 @@ class _Warm:
     energy_fj: int
 
 
-def _warm_start(b: _Built, cs: CandidateSet, graph: Graph, hw: HardwareProfile, decisions: Decisions) -> _Warm | None:
+def _warm_start(b: _Built, cs: CandidateSet, graph: Graph, hw: HardwareProfile, decisions: Decisions,
+                deterministic: bool = False) -> _Warm | None:
     """Express decisions (a baseline's or the DP's) over the model's candidates (a pruned one
     is replaced by the candidate that dominates it) and place them: first fit, else the
     placement-only CP-SAT model. None when that fails or the decisions cannot be expressed."""
@@ -158,7 +159,7 @@ def _warm_start(b: _Built, cs: CandidateSet, graph: Graph, hw: HardwareProfile, 
     blocks = plan_blocks(r)
     offsets = first_fit(blocks)
     if extent(blocks, offsets) > hw.sram_bytes:
-        placed = place(blocks, hw.sram_bytes, time_limit_s=10.0)
+        placed = place(blocks, hw.sram_bytes, time_limit_s=PLACE_LIMIT_S, deterministic=deterministic)
         if placed is None:
             return None
         offsets = placed
@@ -193,6 +194,8 @@ def _hint(b: _Built, graph: Graph, warm: _Warm) -> None:
 
 
 MIN_SEARCH_SHARE = 0.1  # CP-SAT searches for at least this share of the budget, however long preparing took
+PLACE_LIMIT_S = 3.0  # placing a warm start's buffers where first fit fails (solve/place.py)
+DP_SLACKS = (0.0, 0.01, 0.03, 0.05)  # capacity margins tried for the DP path until one can be placed
 RESERVE_SHARE = 0.03  # kept back for decoding, rebuilding and validating the plan after the search
 
 
@@ -287,15 +290,15 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
         stats_extra.update(dp_bound_fj=dp.bound_fj, dp_states=dp.peak_states)
     if config.warm_start and plain:
         # warm start: the cheapest expressible plan among greedy and the DP's path; the path at
-        # the full SRAM first, with a margin for fragmentation only when that one cannot be placed
+        # the full SRAM first, with growing margins for fragmentation while it cannot be placed
         warm: dict[str, _Warm] = {}
         if "greedy" in baselines:
-            w = _warm_start(b, cs, graph, hw, baselines["greedy"].decisions)
+            w = _warm_start(b, cs, graph, hw, baselines["greedy"].decisions, config.deterministic)
             if w is not None:
                 warm["greedy"] = w
-        for slack in (0.0, 0.05) if boundary_dp is not None else ():
+        for slack in DP_SLACKS if boundary_dp is not None else ():
             path = boundary_dp.plan(slack)
-            w = _warm_start(b, cs, graph, hw, path.decisions) if path is not None else None
+            w = _warm_start(b, cs, graph, hw, path.decisions, config.deterministic) if path is not None else None
             if w is not None:
                 warm[f"dp{slack:g}"] = w
                 break

@@ -288,3 +288,32 @@ def test_dp_equivalent_states_are_exact(sram: int) -> None:
     result = solve_cpsat(g, hw, "energy", FAST)
     assert result.stats.status == "OPTIMAL"
     assert b1.bound_fj <= result.plan.totals.energy_fj
+
+
+def test_progress_reports_stages_then_search() -> None:
+    """A listener sees the preparation stages in order, then the search starting from the warm
+    start and the DP bound; every reported bound is below every reported objective, and the
+    last report is the plan's energy."""
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.events: list[tuple[str, object]] = []
+
+        def stage(self, text: str) -> None:
+            self.events.append(("stage", text))
+
+        def search(self, objective: float, bound: float, seconds: float) -> None:
+            self.events.append(("search", (objective, bound, seconds)))
+
+    g = skip_block(c=8, hw=16)
+    rec = Recorder()
+    result = solve_cpsat(g, HW.with_sram(6 << 10), "energy", FAST, progress=rec)
+    stages = [text for kind, text in rec.events if kind == "stage"]
+    assert stages[0].startswith("checking") and stages[-1] == "CP-SAT search"
+    assert any(s.startswith("DP bound") for s in stages)
+    searches = [v for kind, v in rec.events if kind == "search"]
+    assert searches and rec.events.index(("stage", "CP-SAT search")) < rec.events.index(("search", searches[0]))
+    for objective, bound, seconds in searches:  # type: ignore[misc]
+        assert bound <= objective and seconds >= 0
+    assert searches[0][0] == result.stats.extra["hint_energy_fj"]  # type: ignore[index]
+    assert searches[-1][0] == result.plan.totals.energy_fj  # type: ignore[index]

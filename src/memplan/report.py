@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
-from typing import Any
-
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -137,20 +136,33 @@ def print_solve(outcome: Any, as_json: bool = False, output: str | None = None) 
         _err.print(f"wrote {output}")
 
 
+class _LiveProgress:
+    """The solve's progress as one live line: the preparation stage, then the search's best
+    objective, bound and gap (see :class:`memplan.solve.run.Progress`)."""
+
+    def __init__(self, live: Live) -> None:
+        self.live = live
+        self.t0 = time.perf_counter()
+        self.text = ""
+
+    def stage(self, text: str) -> None:
+        self.text = text
+        self.live.update(f"{time.perf_counter() - self.t0:6.1f} s  {text}")
+
+    def search(self, objective: float, bound: float, seconds: float) -> None:
+        gap = 0.0 if objective == 0 else max(0.0, (objective - bound) / abs(objective))
+        self.live.update(f"{seconds:6.1f} s  {self.text}: objective {objective:,.0f}  bound {bound:,.0f}  gap {gap:.2%}")
+
+
 @contextmanager
-def solve_progress(enabled: bool) -> Iterator[Callable[[float, float, float], None] | None]:
-    """A live line on stderr with the solver's objective, bound and gap, updated on every
-    improving solution (nothing when disabled or when stderr is not a terminal)."""
+def solve_progress(enabled: bool) -> Iterator[_LiveProgress | None]:
+    """A live line on stderr while the planner prepares and searches (nothing when disabled
+    or when stderr is not a terminal)."""
     if not enabled or not _err.is_terminal:
         yield None
         return
     with Live(console=_err, refresh_per_second=4, transient=True) as live:
-
-        def update(objective: float, bound: float, seconds: float) -> None:
-            gap = 0.0 if objective == 0 else max(0.0, (objective - bound) / abs(objective))
-            live.update(f"CP-SAT {seconds:6.1f} s  objective {objective:,.0f}  bound {bound:,.0f}  gap {gap:.2%}")
-
-        yield update
+        yield _LiveProgress(live)
 
 
 def print_verify(result: Any, as_json: bool = False) -> None:

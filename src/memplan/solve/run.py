@@ -7,10 +7,11 @@ objective value: they must be equal, or the model and the cost code disagree (a 
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ortools.sat.python import cp_model
 
@@ -30,7 +31,24 @@ from memplan.solve.objective import Terms, build_cycles, build_energy
 from memplan.solve.place import place
 
 OBJECTIVES = ("energy", "latency", "balanced", "memory", "custom")
-Progress = Callable[[float, float, float], None]  # objective, bound, seconds
+
+
+class Progress(Protocol):
+    """Where a long solve reports what it is doing (the CLI shows it as a live line)."""
+
+    def stage(self, text: str) -> None:
+        """A preparation stage begins (candidates, baselines, DP bound, ...)."""
+
+    def search(self, objective: float, bound: float, seconds: float) -> None:
+        """The best plan's objective or the proven bound changed; seconds since the solve began."""
+
+
+class _NoProgress:
+    def stage(self, text: str) -> None:
+        pass
+
+    def search(self, objective: float, bound: float, seconds: float) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -86,13 +104,21 @@ def parse_weights(text: str) -> dict[str, float]:
 
 
 class _Callback(cp_model.CpSolverSolutionCallback):
-    def __init__(self, progress: Progress, scale: float) -> None:
+    """Forwards improving solutions and bound improvements to a Progress."""
+
+    def __init__(self, progress: Progress, scale: float, t_start: float, objective: float, bound: float) -> None:
         super().__init__()
-        self.progress = progress
-        self.scale = scale
+        self.progress, self.scale, self.t_start = progress, scale, t_start
+        self.objective, self.bound = objective, bound
 
     def on_solution_callback(self) -> None:
-        self.progress(self.ObjectiveValue() * self.scale, self.BestObjectiveBound() * self.scale, self.WallTime())
+        self.objective = self.ObjectiveValue() * self.scale
+        self.bound = max(self.bound, self.BestObjectiveBound() * self.scale)
+        self.progress.search(self.objective, self.bound, time.perf_counter() - self.t_start)
+
+    def on_bound(self, bound: float) -> None:
+        self.bound = max(self.bound, bound * self.scale)
+        self.progress.search(self.objective, self.bound, time.perf_counter() - self.t_start)
 
 
 @dataclass
@@ -264,26 +290,34 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
     if user.force_keep & user.force_reload:
         raise UsageError(f"layer {sorted(user.force_keep & user.force_reload)[0]!r} is forced both to keep and to reload")
     t_start = time.perf_counter()
+    live = progress is not None  # callbacks only when someone listens: the search stays the same
+    progress = progress or _NoProgress()
     # one memo of candidate costs for the feasibility check, the candidates and the baselines
     cache = CostCache(graph, hw)
+    progress.stage("checking that every layer fits")
     check_feasible(graph, hw, cache)
     memory_obj = objective == "memory"
     if memory_obj:
         user = UserConstraints(user.force_keep, user.force_reload, no_spill=True)
+    progress.stage("costing candidate groups and tilings")
     cs = enumerate_candidates(graph, hw, config.max_fuse_depth, cache)
     baselines: dict[str, Plan] = {}
     if not hw.feature_maps_in_sram:
+        progress.stage(f"baselines ({len(cs.candidates):,} candidates)")
         baselines["layer"] = layer_by_layer(graph, hw, cache)
         baselines["greedy"] = greedy(graph, hw, config.max_fuse_depth, cache)
     del cache  # hundreds of MB on DenseNet; the candidates keep what the model needs
     stats_extra: dict[str, Any] = {}
     if not config.deterministic:
         stats_extra["prepare_s"] = round(time.perf_counter() - t_start, 3)
+    progress.stage(f"building the CP-SAT model ({len(cs.candidates):,} candidates)")
     b = _build(graph, hw, cs, user, memory_obj)
     model = b.vars.model
     hint_name = None
     plain = not memory_obj and not (user.force_keep or user.force_reload)
     t_dp = time.perf_counter()
+    if plain:
+        progress.stage("DP bound and warm start")
     boundary_dp = BoundaryDP(graph, hw, cs.candidates) if plain else None
     dp = boundary_dp.bound() if boundary_dp is not None else None
     if dp is not None:
@@ -343,7 +377,16 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
     if not config.deterministic:  # plan bytes of deterministic runs must not depend on wall time
         stats_extra["search_limit_s"] = round(search_limit, 3)
     solver = _params(config, search_limit)
-    cb = _Callback(progress, scale) if progress else None
+    cb = None
+    if live:
+        # what the search starts from: the warm start's energy and the DP's bound
+        start_obj = stats_extra.get("hint_energy_fj", math.inf) if objective == "energy" else math.inf
+        start_bound = dp.bound_fj if objective == "energy" and dp is not None else 0.0
+        progress.stage("CP-SAT search")
+        if math.isfinite(start_obj):
+            progress.search(start_obj, start_bound, time.perf_counter() - t_start)
+        cb = _Callback(progress, scale, t_start, start_obj, start_bound)
+        solver.best_bound_callback = cb.on_bound
     status = solver.solve(model, cb)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         if status == cp_model.INFEASIBLE:

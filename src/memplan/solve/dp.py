@@ -78,6 +78,9 @@ class _Step:
     keep: tuple[tuple[int, int, int, str], ...]  # (saving_fj, slice, relative step, layer), best ratio first
     keep_total_fj: int
     keep_total_slice: int
+    own_fj: tuple[int, ...]  # per step: the keep saving of the layer at that step
+    own_slice: tuple[int, ...]  # per step: its slice
+    mem_peak: int  # max(mem): no state with less room than this can run the candidate
 
 
 def _fj(x: Fraction) -> int:
@@ -128,7 +131,9 @@ class BoundaryDP:
                 ci, c.start, c.stop, c.anchor, self.size[c.anchor], can_stay,
                 mac * c.macs + sram * c.compute_sram_bytes + sum(dma * w.reload_bytes for w in c.weights),
                 dma * c.store_bytes, c.out_stage_bytes, (0 if overlap else c.stop - 1 - c.start), mem, inputs,
-                tuple(items), sum(it[0] for it in items), sum(it[1] for it in items)))
+                tuple(items), sum(it[0] for it in items), sum(it[1] for it in items),
+                tuple(sum(it[0] for it in items if it[2] == k) for k in range(len(mem))),
+                tuple(sum(it[1] for it in items if it[2] == k) for k in range(len(mem))), max(mem)))
         self._classes = _Classes(self)
 
     # ------------------------------------------------------------------ public runs
@@ -164,15 +169,20 @@ class BoundaryDP:
             peak = max(peak, len(here))
             for key, (cost0, state, _) in here.items():
                 res_mem = sum(size[t] for t in state)
+                successors: dict[tuple[int, str | None], tuple[frozenset[str], tuple[object, ...]]] = {}
                 for st in self.by_start[a]:
                     for rho in ((False, True) if st.can_stay else (False,)):
                         step = self._transition(st, state, rho, res_mem, capacity, relaxed)
                         if step is None:
                             continue
                         cost, kept = step
-                        alive = state | {st.anchor} if rho else state
-                        nxt = frozenset(t for t in alive if last_use.get(t, -1) >= st.stop)
-                        nkey = classes.key(nxt, st.stop)
+                        # the next state depends on the group's end and the anchor only
+                        succ = (st.stop, st.anchor if rho else None)
+                        if succ not in successors:
+                            alive = state | {st.anchor} if rho else state
+                            nxt_state = frozenset(t for t in alive if last_use.get(t, -1) >= st.stop)
+                            successors[succ] = (nxt_state, classes.key(nxt_state, st.stop))
+                        nxt, nkey = successors[succ]
                         total = cost0 + cost
                         slot = best[st.stop].get(nkey)
                         if slot is None or total < slot[0]:
@@ -206,6 +216,8 @@ class BoundaryDP:
         others in t's free room; the smallest of these bounds is used. Not relaxed: weights
         are kept greedily (best saving per byte first) while every step still fits."""
         base = res_mem + (st.anchor_size if rho else 0)
+        if base + st.mem_peak > capacity:
+            return None
         mem = [base + m for m in st.mem]
         cost = st.base_fj
         for inp in st.inputs:
@@ -242,12 +254,10 @@ def _keep_saving_bound(st: _Step, room: list[int]) -> int:
     """An upper bound (integer, rounded up) on what keeping weights can save in this group."""
     best: int | None = None
     for k, free in enumerate(room):
-        own_v = sum(it[0] for it in st.keep if it[2] == k)
-        own_sl = sum(it[1] for it in st.keep if it[2] == k)
-        if free >= st.keep_total_slice - own_sl:
+        if free >= st.keep_total_slice - st.own_slice[k]:
             saving = st.keep_total_fj  # everything fits at this step
         else:
-            saving, cap = own_v, free
+            saving, cap = st.own_fj[k], free
             for v, sl, at, _ in st.keep:
                 if at == k:
                     continue
@@ -288,13 +298,18 @@ class _Classes:
             self.starts[t] = [e[0] for e in es]
             self.suffix[t] = ids
         self.labels: dict[tuple[int, int, int], int] = {}
+        self.memo: dict[tuple[str, int], int] = {}
 
     def of(self, tensor: str, boundary: int) -> int:
+        memo = self.memo.get((tensor, boundary))
+        if memo is not None:
+            return memo
         starts = self.starts.get(tensor, [])
         i = bisect_left(starts, boundary)
         suffix = self.suffix[tensor][i] if starts else -1
         k = (self.dp.size[tensor], self.dp.last_use[tensor], suffix)
-        return self.labels.setdefault(k, len(self.labels))
+        label = self.memo[(tensor, boundary)] = self.labels.setdefault(k, len(self.labels))
+        return label
 
     def key(self, state: frozenset[str], boundary: int) -> tuple[object, ...]:
         if not self.dp.merge_equivalent:

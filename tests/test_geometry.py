@@ -229,3 +229,21 @@ def test_tiles_cover_group_output_exactly_once_and_regions_in_bounds(g: Graph, d
                 assert geo.region(t, ci, ri, xi).contains(need.clip(g.shape(t)))
     _, c, h, w = anchor_shape
     assert len(covered) == c * h * w and set(covered.values()) == {1}
+
+
+def test_concat_channel_split_past_an_input_reads_nothing_of_it_within_bounds() -> None:
+    """Found by hypothesis: a channel split of a concat that lies wholly in its second input
+    reads an empty span of the first, and that span must still lie inside the first input
+    (it used to start past its channels: [3, 3) of a 2-channel tensor)."""
+    b = GraphBuilder("cat")
+    x = b.input((1, 2, 5, 5))
+    y = b.conv(x, 2, 3, groups=2)
+    g = b.build(b.conv(b.concat(y, x), 1, 1))
+    shape = group_shape(g, 1, 2)  # the concat alone
+    assert shape is not None
+    geo = group_geometry(g, shape, Tiling(5, 5, 1))
+    assert geo.n_chans == 4
+    for ci in range(4):
+        for t in geo.tensors:
+            assert geo.region(t, ci, 0, 0).within(g.shape(t))
+    assert geo.region(y, 3, 0, 0).empty and geo.region(x, 3, 0, 0) == Region(1, 2, 0, 5, 0, 5)

@@ -132,8 +132,8 @@ def input_channel_spans(graph: Graph, layer: Layer, c0: int, c1: int) -> tuple[S
         spans = []
         base = 0
         for s in shapes:
-            lo, hi = max(c0 - base, 0), min(c1 - base, s[1])
-            spans.append((lo, max(hi, lo)))
+            lo, hi = min(max(c0 - base, 0), s[1]), min(c1 - base, s[1])
+            spans.append((lo, max(hi, lo)))  # empty (but within the input) when no channel of it is read
             base += s[1]
         return tuple(spans)
     if op is OpKind.LRN:

@@ -16,6 +16,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from memplan.errors import ModelError
+from memplan.execute.float_ref import run_float
 from memplan.frontend import load_model
 from memplan.ir.graph import Graph, Layer, QuantParams, Role
 from memplan.ir.ops import (
@@ -36,175 +37,13 @@ MODELS = Path(__file__).resolve().parent.parent / "models"
 
 
 # =====================================================================================
-# A float64 reference interpreter of the IR (test helper)
+# The IR evaluated in float64 by memplan.execute.float_ref (itself checked against
+# onnxruntime op by op in test_reference.py)
 # =====================================================================================
-def _windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> np.ndarray:
-    """(N, C, Ho, Wo, kh, kw) windows of an already padded input."""
-    eff = (dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1)
-    win = np.lib.stride_tricks.sliding_window_view(x, eff, axis=(2, 3))
-    return win[:, :, :: stride[0], :: stride[1], :: dilation[0], :: dilation[1]]
-
-
-def _pad(x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0) -> np.ndarray:
-    top, left, bottom, right = pads
-    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
-
-
-def _conv(x: np.ndarray, w: np.ndarray, a: ConvAttrs) -> np.ndarray:
-    n, c = x.shape[:2]
-    g = a.groups
-    win = _windows(_pad(x, a.pads), a.kernel, a.stride, a.dilation)
-    ho, wo = win.shape[2:4]
-    win = win.reshape(n, g, c // g, ho, wo, *a.kernel)
-    wg = w.reshape(g, w.shape[0] // g, *w.shape[1:])
-    out = np.einsum("ngcyxij,gocij->ngoyx", win, wg)
-    return out.reshape(n, w.shape[0], ho, wo)
-
-
-def _conv_transpose(x: np.ndarray, w: np.ndarray, a: ConvTransposeAttrs) -> np.ndarray:
-    """Scatter form: every input pixel adds kernel * value into the (uncropped) output."""
-    n, c_in, h, wd = x.shape
-    g = a.groups
-    c_out = w.shape[1] * g
-    (kh, kw), (sh, sw), (dh, dw) = a.kernel, a.stride, a.dilation
-    full_h = sh * (h - 1) + dh * (kh - 1) + 1 + a.output_padding[0]
-    full_w = sw * (wd - 1) + dw * (kw - 1) + 1 + a.output_padding[1]
-    out = np.zeros((n, c_out, full_h, full_w))
-    per_in, per_out = c_in // g, c_out // g
-    for gi in range(g):
-        xs = x[:, gi * per_in:(gi + 1) * per_in]
-        ws = w[gi * per_in:(gi + 1) * per_in]  # (per_in, per_out, kh, kw)
-        contrib = np.einsum("nchw,coij->nohwij", xs, ws)
-        for i in range(kh):
-            for j in range(kw):
-                out[:, gi * per_out:(gi + 1) * per_out, i * dh: i * dh + sh * (h - 1) + 1: sh,
-                    j * dw: j * dw + sw * (wd - 1) + 1: sw] += contrib[..., i, j]
-    top, left, bottom, right = a.pads
-    return out[:, :, top: full_h - bottom, left: full_w - right]
-
-
-def _pool(x: np.ndarray, a: PoolAttrs, op: OpKind) -> np.ndarray:
-    if op is OpKind.MAX_POOL:
-        return _windows(_pad(x, a.pads, -np.inf), a.kernel, a.stride).max(axis=(4, 5))
-    top, left, bottom, right = a.pads
-    h, w = x.shape[2:]
-    mask = np.zeros((1, 1, h + top + bottom, w + left + right))
-    if a.count_include_pad:  # every pad cell counts except those added by ceil mode
-        mask[:, :, : h + top + bottom - a.ceil_pads[0], : w + left + right - a.ceil_pads[1]] = 1
-    else:
-        mask[:, :, top: top + h, left: left + w] = 1
-    total = _windows(_pad(x, a.pads), a.kernel, a.stride).sum(axis=(4, 5))
-    count = _windows(mask, a.kernel, a.stride).sum(axis=(4, 5))
-    return total / count
-
-
-def _source_coords(out_len: int, in_len: int, coord: str) -> np.ndarray:
-    scale = out_len / in_len
-    o = np.arange(out_len, dtype=np.float64)
-    if coord == "asymmetric":
-        return o / scale
-    if coord == "align_corners":
-        return o * (in_len - 1) / (out_len - 1) if out_len > 1 else np.zeros(1)
-    if coord == "pytorch_half_pixel":
-        return (o + 0.5) / scale - 0.5 if out_len > 1 else np.zeros(1)
-    assert coord == "half_pixel", coord
-    return (o + 0.5) / scale - 0.5
-
-
-def _resize_axis(x: np.ndarray, axis: int, out_len: int, a: ResizeAttrs) -> np.ndarray:
-    in_len = x.shape[axis]
-    src = _source_coords(out_len, in_len, a.coord)
-    if a.mode == "nearest":
-        rounding = {
-            "floor": np.floor,
-            "ceil": np.ceil,
-            "round_prefer_floor": lambda v: np.ceil(v - 0.5),
-            "round_prefer_ceil": lambda v: np.floor(v + 0.5),
-        }[a.nearest_mode]
-        idx = np.clip(rounding(src).astype(int), 0, in_len - 1)
-        return np.take(x, idx, axis=axis)
-    src = np.clip(src, 0, in_len - 1)
-    lo = np.floor(src).astype(int)
-    hi = np.minimum(lo + 1, in_len - 1)
-    frac = (src - lo).reshape([-1 if i == axis else 1 for i in range(4)])
-    return np.take(x, lo, axis=axis) * (1 - frac) + np.take(x, hi, axis=axis) * frac
-
-
-def _lrn(x: np.ndarray, a: LRNAttrs) -> np.ndarray:
-    c = x.shape[1]
-    sq = np.pad(x * x, ((0, 0), ((a.size - 1) // 2, math.ceil((a.size - 1) / 2)), (0, 0), (0, 0)))
-    total = sum(sq[:, i: i + c] for i in range(a.size))
-    return x / (a.bias + a.alpha / a.size * total) ** a.beta
-
-
-def _activate(x: np.ndarray, act: Activation | None) -> np.ndarray:
-    if act is None:
-        return x
-    k, p = act.kind, act.params
-    if k is ActKind.RELU:
-        return np.maximum(x, 0)
-    if k is ActKind.CLIP:
-        return np.clip(x, p[0], p[1])
-    if k is ActKind.LEAKY_RELU:
-        return np.where(x >= 0, x, x * p[0])
-    if k is ActKind.SIGMOID:
-        return 1 / (1 + np.exp(-x))
-    if k is ActKind.HARD_SIGMOID:
-        return np.clip(p[0] * x + p[1], 0, 1)
-    if k is ActKind.HARD_SWISH:
-        return x * np.clip(x / 6 + 0.5, 0, 1)
-    if k is ActKind.TANH:
-        return np.tanh(x)
-    assert k is ActKind.SILU
-    return x / (1 + np.exp(-x))
-
-
-def _run_layer(graph: Graph, layer: Layer, xs: list[np.ndarray]) -> np.ndarray:
-    w = None if layer.weight is None else graph.weights[layer.weight].astype(np.float64)
-    x = xs[0]
-    a = layer.attrs
-    if layer.op is OpKind.CONV:
-        assert isinstance(a, ConvAttrs) and w is not None
-        y = _conv(x, w, a)
-    elif layer.op is OpKind.CONV_TRANSPOSE:
-        assert isinstance(a, ConvTransposeAttrs) and w is not None
-        y = _conv_transpose(x, w, a)
-    elif layer.op in (OpKind.MAX_POOL, OpKind.AVG_POOL):
-        assert isinstance(a, PoolAttrs)
-        y = _pool(x, a, layer.op)
-    elif layer.op is OpKind.GLOBAL_AVG_POOL:
-        y = x.mean(axis=(2, 3), keepdims=True)
-    elif layer.op is OpKind.GLOBAL_MAX_POOL:
-        y = x.max(axis=(2, 3), keepdims=True)
-    elif layer.op is OpKind.FULLY_CONNECTED:
-        assert w is not None
-        y = (x.reshape(x.shape[0], -1) @ w.T)[:, :, None, None]
-    elif layer.op is OpKind.ADD:
-        y = sum(xs[1:], xs[0])
-    elif layer.op is OpKind.CONCAT:
-        y = np.concatenate(xs, axis=1)
-    elif layer.op is OpKind.SOFTMAX:
-        e = np.exp(x - x.max(axis=1, keepdims=True))
-        y = e / e.sum(axis=1, keepdims=True)
-    elif layer.op is OpKind.CHANNEL_SHUFFLE:
-        assert isinstance(a, ChannelShuffleAttrs)
-        y = x[:, list(a.perm)]
-    elif layer.op is OpKind.LRN:
-        assert isinstance(a, LRNAttrs)
-        y = _lrn(x, a)
-    else:
-        assert layer.op is OpKind.RESIZE and isinstance(a, ResizeAttrs)
-        y = _resize_axis(_resize_axis(x, 2, a.out_hw[0], a), 3, a.out_hw[1], a)
-    if layer.bias is not None:
-        y = y + graph.weights[layer.bias].astype(np.float64).reshape(1, -1, 1, 1)
-    return _activate(y, layer.activation)
-
-
 def evaluate_ir(graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run the IR in float64; ``inputs`` are given in the IR's NCHW shapes."""
-    values = {k: v.astype(np.float64) for k, v in inputs.items()}
+    values = run_float(graph, inputs)
     for layer in graph.layers:
-        values[layer.output] = _run_layer(graph, layer, [values[t] for t in layer.inputs])
         assert values[layer.output].shape == graph.tensors[layer.output].shape, layer.id
     return {o: values[o] for o in graph.outputs}
 

@@ -18,19 +18,19 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from numpy.lib.stride_tricks import sliding_window_view
 
 from memplan.errors import ModelError, UsageError
+from memplan.execute import float_ref
+from memplan.execute.float_ref import run_float
 from memplan.frontend.export import save_onnx, to_onnx
 from memplan.ir.builder import GraphBuilder
 from memplan.ir.graph import Graph
 from memplan.ir.ops import (
-    ActKind,
     Activation,
+    ActKind,
     ChannelShuffleAttrs,
     ConvAttrs,
     ConvTransposeAttrs,
-    LRNAttrs,
     NoAttrs,
     OpKind,
     PoolAttrs,
@@ -42,173 +42,14 @@ from memplan.zoo import ZOO, build_zoo_model, parse_zoo_params
 Array = np.ndarray
 
 
-def _conv(x: Array, w: Array, b: Array | None, a: ConvAttrs) -> Array:
-    n, c, _, _ = x.shape
-    top, left, bottom, right = a.pads
-    (kh, kw), (sh, sw), (dh, dw), g = a.kernel, a.stride, a.dilation, a.groups
-    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
-    win = sliding_window_view(xp, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
-    win = win[:, :, ::sh, ::sw, ::dh, ::dw]  # (N, C, Ho, Wo, kh, kw)
-    ho, wo = win.shape[2:4]
-    cols = win.reshape(n, g, c // g, ho, wo, kh, kw).transpose(0, 1, 3, 4, 2, 5, 6)
-    cols = cols.reshape(n, g, ho * wo, (c // g) * kh * kw)
-    o = w.shape[0]
-    wg = w.reshape(g, o // g, -1).transpose(0, 2, 1)  # (G, Cg*kh*kw, Og)
-    y = (cols @ wg).transpose(0, 1, 3, 2).reshape(n, o, ho, wo)
-    return y if b is None else y + b[None, :, None, None]
-
-
-def _conv_transpose(x: Array, w: Array, b: Array | None, a: ConvTransposeAttrs, out_hw: tuple[int, int]) -> Array:
-    n, c, h, wd = x.shape
-    (kh, kw), (sh, sw), (dh, dw), g = a.kernel, a.stride, a.dilation, a.groups
-    og = w.shape[1]
-    full_h = sh * (h - 1) + dh * (kh - 1) + 1 + a.output_padding[0]
-    full_w = sw * (wd - 1) + dw * (kw - 1) + 1 + a.output_padding[1]
-    full = np.zeros((n, og * g, full_h, full_w))
-    cg = c // g
-    for gi in range(g):
-        xs = x[:, gi * cg:(gi + 1) * cg]
-        for i in range(kh):
-            for j in range(kw):
-                contrib = np.einsum("nchw,co->nohw", xs, w[gi * cg:(gi + 1) * cg, :, i, j])
-                full[:, gi * og:(gi + 1) * og, i * dh:i * dh + sh * (h - 1) + 1:sh,
-                     j * dw:j * dw + sw * (wd - 1) + 1:sw] += contrib
-    top, left = a.pads[0], a.pads[1]
-    y = full[:, :, top:top + out_hw[0], left:left + out_hw[1]]
-    return y if b is None else y + b[None, :, None, None]
-
-
-def _pool(x: Array, a: PoolAttrs, is_max: bool) -> Array:
-    top, left, bottom, right = a.pads
-    ceil_b, ceil_r = a.ceil_pads
-    pad = ((0, 0), (0, 0), (top, bottom), (left, right))
-    (kh, kw), (sh, sw) = a.kernel, a.stride
-    if is_max:
-        xp = np.pad(x, pad, constant_values=-np.inf)
-        return sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw].max(axis=(4, 5))
-    sums = sliding_window_view(np.pad(x, pad), (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw].sum(axis=(4, 5))
-    ones = np.ones((1, 1, *x.shape[2:]))
-    if a.count_include_pad:  # real padding counts, ceil-mode padding never does
-        ones = np.pad(ones, ((0, 0), (0, 0), (top, bottom - ceil_b), (left, right - ceil_r)), constant_values=1)
-        ones = np.pad(ones, ((0, 0), (0, 0), (0, ceil_b), (0, ceil_r)))
-    else:
-        ones = np.pad(ones, pad)
-    counts = sliding_window_view(ones, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw].sum(axis=(4, 5))
-    return sums / counts
-
-
-def _resize_matrix(n_in: int, n_out: int, a: ResizeAttrs) -> Array:
-    """(n_out, n_in) interpolation matrix along one axis, ONNX Resize semantics (subset)."""
-    scale = n_out / n_in
-    dst = np.arange(n_out, dtype=np.float64)
-    if a.coord == "asymmetric":
-        src = dst / scale
-    elif a.coord == "half_pixel":
-        src = (dst + 0.5) / scale - 0.5
-    else:
-        raise NotImplementedError(a.coord)
-    m = np.zeros((n_out, n_in))
-    if a.mode == "nearest":
-        if a.nearest_mode != "floor":
-            raise NotImplementedError(a.nearest_mode)
-        m[np.arange(n_out), np.clip(np.floor(src).astype(int), 0, n_in - 1)] = 1.0
-    elif a.mode == "linear":
-        src = np.clip(src, 0, n_in - 1)
-        lo = np.floor(src).astype(int)
-        hi = np.minimum(lo + 1, n_in - 1)
-        frac = src - lo
-        np.add.at(m, (np.arange(n_out), lo), 1 - frac)
-        np.add.at(m, (np.arange(n_out), hi), frac)
-    else:
-        raise NotImplementedError(a.mode)
-    return m
-
-
-def _lrn(x: Array, a: LRNAttrs) -> Array:
-    c = x.shape[1]
-    lo, hi = (a.size - 1) // 2, a.size - 1 - (a.size - 1) // 2
-    sq = np.pad(x * x, ((0, 0), (lo, hi), (0, 0), (0, 0)))
-    sums = sum(sq[:, i:i + c] for i in range(a.size))
-    return x / (a.bias + a.alpha / a.size * sums) ** a.beta
-
-
-def _activate(y: Array, act: Activation | None) -> Array:
-    if act is None:
-        return y
-    p, k = act.params, act.kind
-    sigmoid: Callable[[Array], Array] = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
-    if k is ActKind.RELU:
-        return np.maximum(y, 0.0)
-    if k is ActKind.CLIP:
-        return np.clip(y, p[0], p[1])
-    if k is ActKind.LEAKY_RELU:
-        return np.where(y >= 0, y, p[0] * y)
-    if k is ActKind.SIGMOID:
-        return sigmoid(y)
-    if k is ActKind.HARD_SIGMOID:
-        return np.clip(p[0] * y + p[1], 0.0, 1.0)
-    if k is ActKind.HARD_SWISH:
-        return y * np.clip(y / 6.0 + 0.5, 0.0, 1.0)
-    if k is ActKind.TANH:
-        return np.tanh(y)
-    if k is ActKind.SILU:
-        return y * sigmoid(y)
-    raise NotImplementedError(k)
-
-
 def evaluate(graph: Graph, feeds: Mapping[str, Array]) -> dict[str, Array]:
-    """Run the IR graph in float64 numpy: the meaning of the IR the exporter must preserve."""
-    env: dict[str, Array] = {k: np.asarray(v, dtype=np.float64) for k, v in feeds.items()}
-
-    def weight(name: str | None) -> Array | None:
-        return None if name is None else np.asarray(graph.weights[name], dtype=np.float64)
-
+    """Run the IR graph in float64 (memplan.execute.float_ref, checked against onnxruntime op
+    by op in test_reference.py): the meaning of the IR the exporter must preserve."""
+    values = run_float(graph, feeds)
     for layer in graph.layers:
-        xs = [env[t] for t in layer.inputs]
-        x, a, op = xs[0], layer.attrs, layer.op
         out_shape = graph.shape(layer.output)
-        if op is OpKind.CONV:
-            assert isinstance(a, ConvAttrs)
-            y = _conv(x, weight(layer.weight), weight(layer.bias), a)  # type: ignore[arg-type]
-        elif op is OpKind.CONV_TRANSPOSE:
-            assert isinstance(a, ConvTransposeAttrs)
-            y = _conv_transpose(x, weight(layer.weight), weight(layer.bias), a, out_shape[2:])  # type: ignore[arg-type]
-        elif op in (OpKind.MAX_POOL, OpKind.AVG_POOL):
-            assert isinstance(a, PoolAttrs)
-            y = _pool(x, a, op is OpKind.MAX_POOL)
-        elif op is OpKind.GLOBAL_AVG_POOL:
-            y = x.mean(axis=(2, 3), keepdims=True)
-        elif op is OpKind.GLOBAL_MAX_POOL:
-            y = x.max(axis=(2, 3), keepdims=True)
-        elif op is OpKind.FULLY_CONNECTED:
-            w, b = weight(layer.weight), weight(layer.bias)
-            assert w is not None
-            y = x.reshape(x.shape[0], -1) @ w.T + (0.0 if b is None else b)
-            y = y.reshape(out_shape)
-        elif op is OpKind.ADD:
-            y = sum(xs[1:], xs[0])
-        elif op is OpKind.CONCAT:
-            y = np.concatenate(xs, axis=1)
-        elif op is OpKind.RESIZE:
-            assert isinstance(a, ResizeAttrs)
-            mh = _resize_matrix(x.shape[2], a.out_hw[0], a)
-            mw = _resize_matrix(x.shape[3], a.out_hw[1], a)
-            y = np.einsum("oh,nchw,pw->ncop", mh, x, mw)
-        elif op is OpKind.LRN:
-            assert isinstance(a, LRNAttrs)
-            y = _lrn(x, a)
-        elif op is OpKind.SOFTMAX:
-            e = np.exp(x - x.max(axis=1, keepdims=True))
-            y = e / e.sum(axis=1, keepdims=True)
-        elif op is OpKind.CHANNEL_SHUFFLE:
-            assert isinstance(a, ChannelShuffleAttrs)
-            y = x[:, list(a.perm)]
-        else:
-            raise NotImplementedError(op)
-        y = _activate(y, layer.activation)
-        assert y.shape == out_shape, f"{layer.id}: reference gives {y.shape}, IR says {out_shape}"
-        env[layer.output] = y
-    return {o: env[o] for o in graph.outputs}
+        assert values[layer.output].shape == out_shape, f"{layer.id}: reference gives {values[layer.output].shape}, IR says {out_shape}"
+    return {o: values[o] for o in graph.outputs}
 
 
 def _random_feeds(graph: Graph, seed: int = 1) -> dict[str, Array]:
@@ -521,8 +362,8 @@ def test_exporter_rejects_bad_opset() -> None:
 def test_layer_reference_is_not_vacuous() -> None:
     """The numpy reference itself: a 3x3 conv of ones on ones, and a known ConvTranspose."""
     ones = np.ones((1, 1, 3, 3))
-    conv = _conv(ones, np.ones((1, 1, 3, 3)), None, ConvAttrs((3, 3), pads=(1, 1, 1, 1)))
+    conv = float_ref._conv(ones, ConvAttrs((3, 3), pads=(1, 1, 1, 1)), np.ones((1, 1, 3, 3)), (3, 3))
     np.testing.assert_array_equal(conv[0, 0], [[4, 6, 4], [6, 9, 6], [4, 6, 4]])
-    up = _conv_transpose(np.array([[[[1.0, 2.0]]]]), np.ones((1, 1, 1, 2)), None,
-                         ConvTransposeAttrs((1, 2), (1, 2)), (1, 4))
+    up = float_ref._conv_transpose(np.array([[[[1.0, 2.0]]]]), ConvTransposeAttrs((1, 2), (1, 2)),
+                                   np.ones((1, 1, 1, 2)), (1, 4))
     np.testing.assert_array_equal(up[0, 0], [[1, 1, 2, 2]])

@@ -74,6 +74,16 @@ class HardwareProfile:
     def with_sram(self, sram_bytes: int) -> HardwareProfile:
         return replace(self, sram_bytes=sram_bytes)
 
+    def rates_fj(self) -> tuple[int, int, int]:
+        """(per MAC, per DRAM byte, per SRAM byte) in integer femtojoules, the unit the solver
+        and its bound count energy in."""
+        out = []
+        for pj in (self.mac_pj, self.dram_pj_per_byte, self.sram_pj_per_byte):
+            fj = pj * 1000
+            assert fj.denominator == 1, "energies must have at most three decimals of pJ"
+            out.append(int(fj))
+        return out[0], out[1], out[2]
+
     def with_tiling(self, **changes: Any) -> HardwareProfile:
         return replace(self, tiling=replace(self.tiling, **changes))
 

@@ -83,12 +83,6 @@ class _Step:
     mem_peak: int  # max(mem): no state with less room than this can run the candidate
 
 
-def _fj(x: Fraction) -> int:
-    v = x * 1000
-    assert v.denominator == 1, "energies must have at most three decimals of pJ"
-    return int(v)
-
-
 class BoundaryDP:
     """The tables of one (graph, profile, candidate set), built once for every DP run."""
 
@@ -102,7 +96,7 @@ class BoundaryDP:
         self.applicable = not (hw.feature_maps_in_sram or hw.weights_in_place)
         if not self.applicable:
             return
-        mac, dram, sram = _fj(hw.mac_pj), _fj(hw.dram_pj_per_byte), _fj(hw.sram_pj_per_byte)
+        mac, dram, sram = hw.rates_fj()
         dma = dram + sram
         eb = hw.elem_bytes
         self.size = {t: graph.tensors[t].numel * eb for t in graph.tensors}

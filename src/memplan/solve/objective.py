@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from math import gcd
 
 from ortools.sat.python import cp_model
@@ -27,14 +26,8 @@ class Terms:
     energy_max: int  # the largest value the (scaled) expression can take
 
 
-def _fj(x: Fraction) -> int:
-    v = x * 1000
-    assert v.denominator == 1, "energies must have at most three decimals of pJ"
-    return int(v)
-
-
 def build_energy(graph: Graph, v: Vars, hw: HardwareProfile) -> Terms:
-    mac, dram, sram = _fj(hw.mac_pj), _fj(hw.dram_pj_per_byte), _fj(hw.sram_pj_per_byte)
+    mac, dram, sram = hw.rates_fj()
     dma = dram + sram  # a DMA byte crosses DRAM and lands in (or leaves) SRAM
     coeffs: dict[int, int] = {}
     lits: dict[int, cp_model.IntVar] = {}

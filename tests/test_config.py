@@ -39,7 +39,7 @@ def test_parse_size_rejects(text: str) -> None:
     ("dram_pj_per_byte = 80.0", "dram_pj_per_byte"),
 ])
 def test_bad_profile_names_the_key(tmp_path: Path, edit: str, key: str) -> None:
-    text = (Path(__file__).resolve().parents[1] / "solver_configs" / "hardware" / "generic-npu.toml").read_text()
+    text = (Path(__file__).resolve().parents[1] / "src" / "memplan" / "configs" / "hardware" / "generic-npu.toml").read_text()
     bad_value = {"sram": 'sram = "lots"', "macs_per_cycle": 'macs_per_cycle = "fast"', "dram_pj_per_byte": "dram_pj_per_byte = -1"}[key]
     p = tmp_path / "bad.toml"
     p.write_text(text.replace(edit, bad_value))
@@ -48,7 +48,7 @@ def test_bad_profile_names_the_key(tmp_path: Path, edit: str, key: str) -> None:
 
 
 def test_unknown_and_missing_keys(tmp_path: Path) -> None:
-    text = (Path(__file__).resolve().parents[1] / "solver_configs" / "hardware" / "generic-npu.toml").read_text()
+    text = (Path(__file__).resolve().parents[1] / "src" / "memplan" / "configs" / "hardware" / "generic-npu.toml").read_text()
     p = tmp_path / "typo.toml"
     p.write_text(text.replace("mac_pj", "mac_pJ"))
     with pytest.raises(ConfigError, match="unknown key 'mac_pJ'"):

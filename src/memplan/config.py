@@ -1,4 +1,8 @@
-"""Hardware profiles, loaded by name from ``solver_configs/hardware/`` or from a TOML path.
+"""Hardware profiles and solver configs, loaded by name or from a TOML path.
+
+The shipped ones are package data: profiles in ``memplan/configs/hardware/``, solver configs
+in ``memplan/configs/solver/``, read through :mod:`importlib.resources` so that they are found
+from a wheel, a zip or an editable install alike.
 
 A profile is validated before use: an unknown key, a missing key or a value of the wrong
 type or range is a :class:`ConfigError` naming the key and the file.
@@ -10,14 +14,16 @@ import re
 import tomllib
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from memplan.errors import ConfigError, UsageError
 
-#: repository folder that holds the shipped solver and hardware configs (the project is
-#: installed editable, as README says, so the folder sits two levels above the package)
-CONFIG_ROOT = Path(__file__).resolve().parents[2] / "solver_configs"
+#: the shipped configs inside the installed package: ``hardware/*.toml`` and ``solver/*.toml``
+#: (a Traversable, not necessarily a file-system path: the package may be imported from a zip)
+CONFIG_ROOT: Traversable = resources.files("memplan") / "configs"
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|K|M)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "kib": 1024, "kb": 1024, "m": 1 << 20, "mib": 1 << 20, "mb": 1 << 20, "gib": 1 << 30}
@@ -167,22 +173,28 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Hardwa
     )
 
 
-def _hardware_dirs() -> list[Path]:
+def _hardware_dirs() -> list[Traversable]:
     return [CONFIG_ROOT / "hardware"]
+
+
+def _toml_stems(folder: Traversable) -> list[str]:
+    """Names of the ``*.toml`` files in a shipped config folder, without the suffix."""
+    if not folder.is_dir():
+        return []
+    return sorted(entry.name[: -len(".toml")] for entry in folder.iterdir() if entry.name.endswith(".toml") and entry.is_file())
 
 
 def available_profiles() -> list[str]:
     names: set[str] = set()
     for d in _hardware_dirs():
-        if d.is_dir():
-            names.update(p.stem for p in d.glob("*.toml"))
+        names.update(_toml_stems(d))
     return sorted(names)
 
 
 def load_profile(name_or_path: str | Path) -> HardwareProfile:
     """Load a hardware profile by shipped name (``generic-npu``) or from a TOML file path."""
-    path = Path(name_or_path)
-    if path.suffix != ".toml":
+    path: Path | Traversable = Path(name_or_path)
+    if Path(name_or_path).suffix != ".toml":
         for d in _hardware_dirs():
             if (d / f"{name_or_path}.toml").is_file():
                 path = d / f"{name_or_path}.toml"
@@ -192,7 +204,7 @@ def load_profile(name_or_path: str | Path) -> HardwareProfile:
     return profile_from_dict(_read_toml(path, "hardware profile"), source=str(path))
 
 
-def _read_toml(path: Path, what: str) -> dict[str, Any]:
+def _read_toml(path: Path | Traversable, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{what} file {str(path)!r} does not exist")
     try:
@@ -228,12 +240,14 @@ _SOLVER_SPEC: dict[str, type | tuple[type, ...]] = {
 
 
 def load_solver_config(name_or_path: str | Path = "default") -> SolverConfig:
-    path = Path(name_or_path)
-    if path.suffix != ".toml":
-        path = CONFIG_ROOT / f"{name_or_path}.toml"
+    """Load solver settings by shipped name (``default``, ``fast``, ``thorough``) or from a TOML path."""
+    path: Path | Traversable = Path(name_or_path)
+    name = Path(name_or_path).stem
+    if Path(name_or_path).suffix != ".toml":
+        shipped = CONFIG_ROOT / "solver"
+        path = shipped / f"{name_or_path}.toml"
         if not path.is_file():
-            names = sorted(p.stem for p in CONFIG_ROOT.glob("*.toml"))
-            raise ConfigError(f"unknown solver config {str(name_or_path)!r}: use one of {', '.join(names)} or a .toml path")
+            raise ConfigError(f"unknown solver config {str(name_or_path)!r}: use one of {', '.join(_toml_stems(shipped))} or a .toml path")
     data = _read_toml(path, "solver config")
     for key, value in data.items():
         if key not in _SOLVER_SPEC:
@@ -241,4 +255,4 @@ def load_solver_config(name_or_path: str | Path = "default") -> SolverConfig:
         _check(value, _SOLVER_SPEC[key], key, str(path))
     if data.get("time_limit_s", 1) <= 0 or data.get("workers", 1) < 1 or data.get("max_fuse_depth", 1) < 1:
         raise ConfigError(f"{path}: time_limit_s must be positive, workers and max_fuse_depth at least 1")
-    return SolverConfig(name=path.stem, **data)
+    return SolverConfig(name=name, **data)

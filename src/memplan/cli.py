@@ -50,6 +50,9 @@ def parse_input_shapes(specs: Sequence[str] | None) -> dict[str, tuple[int, ...]
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="memplan", description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    from memplan import __version__
+
+    p.add_argument("--version", action="version", version=f"memplan {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     ins = sub.add_parser("inspect", help="per-layer shapes, MACs and bytes of a model")

@@ -18,7 +18,8 @@ from memplan.ir.builder import GraphBuilder
 from memplan.ir.graph import Graph
 from memplan.plan.build import build_plan
 from memplan.plan.model import Command, Op, Operand
-from memplan.plan.serialize import plan_from_json, plan_to_json, schema
+from memplan.driver import SolveOutcome
+from memplan.plan.serialize import check_derived, plan_from_json, plan_to_json, schema
 from memplan.plan.validate import validate_plan
 from test_geometry import random_cnn
 
@@ -46,8 +47,15 @@ def resnet_like() -> Graph:
 
 
 def _json_roundtrip(plan, g, hw):  # type: ignore[no-untyped-def]
-    doc = plan_to_json(plan, hw, [layer.id for layer in g.layers])
+    """The plan as ``memplan solve`` writes it: schema-valid, parsed back, and exactly the
+    document the parsed plan serialises to."""
+    outcome = SolveOutcome(g, hw, dataclasses.replace(plan, meta={**plan.meta, "objective": "energy"}), floor(g, hw),
+                           {"layer": layer_by_layer(g, hw), "greedy": greedy(g, hw)})
+    doc = outcome.to_json("0" * 64)
     jsonschema.validate(doc, schema())
+    back, _ = plan_from_json(doc)
+    check_derived(doc, back, hw, [layer.id for layer in g.layers])
+    assert plan_to_json(back, hw, [layer.id for layer in g.layers]) == {k: v for k, v in doc.items() if k not in ("floor", "baselines")}
     text = json.dumps(doc)
     back, hw2 = plan_from_json(json.loads(text))
     assert hw2 == hw

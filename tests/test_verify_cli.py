@@ -87,10 +87,10 @@ def test_installed_command_exit_codes(solved: tuple[Path, Path], tmp_path: Path)
 
 
 @pytest.mark.parametrize("edit, match", [
-    (lambda d: d["commands"].remove(next(c for c in d["commands"] if c["op"] == "load")), "nothing has written"),
-    (lambda d: d["totals"].update(macs=d["totals"]["macs"] + 1), "macs measured"),
-    (lambda d: d["buffers"][1].update(offset=d["buffers"][0]["offset"]), "at once|no buffer|belongs to"),
-    (lambda d: d["commands"].remove(next(c for c in d["commands"] if c["op"] == "store")), "never written|before it is written"),
+    (lambda d: d["commands"].remove(next(c for c in d["commands"] if c["op"] == "load")), "nothing has written|never written"),
+    (lambda d: d["totals"].update(macs=d["totals"]["macs"] + 1), "macs measured|plan total macs"),
+    (lambda d: d["buffers"][1].update(offset=d["buffers"][0]["offset"]), "at once|no buffer|belongs to|overlap"),
+    (lambda d: d["commands"].remove(next(c for c in d["commands"] if c["op"] == "store")), "never written|never completely written|before it is written"),
 ])
 def test_tampered_plan_fails_with_one_line(solved: tuple[Path, Path], tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str], edit, match: str) -> None:  # type: ignore[no-untyped-def]
@@ -114,6 +114,6 @@ def test_malformed_and_missing_plan(solved: tuple[Path, Path], tmp_path: Path, c
     broken = _tampered(plan, tmp_path, lambda d: d.pop("commands"))
     capsys.readouterr()
     assert main(["verify", str(model), str(broken)]) != 0
-    assert "malformed" in _error_line(capsys)
+    assert "misses the key 'commands'" in _error_line(capsys)
     assert main(["verify", str(model), str(tmp_path / "nope.json")]) != 0
     assert "does not exist" in _error_line(capsys)

@@ -7,8 +7,11 @@ result with the untiled reference.
 
 Memory model
 ------------
-* SRAM is one ``uint8`` array of exactly ``plan.sram_bytes``, filled before the run with a
-  seeded pseudo-random pattern: a byte the plan forgets to fill is garbage, not a lucky zero.
+* SRAM is one ``uint8`` array of ``plan.sram_bytes``, filled before the run with a seeded
+  pseudo-random pattern: a byte the plan forgets to fill is garbage, not a lucky zero. Only the
+  extent the plan's buffers use (up to the highest buffer end) is allocated: every access must
+  lie in a buffer, so the bytes above it are never touched, and a plan for a 2 GiB profile
+  that uses 60 KiB runs in 60 KiB.
 * DRAM holds, per feature-map tensor, an int8 ``(C, H, W)`` array: model inputs hold the
   quantised input, any other tensor exists once a STORE writes part of it.
 * Weights in DRAM are the :class:`~memplan.execute.quantize.QuantizedGraph`'s int8 weights
@@ -43,7 +46,12 @@ index, its group and tile.
 
 Counts
 ------
-DRAM bytes are counted as the copies happen. MACs are counted from the work handed to the
+Every total a plan states is measured here except the SRAM peak (the plan's is the highest
+buffer end; the run reports the highest byte touched). DRAM bytes are counted as the copies
+happen. SRAM bytes accessed are the DMA bytes plus, per compute, the input cells the kernel
+reads (once per input tensor) and the output cells it writes. Energy and cycles follow from
+those counts, per group, by the profile's formulas (:func:`memplan.plan.build.energy_fj` and
+:func:`~memplan.plan.build.group_cycles`). MACs are counted from the work handed to the
 kernels, not from the plan's cost model: for convolutions and fully connected layers, the
 elements of the output array the kernel returned times the reduction length of the weight
 slice decoded from memory (weights per output channel); for ConvTranspose, per output
@@ -69,6 +77,7 @@ from memplan.execute.quantize import QLayer, QuantizedGraph, Requant
 from memplan.geometry.region import Region
 from memplan.ir.graph import Layer
 from memplan.ir.ops import WEIGHTED, ConvAttrs, ConvTransposeAttrs, OpKind, Shape
+from memplan.plan.build import energy_fj, group_cycles
 from memplan.plan.model import Buffer, BufferKind, Command, Op, Plan, Totals
 
 I8 = npt.NDArray[np.int8]
@@ -89,18 +98,24 @@ _WEIGHT_CACHE_SIZE = 32
 
 @dataclass(frozen=True)
 class Counts:
-    """DRAM traffic in bytes and multiply-accumulates, as measured or as a plan predicts."""
+    """DRAM traffic and SRAM accesses in bytes, multiply-accumulates (and those beyond the
+    untiled network's), energy in fJ and cycles: as measured or as a plan predicts."""
 
     dram_read_fm: int
     dram_write_fm: int
     dram_read_weights: int
     macs: int
+    recompute_macs: int
+    sram_access: int
+    energy_fj: int
+    cycles: int
 
-    FIELDS: ClassVar[tuple[str, ...]] = ("dram_read_fm", "dram_write_fm", "dram_read_weights", "macs")
+    FIELDS: ClassVar[tuple[str, ...]] = ("dram_read_fm", "dram_write_fm", "dram_read_weights", "macs", "recompute_macs",
+                                         "sram_access", "energy_fj", "cycles")
 
     @staticmethod
     def of_totals(totals: Totals) -> Counts:
-        return Counts(totals.dram_read_fm, totals.dram_write_fm, totals.dram_read_weights, totals.macs)
+        return Counts(*(getattr(totals, f) for f in Counts.FIELDS))
 
     @property
     def dram_total(self) -> int:
@@ -287,8 +302,9 @@ class _Machine:
                                     "biases: plan with a profile whose bias_bytes is 4")
         self.plan, self.qgraph, self.graph, self.hw = plan, qgraph, graph, hw
         self.expect = expect
-        self.sram: U8 = np.random.default_rng(SRAM_FILL_SEED).integers(0, 256, plan.sram_bytes, dtype=np.uint8)
-        self.sram_writer: I32 = np.full(plan.sram_bytes, UNWRITTEN, dtype=np.int32)
+        used = min(plan.sram_bytes, max((b.end for b in plan.buffers), default=0))
+        self.sram: U8 = np.random.default_rng(SRAM_FILL_SEED).integers(0, 256, used, dtype=np.uint8)
+        self.sram_writer: I32 = np.full(used, UNWRITTEN, dtype=np.int32)
         self.dram: dict[str, I8] = {}
         self.dram_writer: dict[str, I32] = {}
         self.stored: set[str] = set()
@@ -297,7 +313,9 @@ class _Machine:
         n = len(graph.layers)
         self.steps = n
         self.live: list[list[Buffer]] = [[b for b in plan.buffers if b.t0 <= s < b.t1] for s in range(n)]
-        self.read_fm = self.write_fm = self.read_w = self.macs = 0
+        self.read_fm = self.write_fm = self.read_w = self.macs = self.sram_access = 0
+        self.group_macs: dict[int, int] = {}
+        self.group_dma: dict[int, int] = {}
         self.peak = 0
 
     # ------------------------------------------------------------------ driver
@@ -321,10 +339,23 @@ class _Machine:
             dram={t: self.dram[t][None] for t in sorted(self.stored)},
             outputs=outputs,
             writers=writers,
-            counts=Counts(self.read_fm, self.write_fm, self.read_w, self.macs),
+            counts=self._counts(),
             sram_peak=self.peak,
             commands=len(self.plan.commands),
         )
+
+    def _counts(self) -> Counts:
+        hw, graph = self.hw, self.graph
+        untiled = sum(graph.layer_macs(layer) for layer in graph.layers)
+        cycles = sum(group_cycles(hw, self.group_macs.get(g, 0), self.group_dma.get(g, 0))
+                     for g in set(self.group_macs) | set(self.group_dma))
+        dram = self.read_fm + self.write_fm + self.read_w
+        return Counts(self.read_fm, self.write_fm, self.read_w, self.macs, self.macs - untiled, self.sram_access,
+                      energy_fj(hw, self.macs, dram, self.sram_access), cycles)
+
+    def _dma(self, cmd: Command, n: int) -> None:
+        """``n`` bytes moved between DRAM and SRAM (or read in place) by a command."""
+        self.group_dma[cmd.group] = self.group_dma.get(cmd.group, 0) + n
 
     def _place_inputs(self, inputs: Mapping[str, npt.ArrayLike]) -> None:
         """Model inputs: into their resident buffer (host write) or into DRAM."""
@@ -430,6 +461,8 @@ class _Machine:
         self.sram[off:off + n] = self.dram[tensor][sl].reshape(-1).view(np.uint8)
         self.sram_writer[off:off + n] = k
         self.read_fm += n
+        self.sram_access += n
+        self._dma(cmd, n)
 
     def _store(self, k: int, cmd: Command) -> None:
         tensor, region, off = cmd.tensor, cmd.region, cmd.offset
@@ -448,6 +481,8 @@ class _Machine:
         self.dram_writer[tensor][sl] = k
         self.stored.add(tensor)
         self.write_fm += n
+        self.sram_access += n
+        self._dma(cmd, n)
 
     def _layer(self, k: int, cmd: Command) -> Layer:
         if cmd.layer not in self.graph.layer_index:
@@ -468,6 +503,8 @@ class _Machine:
         self.sram[off:off + raw.size] = raw
         self.sram_writer[off:off + raw.size] = k
         self.read_w += raw.size
+        self.sram_access += raw.size
+        self._dma(cmd, raw.size)
 
     # ------------------------------------------------------------------ compute
     def _compute(self, k: int, cmd: Command) -> None:
@@ -490,8 +527,10 @@ class _Machine:
             result = run_layer(exec_ql, tiles, exec_region)
         except MissingInputError as exc:
             raise self._fail(k, cmd, f"{exc} (a halo too short, or an operand region too small)") from None
-        if reduction:
-            self.macs += _kernel_macs(ql, result, region, reduction)
+        macs = _kernel_macs(ql, result, region, reduction) if reduction else 0
+        self.macs += macs
+        self.group_macs[cmd.group] = self.group_macs.get(cmd.group, 0) + macs
+        self.sram_access += region.numel  # the output cells written
         n = out.region.numel
         self._claim(k, cmd, out.offset, n, f"output {out.tensor} {out.region.as_list()}", tensor=out.tensor)
         held = self.sram[out.offset:out.offset + n].view(np.int8).reshape(out.region.channels, out.region.rows,
@@ -506,10 +545,14 @@ class _Machine:
         """Each input operand's region, read from SRAM (None for an operand that holds nothing
         or that the kernel does not read for this region)."""
         tiles: list[Tile | None] = []
+        read: set[str] = set()
         for op, need in zip(cmd.inputs, required_input_regions(ql, region)):
             if op.region.empty or need.empty:
                 tiles.append(None)
                 continue
+            if op.tensor not in read:  # an input read twice (x + x) is read from SRAM once
+                read.add(op.tensor)
+                self.sram_access += need.numel
             shape = self._fm_shape(k, cmd, op.tensor, op.region)
             n = op.region.numel
             self._claim(k, cmd, op.offset, n, f"input {op.tensor} {op.region.as_list()}", tensor=op.tensor)
@@ -536,7 +579,8 @@ class _Machine:
                 raise self._fail(k, cmd, "a weighted layer without a weight buffer, on a profile that loads weights "
                                          "into SRAM")
             raw = image.slice(c0, c1)  # executed in place from DRAM / flash
-            self.read_w += n
+            self.read_w += n  # DRAM traffic, not SRAM: the weights never pass through SRAM
+            self._dma(cmd, n)
         else:
             self._claim(k, cmd, off, n, f"weights of channels {c0}..{c1}", layer=layer.id)
             self._check_written(k, cmd, self.sram_writer[off:off + n], f"weights of channels {c0}..{c1} at {off}")

@@ -1,12 +1,29 @@
-"""``memplan verify``: execute a plan tile by tile and hold it to the untiled reference.
+"""``memplan verify``: check everything a plan claims, then execute it tile by tile and hold
+it to the untiled reference.
 
-A plan verifies when, on one seeded int8 input,
+A plan file verifies when, in this order (the first failure is named in one line):
 
-* every tile the tiled executor computes, every model output and every tensor the plan spills
-  (every tensor a STORE writes) is bit-identical to the untiled integer reference;
-* the DRAM traffic (feature-map reads and writes, weight reads) and the MACs measured while
-  executing equal the plan's totals exactly;
-* no command touches SRAM outside a buffer of the plan that belongs to it and is live.
+1. it is JSON that the plan schema (``memplan/schema/plan.schema.json``) accepts, and every
+   field that restates another (``dram_total``, ``energy_pj``, a group's layer names, ...)
+   agrees with it;
+2. it was made for this model (its sha256) and this hardware record (SRAM, element and bias
+   sizes agree);
+3. the symbolic replay of :mod:`memplan.plan.validate` accepts its command stream: every input
+   cell a command needs holds the right tensor element, no live buffers overlap, and every
+   total recomputed from the commands equals the plan's;
+4. its buffers, commands and totals are exactly what its decisions expand to, so the decisions
+   it states are the ones it carries out;
+5. its claims hold: the solver record is consistent (the objective is the plan's cost, the
+   bound does not exceed it, the gap is theirs, OPTIMAL only with no gap), and the floor and
+   the baseline summaries equal what memplan recomputes for the model and profile;
+6. on one seeded int8 input, every tile the tiled executor computes, every model output and
+   every tensor the plan spills is bit-identical to the untiled integer reference;
+7. every total measured while executing (DRAM bytes, MACs, recompute, SRAM accesses, and the
+   energy and cycles that follow from them) equals the plan's, and no command touches SRAM
+   outside a live buffer of the plan that belongs to it.
+
+Not checked: the solver's counters (candidates, conflicts, ...) are informational; that the
+bound is a true lower bound would take solving again.
 
 :func:`verify` works on files (the model and the plan JSON ``memplan solve`` wrote, checked to
 belong together by the model's sha256); :func:`verify_plan` on objects, with
@@ -26,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memplan.config import HardwareProfile
-from memplan.errors import VerificationError
+from memplan.errors import PlanError, VerificationError
 from memplan.execute.quantize import QuantizedGraph, calibration_inputs, quantize_graph
 from memplan.execute.reference import run_reference
 from memplan.execute.tiled import HOST, UNWRITTEN, Counts, TiledRun, describe_command, execute_plan
@@ -120,14 +137,20 @@ def prepare(graph: Graph, seed: int = 0) -> Prepared:
 
 
 def verify_plan(graph: Graph, plan: Plan, hw: HardwareProfile, seed: int = 0, *, prepared: Prepared | None = None,
-                strict: bool = True) -> VerifyReport:
-    """Verify ``plan`` for ``graph`` on ``hw`` (see the module documentation).
+                strict: bool = True, static_checks: bool = True) -> VerifyReport:
+    """Verify ``plan`` for ``graph`` on ``hw``: :func:`check_plan` (with ``static_checks``;
+    without, execution alone must catch what is wrong), then steps 6 and 7 of the module
+    documentation.
 
     Raises :class:`VerificationError` naming the first fault: for a differing tensor, the
     tensor, the element and the command (index, group, tile) that wrote it. With ``strict``
     False, a differing tensor or count is reported in the result instead (faults that stop
     the execution still raise)."""
     start = time.perf_counter()
+    if plan.graph_name != graph.name:
+        raise VerificationError(f"the plan is for model {plan.graph_name!r}, not {graph.name!r}")
+    if static_checks:
+        check_plan(graph, plan, hw)
     earlier = 0.0  # time spent preparing before this call
     if prepared is None:
         prepared = prepare(graph, seed)
@@ -135,8 +158,6 @@ def verify_plan(graph: Graph, plan: Plan, hw: HardwareProfile, seed: int = 0, *,
         earlier = sum(prepared.times.values())
     if prepared.qgraph.graph.name != graph.name or len(prepared.qgraph.layers) != len(graph.layers):
         raise ValueError("the prepared quantised graph is not of this graph")
-    if plan.graph_name != graph.name:
-        raise VerificationError(f"the plan is for model {plan.graph_name!r}, not {graph.name!r}")
     t0 = time.perf_counter()
     run = execute_plan(plan, prepared.qgraph, hw, prepared.inputs, expect=prepared.reference)
     t1 = time.perf_counter()
@@ -160,25 +181,138 @@ def verify_plan(graph: Graph, plan: Plan, hw: HardwareProfile, seed: int = 0, *,
 
 def verify(model: str | os.PathLike[str], plan_path: str | os.PathLike[str],
            input_shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0) -> VerifyReport:
-    """Verify the plan JSON at ``plan_path`` against the ONNX model it was made for."""
+    """Verify the plan JSON at ``plan_path`` against the model file it was made for."""
     from memplan.frontend import load_model
-    from memplan.plan.serialize import file_sha256, load_plan_file
+    from memplan.plan.serialize import read_plan_document
 
     start = time.perf_counter()
-    plan, hw, _ = load_plan_file(plan_path)
-    want = plan.meta.get("model_sha256")
-    have = file_sha256(model)
-    if want is None:
-        raise VerificationError(f"plan {str(plan_path)!r} records no model sha256: re-run memplan solve with the model")
-    if want != have:
-        raise VerificationError(f"plan {str(plan_path)!r} was made for a model with sha256 {want[:12]}..., but "
-                                f"{str(model)!r} has sha256 {have[:12]}...: re-run memplan solve on this model")
+    doc = read_plan_document(plan_path)
     graph = load_model(model, input_shapes)
+    loaded = time.perf_counter() - start
+    report = verify_document(graph, doc, model_sha256(model), seed)
+    return dataclasses.replace(report, wall_time_s=report.wall_time_s + loaded, times={"load": loaded, **report.times})
+
+
+def model_sha256(model: str | os.PathLike[str]) -> str:
+    from memplan.plan.serialize import file_sha256
+
+    try:
+        return file_sha256(model)
+    except OSError as exc:
+        raise VerificationError(f"model file {str(model)!r} cannot be read ({exc.strerror or exc})") from None
+
+
+def verify_document(graph: Graph, doc: Mapping[str, Any], sha256: str | None, seed: int = 0, *,
+                    prepared: Prepared | None = None) -> VerifyReport:
+    """Verify a plan JSON document (as ``memplan solve`` writes it) for ``graph``: every step
+    of the module documentation. ``sha256`` is the model file's (None: not checked, for
+    graphs that do not come from a file)."""
+    from memplan.plan.serialize import check_derived, check_document, plan_from_json
+
+    data = dict(doc)
+    check_document(data)
+    plan, hw = plan_from_json(data)
+    want = plan.meta.get("model_sha256")
+    if sha256 is not None and want != sha256:
+        raise VerificationError(f"the plan was made for a model with sha256 {str(want)[:12]}..., but this model has "
+                                f"sha256 {sha256[:12]}...: re-run memplan solve on this model")
     if graph.name != plan.graph_name:  # the same bytes under another file name
         graph = dataclasses.replace(graph, name=plan.graph_name)
-    loaded = time.perf_counter() - start
-    report = verify_plan(graph, plan, hw, seed)
-    return dataclasses.replace(report, wall_time_s=report.wall_time_s + loaded, times={"load": loaded, **report.times})
+    check_derived(data, plan, hw, [layer.id for layer in graph.layers])
+    check_plan(graph, plan, hw, data)
+    return verify_plan(graph, plan, hw, seed, prepared=prepared, static_checks=False)
+
+
+def check_plan(graph: Graph, plan: Plan, hw: HardwareProfile, claims: Mapping[str, Any] | None = None) -> None:
+    """Steps 2 to 5 of the module documentation, without executing: raise
+    :class:`VerificationError` naming the first fault. ``claims``: the plan document, whose
+    floor and baselines are checked when given."""
+    from memplan.plan.validate import check_against_decisions, validate_plan
+
+    try:
+        validate_plan(plan, graph, hw)
+        check_against_decisions(plan, graph, hw)
+    except PlanError as exc:
+        raise VerificationError(exc.message) from None
+    _check_solver_record(plan)
+    if claims is not None:
+        _check_summaries(graph, plan, hw, claims)
+
+
+# ---------------------------------------------------------------------------- claims
+#: units of the solver's objective, per objective
+_UNITS = {"energy": "fJ", "latency": "cycles", "balanced": "normalised", "custom": "normalised", "memory": "bytes"}
+#: relative tolerance of the solver's floating-point objective, bound and gap (CP-SAT reports
+#: doubles; the energy itself is compared exactly, as an integer)
+_REL = 1e-9
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= _REL * max(1.0, abs(a), abs(b))
+
+
+def _check_solver_record(plan: Plan) -> None:
+    strategy, objective, solver = plan.meta.get("strategy"), plan.meta.get("objective"), plan.meta.get("solver")
+    if strategy != "cpsat":
+        if solver is not None:
+            raise VerificationError(f"plan field solver: a {strategy} plan has no solver record, yet one is given")
+        if objective not in (None, "energy"):
+            raise VerificationError(f"plan field objective: the {strategy} baseline minimises energy, not {objective}")
+        return
+    if not isinstance(solver, Mapping):
+        raise VerificationError("plan field solver: a cpsat plan must carry the solver's record: re-run memplan solve")
+    obj, bound, gap, status = solver["objective"], solver["bound"], solver["gap"], solver["status"]
+    units = _UNITS.get(str(objective))
+    if solver["objective_units"] != units:
+        raise VerificationError(f"plan field solver.objective_units is {solver['objective_units']!r}, but the "
+                                f"{objective} objective is counted in {units!r}")
+    t = plan.totals
+    if objective == "energy" and obj != t.energy_fj:
+        raise VerificationError(f"plan field solver.objective is {obj}, but the plan's energy is {t.energy_fj} fJ")
+    if objective == "latency" and obj < t.cycles:
+        raise VerificationError(f"plan field solver.objective is {obj} cycles, below the plan's {t.cycles}")
+    if objective == "memory" and obj < t.sram_peak:
+        raise VerificationError(f"plan field solver.objective is {obj} B, below the plan's SRAM peak {t.sram_peak} B")
+    if bound > obj and not _close(bound, obj):
+        raise VerificationError(f"plan field solver.bound is {bound}, above the objective {obj}: a bound cannot "
+                                "exceed the plan it bounds")
+    want_gap = 0.0 if obj == 0 else max(0.0, (obj - bound) / abs(obj))
+    if not _close(gap, want_gap):
+        raise VerificationError(f"plan field solver.gap is {gap}, but objective {obj} and bound {bound} give {want_gap}")
+    if (status == "OPTIMAL") != (want_gap <= _REL):
+        raise VerificationError(f"plan field solver.status is {status} with a gap of {want_gap:.3g}: a plan is "
+                                "OPTIMAL exactly when its bound proves it")
+
+
+def _check_summaries(graph: Graph, plan: Plan, hw: HardwareProfile, doc: Mapping[str, Any]) -> None:
+    """The floor and the baseline summaries a plan carries equal memplan's own, recomputed."""
+    from memplan.baselines import CostCache, floor, greedy, layer_by_layer
+    from memplan.plan.serialize import json_path
+
+    def differ(path: tuple[str, ...], got: Mapping[str, Any], want: Mapping[str, Any]) -> None:
+        for key in want:
+            if got.get(key) != want[key] or isinstance(got.get(key), bool):
+                raise VerificationError(f"plan field {json_path((*path, key))} is {got.get(key)}, but memplan "
+                                        f"recomputes {want[key]} for this model and profile")
+
+    differ(("floor",), doc["floor"], floor(graph, hw).to_json())
+    claimed = doc["baselines"]
+    expected = set() if hw.feature_maps_in_sram else {"layer", "greedy"}
+    if set(claimed) != expected:
+        raise VerificationError(f"plan field baselines names {sorted(claimed)}, but this profile has the baselines "
+                                f"{sorted(expected)}")
+    if not claimed:
+        return
+    cache = CostCache(graph, hw)
+    recomputed = {"layer": layer_by_layer(graph, hw, cache)}
+    depth = (doc.get("settings") or {}).get("max_fuse_depth")
+    if depth is not None:
+        recomputed["greedy"] = greedy(graph, hw, depth, cache)
+    for name, base in recomputed.items():
+        differ(("baselines", name), claimed[name], base.totals.to_json())
+    strategy = plan.meta.get("strategy")
+    if strategy in claimed and claimed[strategy] != plan.totals.to_json():
+        raise VerificationError(f"plan field baselines.{strategy} differs from the totals of this {strategy} plan")
 
 
 # ---------------------------------------------------------------------------- comparison
@@ -218,4 +352,5 @@ def _count_mismatch(measured: Counts, predicted: Counts) -> str:
     return "the outputs are bit-exact but the counts differ: " + "; ".join(diffs)
 
 
-__all__ = ["Prepared", "VerifyReport", "prepare", "verification_inputs", "verify", "verify_plan"]
+__all__ = ["Prepared", "VerifyReport", "check_plan", "model_sha256", "prepare", "verification_inputs", "verify",
+           "verify_document", "verify_plan"]

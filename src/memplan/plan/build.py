@@ -9,7 +9,7 @@ the command stream alone, and tests hold the two equal.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
@@ -221,6 +221,25 @@ def _buffers(r: Resolved, blocks: list[Block], offsets: Mapping[str, int]) -> li
     return sorted(out, key=lambda b: (b.t0, b.offset, b.name))
 
 
+def block_offsets(r: Resolved, buffers: Sequence[Buffer]) -> dict[str, int]:
+    """The offset of each SRAM block that :func:`_buffers` turned into ``buffers`` (its
+    inverse): a group's core block is where its first core buffer sits, less that buffer's
+    offset inside the core. Blocks without a buffer of their name are left out."""
+    by_name = {b.name: b for b in buffers}
+    out: dict[str, int] = {}
+    for blk in plan_blocks(r):
+        if blk.name in by_name:
+            out[blk.name] = by_name[blk.name].offset
+            continue
+        head, _, part = blk.name.partition(".")
+        if part == "core":
+            first = r.candidates[int(head[1:])].core[0]
+            buf = by_name.get(f"{blk.name}.{first.tensor}")
+            if buf is not None:
+                out[blk.name] = buf.offset - first.offset
+    return out
+
+
 def _commands(r: Resolved, offsets: Mapping[str, int]) -> list[Command]:
     g, hw, dec = r.graph, r.hw, r.decisions
     slots = staging_slots(hw)
@@ -282,5 +301,5 @@ def _commands(r: Resolved, offsets: Mapping[str, int]) -> list[Command]:
     return cmds
 
 
-__all__ = ["Resolved", "build_plan", "cost_totals", "crossing_tensors", "energy_fj", "group_cycles", "plan_blocks",
+__all__ = ["Resolved", "block_offsets", "build_plan", "cost_totals", "crossing_tensors", "energy_fj", "group_cycles", "plan_blocks",
            "resolve"]

@@ -8,10 +8,13 @@ baseline summaries. Regions are ``[c0, c1, y0, y1, x0, x1]``, half-open.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict
 from fractions import Fraction
 from importlib import resources
@@ -112,6 +115,47 @@ def plan_to_json(plan: Plan, hw: HardwareProfile, layer_ids: list[str]) -> dict[
     }
 
 
+#: plan fields not derived from the plan itself: what the solver, the floor and the baselines
+#: claim (``memplan verify`` recomputes the floor and the baselines and checks the solver record)
+CLAIMS = ("solver", "floor", "baselines")
+
+
+def check_derived(data: dict[str, Any], plan: Plan, hw: HardwareProfile, layer_ids: list[str]) -> None:
+    """Raise :class:`PlanError` unless ``data`` is exactly what :func:`plan_to_json` writes for
+    the plan parsed from it: a field that restates another (``dram_total``, ``energy_pj``, the
+    layer names of a group, ...) must agree with it, and nothing the parser ignores may differ."""
+    canonical = plan_to_json(dataclasses.replace(plan, meta={**plan.meta, **{k: data[k] for k in CLAIMS if k in data}}),
+                             hw, layer_ids)
+    diff = _first_difference(data, canonical, ())
+    if diff is not None:
+        path, got, want = diff
+        raise PlanError(f"plan field {json_path(path)} is {_short(got)}, but the rest of the plan gives {_short(want)}: "
+                        "re-run memplan solve")
+
+
+_MISSING = object()
+
+
+def _first_difference(got: Any, want: Any, path: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], Any, Any] | None:
+    """The first place where two JSON values differ, bools and numbers told apart."""
+    if isinstance(want, dict) and isinstance(got, dict):
+        for key in [*want, *(k for k in got if k not in want)]:
+            d = _first_difference(got.get(key, _MISSING), want.get(key, _MISSING), (*path, key))
+            if d is not None:
+                return d
+        return None
+    if isinstance(want, list) and isinstance(got, list):
+        for i in range(max(len(got), len(want))):
+            d = _first_difference(got[i] if i < len(got) else _MISSING, want[i] if i < len(want) else _MISSING, (*path, i))
+            if d is not None:
+                return d
+        return None
+    if isinstance(got, bool) != isinstance(want, bool) or type(got) is not type(want) and not (
+            isinstance(got, (int, float)) and isinstance(want, (int, float))) or got != want:
+        return path, None if got is _MISSING else got, None if want is _MISSING else want
+    return None
+
+
 def _operand_from(d: dict[str, Any]) -> Operand:
     return Operand(d["tensor"], Region(*d["region"]), d["offset"])
 
@@ -154,17 +198,35 @@ def plan_from_json(data: dict[str, Any]) -> tuple[Plan, HardwareProfile]:
     return plan, hw
 
 
-def load_plan_file(path: str | os.PathLike[str]) -> tuple[Plan, HardwareProfile, dict[str, Any]]:
+def read_plan_document(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON object in a plan file, checked against the schema (see :func:`check_document`)."""
+    where = str(path)
     try:
-        data = json.loads(Path(path).read_text())
+        text = Path(path).read_bytes()
     except FileNotFoundError:
-        raise PlanError(f"plan file {str(path)!r} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PlanError(f"plan file {str(path)!r} is not JSON ({exc})") from None
+        raise PlanError(f"plan file {where!r} does not exist: give the file memplan solve -o wrote") from None
+    except IsADirectoryError:
+        raise PlanError(f"plan file {where!r} is a directory: give the file memplan solve -o wrote") from None
+    except OSError as exc:
+        raise PlanError(f"plan file {where!r} cannot be read ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise PlanError(f"plan file {where!r} is not JSON ({str(exc).splitlines()[0]}): give the file memplan solve -o wrote") from None
     if not isinstance(data, dict):
-        raise PlanError(f"plan file {str(path)!r} is not a plan (expected a JSON object)")
+        raise PlanError(f"plan file {where!r} is not a plan (expected a JSON object): give the file memplan solve -o wrote")
+    check_document(data)
+    return data
+
+
+def load_plan_file(path: str | os.PathLike[str]) -> tuple[Plan, HardwareProfile, dict[str, Any]]:
+    data = read_plan_document(path)
     plan, hw = plan_from_json(data)
     return plan, hw, data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def schema() -> dict[str, Any]:
@@ -172,11 +234,72 @@ def schema() -> dict[str, Any]:
     return json.loads(text)
 
 
+@functools.cache
+def _validator() -> Any:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(schema())
+
+
+def json_path(path: Iterable[str | int]) -> str:
+    """``("commands", 3, "offset")`` -> ``commands[3].offset``: how errors name a plan field."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(the document)"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def check_document(data: dict[str, Any]) -> None:
+    """Raise :class:`PlanError` naming the first field where ``data`` breaks the plan schema."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
+    if error is None:
+        return
+    where = json_path(error.absolute_path)
+    kind = error.validator
+    if kind == "required":
+        missing = next((k for k in error.validator_value if k not in error.instance), "?")
+        what = f"misses the key {missing!r}"
+    elif kind == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        what = f"has the unknown key {extra[0]!r}" if extra else "has an unknown key"
+    elif kind == "type":
+        want = error.validator_value if isinstance(error.validator_value, str) else " or ".join(error.validator_value)
+        what = f"is {_short(error.instance)}, not of type {want}"
+    elif kind in ("enum", "const"):
+        allowed = error.validator_value if kind == "enum" else [error.validator_value]
+        what = f"is {_short(error.instance)}, not one of {_short(allowed, 120)}"
+    elif kind in ("minimum", "exclusiveMinimum"):
+        what = f"is {_short(error.instance)}, below the minimum {error.validator_value}"
+    elif kind in ("minItems", "maxItems"):
+        what = f"has {len(error.instance)} items, outside the allowed count"
+    elif kind == "uniqueItems":
+        what = "repeats an item"
+    elif kind == "oneOf":
+        what = f"is not a well-formed {error.instance.get('op', '?') if isinstance(error.instance, dict) else ''} command"
+    else:
+        what = f"is {_short(error.instance)}: {error.message.splitlines()[0][:120]}"
+    raise PlanError(f"plan field {where} {what} (the plan schema says so): re-run memplan solve")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     """Write JSON to a temporary file beside ``path`` and rename: never a half-written file."""
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else ".")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the mode open() would give
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, separators=(",", ":"))
             f.write("\n")
@@ -187,5 +310,6 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
         raise
 
 
-__all__ = ["file_sha256", "load_plan_file", "plan_from_json", "plan_to_json", "profile_to_json", "schema",
+__all__ = ["CLAIMS", "check_derived", "check_document", "file_sha256", "json_path", "load_plan_file", "plan_from_json",
+           "plan_to_json", "profile_to_json", "read_plan_document", "schema",
            "write_json_atomic", "TilingRules"]

@@ -10,7 +10,8 @@ bounds. Then it recomputes every total from the commands and compares.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from memplan.geometry.backprop import input_regions, region_macs
 from memplan.geometry.region import Region
 from memplan.ir.graph import Graph
 from memplan.ir.ops import WEIGHTED
-from memplan.plan.build import energy_fj, group_cycles
+from memplan.plan.build import block_offsets, build_plan, energy_fj, group_cycles, resolve
 from memplan.plan.model import Buffer, Command, Op, Operand, Plan, Totals
 
 _EMPTY = 0
@@ -98,12 +99,16 @@ def _in_bounds(graph: Graph, tensor: str, region: Region) -> bool:
 
 def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
     """Raise :class:`PlanError` naming the first violation; return the recomputed totals."""
-    if plan.sram_bytes != hw.sram_bytes or plan.elem_bytes != hw.elem_bytes:
-        raise PlanError("plan and hardware profile disagree on SRAM size or element size")
+    for field, ours in (("sram_bytes", plan.sram_bytes), ("elem_bytes", plan.elem_bytes), ("bias_bytes", plan.bias_bytes)):
+        theirs = getattr(hw, field)
+        if ours != theirs:
+            raise PlanError(f"the plan's {field} is {ours}, but its hardware profile {hw.name!r} gives {theirs}: "
+                            "re-run memplan solve")
     _check_buffers(plan)
     st = _State(
         graph, hw, plan,
-        tags=np.zeros(plan.sram_bytes, dtype=np.int64),
+        # only the extent the buffers use: every access is checked to lie in a buffer
+        tags=np.zeros(max((b.end for b in plan.buffers), default=0), dtype=np.int64),
         tensor_ids={t: i + 1 for i, t in enumerate(sorted(graph.tensors))},
         layer_ids={layer.id: i + 1 for i, layer in enumerate(graph.layers)},
         dram_valid={t: np.zeros(graph.shape(t)[1:], dtype=bool) for t in graph.tensors if graph.tensors[t].is_feature_map},
@@ -178,6 +183,50 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
         if got != want:
             raise PlanError(f"plan total {field} = {got} but the commands give {want}")
     return totals
+
+
+def check_against_decisions(plan: Plan, graph: Graph, hw: HardwareProfile) -> None:
+    """Raise :class:`PlanError` unless the plan's buffers, commands and totals are exactly what
+    its decisions and buffer offsets expand to (:func:`memplan.plan.build.build_plan`).
+
+    The symbolic replay proves that the commands compute the network; this proves that the
+    decisions a plan states (groups, tilings, kept weights, resident tensors) are the ones its
+    commands carry out, so that nothing a reader takes from the decisions is false."""
+    try:
+        r = resolve(graph, hw, plan.decisions)
+        rebuilt = build_plan(graph, hw, plan.decisions, block_offsets(r, plan.buffers))
+    except PlanError as exc:
+        raise PlanError(f"the plan's decisions do not expand to a plan: {exc}") from None
+    for what, ours, theirs in (("buffer", plan.buffers, rebuilt.buffers), ("command", plan.commands, rebuilt.commands)):
+        for i in range(max(len(ours), len(theirs))):
+            a = ours[i] if i < len(ours) else None
+            b = theirs[i] if i < len(theirs) else None
+            if a == b:
+                continue
+            if a is None or b is None:
+                raise PlanError(f"the plan has {len(ours)} {what}s, but its decisions give {len(theirs)}")
+            field = next(f.name for f in fields(a) if getattr(a, f.name) != getattr(b, f.name))
+            raise PlanError(f"{what} {i} ({_label(a)}): its {field} is {_brief(getattr(a, field))}, but the plan's "
+                            f"decisions give {_brief(getattr(b, field))}")
+    for field in Totals.__dataclass_fields__:
+        if getattr(plan.totals, field) != getattr(rebuilt.totals, field):
+            raise PlanError(f"plan total {field} = {getattr(plan.totals, field)} but the decisions give "
+                            f"{getattr(rebuilt.totals, field)}")
+
+
+def _label(x: Buffer | Command) -> str:
+    if isinstance(x, Buffer):
+        return x.name
+    return f"{x.op.value} {x.layer or x.tensor}, group {x.group}, tile {x.tile}"
+
+
+def _brief(value: object) -> str:
+    if isinstance(value, Region):
+        return str(value.as_list())
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _compute(st: _State, buffers: list[Buffer], k: int, cmd: Command) -> tuple[int, int, int]:

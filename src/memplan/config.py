@@ -10,6 +10,7 @@ type or range is a :class:`ConfigError` naming the key and the file.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, replace
@@ -25,22 +26,33 @@ from memplan.errors import ConfigError, UsageError
 #: (a Traversable, not necessarily a file-system path: the package may be imported from a zip)
 CONFIG_ROOT: Traversable = resources.files("memplan") / "configs"
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|K|M)?\s*$", re.IGNORECASE)
+_SIZE_RE = re.compile(r"^\s*([0-9]{1,30})\s*(B|KiB|MiB|GiB|KB|MB|K|M)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "kib": 1024, "kb": 1024, "m": 1 << 20, "mib": 1 << 20, "mb": 1 << 20, "gib": 1 << 30}
 
 
+#: the largest SRAM a profile or ``--sram`` may give: on-chip memories of embedded
+#: accelerators are KiB to a few MiB, and the executor that verifies a plan holds the SRAM
+MAX_SRAM_BYTES = 4 << 30
+
+
 def parse_size(text: str | int) -> int:
-    """``256KiB``, ``1 MiB``, ``4096`` or ``4096B`` -> bytes (K/KB/KiB all mean 1024)."""
+    """``256KiB``, ``1 MiB``, ``4096`` or ``4096B`` -> bytes (K/KB/KiB all mean 1024), at
+    least 1 byte and at most :data:`MAX_SRAM_BYTES`."""
     if isinstance(text, int) and not isinstance(text, bool):
-        if text <= 0:
-            raise UsageError(f"size {text} must be positive")
-        return text
-    m = _SIZE_RE.match(str(text))
-    if not m:
-        raise UsageError(f"size {text!r} is not a byte count: write e.g. 256KiB, 1MiB or 65536")
-    value = int(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
+        value = text
+    else:
+        if not str(text).strip():
+            raise UsageError("size is empty, not a byte count: write e.g. 256KiB, 1MiB or 65536")
+        m = _SIZE_RE.match(str(text))
+        if not m:
+            shown = repr(text) if len(str(text)) <= 40 else repr(f"{str(text)[:30]}...")
+            raise UsageError(f"size {shown} is not a byte count: write e.g. 256KiB, 1MiB or 65536")
+        value = int(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
     if value <= 0:
         raise UsageError(f"size {text!r} must be positive")
+    if value > MAX_SRAM_BYTES:
+        raise UsageError(f"size {text!r} is more than 4GiB, larger than any accelerator SRAM; give the on-chip "
+                         "SRAM size, e.g. 512KiB or 2MiB")
     return value
 
 
@@ -120,7 +132,30 @@ def _check(value: Any, typ: type | tuple[type, ...], key: str, source: str) -> A
     if not ok:
         names = "/".join(t.__name__ for t in (typ if isinstance(typ, tuple) else (typ,)))
         raise ConfigError(f"{source}: key {key!r} must be {names}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{source}: key {key!r} must be a finite number, got {value!r}")
     return value
+
+
+#: plausible ranges of the numeric profile keys, (low, high) inclusive: far outside what real
+#: hardware has, but small enough that every count the planner makes fits in 64 bits
+_PROFILE_RANGES: dict[str, tuple[float, float]] = {
+    "elem_bytes": (1, 8),
+    "bias_bytes": (1, 8),
+    "mac_pj": (0, 10_000),
+    "dram_pj_per_byte": (0, 10_000),
+    "sram_pj_per_byte": (0, 10_000),
+    "macs_per_cycle": (1, 1 << 20),
+    "dram_bytes_per_cycle": (0.001, 1 << 20),
+    "clock_mhz": (0.001, 100_000),
+}
+#: tiling rules, from the profile or the command line: (low, high) inclusive
+TILING_RANGES: dict[str, tuple[int, int]] = {"tile_multiple": (1, 4096), "max_tiles": (1, 4096)}
+
+
+def _check_range(value: float, low: float, high: float, key: str, source: str) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{source}: key {key!r} must be from {low:,} to {high:,}, got {value!r}")
 
 
 def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> HardwareProfile:
@@ -152,8 +187,16 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Hardwa
     for key in ("mac_pj", "dram_pj_per_byte", "sram_pj_per_byte"):
         if data[key] < 0:
             raise ConfigError(f"{source}: key {key!r} must not be negative, got {data[key]!r}")
+        if (Fraction(str(data[key])) * 1000).denominator != 1:
+            raise ConfigError(f"{source}: key {key!r} has more than three decimals ({data[key]!r}); energies are "
+                              "counted in whole fJ, round it to 0.001 pJ")
+    for key, (low, high) in _PROFILE_RANGES.items():
+        if key in data:
+            _check_range(data[key], low, high, key, source)
     if tiling.tile_multiple < 1 or tiling.max_tiles < 1:
         raise ConfigError(f"{source}: tiling.tile_multiple and tiling.max_tiles must be >= 1")
+    for key, (low, high) in TILING_RANGES.items():
+        _check_range(getattr(tiling, key), low, high, f"tiling.{key}", source)
     return HardwareProfile(
         name=data["name"],
         description=data.get("description", ""),
@@ -208,9 +251,11 @@ def _read_toml(path: Path | Traversable, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{what} file {str(path)!r} does not exist")
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text, so not TOML; save the file as UTF-8") from None
 
 
 # ---------------------------------------------------------------------------- solver settings
@@ -232,6 +277,34 @@ class SolverConfig:
     balanced_energy: float = 0.5
     balanced_latency: float = 0.5
 
+    def __post_init__(self) -> None:
+        check_solver_values(self.__dict__, f"solver config {self.name!r}")
+
+
+#: the largest random seed: CP-SAT takes a 32-bit signed seed
+MAX_SEED = (1 << 31) - 1
+#: ranges of the numeric solver settings, (low, high) inclusive; time in seconds
+SOLVER_RANGES: dict[str, tuple[float, float]] = {
+    "time_limit_s": (0.001, 1_000_000), "workers": (1, 256), "random_seed": (0, MAX_SEED),
+    "max_fuse_depth": (1, 10_000), "balanced_energy": (0, 1_000_000), "balanced_latency": (0, 1_000_000),
+}
+
+
+def check_solver_values(data: Any, source: str) -> None:
+    """Every numeric solver setting in ``data`` is a finite number in its range; the
+    balanced weights are not both zero."""
+    for key, (low, high) in SOLVER_RANGES.items():
+        if key not in data:
+            continue
+        value = data[key]
+        integral = key in ("workers", "random_seed", "max_fuse_depth")
+        kind = "an integer" if integral else "a finite number"
+        if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)):
+            raise ConfigError(f"{source}: {key} must be {kind}, got {value!r}")
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ConfigError(f"{source}: {key} must be {kind} from {low:,} to {high:,}, got {value!r}")
+    if data.get("balanced_energy", 1) == 0 and data.get("balanced_latency", 1) == 0:
+        raise ConfigError(f"{source}: balanced_energy and balanced_latency are both 0; give one a positive weight")
 
 _SOLVER_SPEC: dict[str, type | tuple[type, ...]] = {
     "time_limit_s": (int, float), "workers": int, "random_seed": int, "log_progress": bool, "warm_start": bool,
@@ -253,6 +326,5 @@ def load_solver_config(name_or_path: str | Path = "default") -> SolverConfig:
         if key not in _SOLVER_SPEC:
             raise ConfigError(f"{path}: unknown key {key!r} (known: {', '.join(sorted(_SOLVER_SPEC))})")
         _check(value, _SOLVER_SPEC[key], key, str(path))
-    if data.get("time_limit_s", 1) <= 0 or data.get("workers", 1) < 1 or data.get("max_fuse_depth", 1) < 1:
-        raise ConfigError(f"{path}: time_limit_s must be positive, workers and max_fuse_depth at least 1")
+    check_solver_values(data, str(path))
     return SolverConfig(name=name, **data)

@@ -23,6 +23,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from memplan.config import MAX_SEED
 from memplan.errors import UsageError
 from memplan.ir.builder import RELU, RELU6, GraphBuilder
 from memplan.ir.graph import Graph
@@ -46,6 +47,21 @@ class ZooEntry:
     build: Callable[..., Graph]
     params: Mapping[str, ParamValue] = field(default_factory=lambda: MappingProxyType({}))
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+
+
+#: the largest input height or width a zoo model takes
+MAX_RESOLUTION = 8192
+#: the largest value of each integer parameter (others: 1 << 20)
+_PARAM_MAX: Mapping[str, int] = MappingProxyType(
+    {"classes": 25_000, "levels": 8, "base": 1024, "n": 1000, "h": MAX_RESOLUTION, "w": MAX_RESOLUTION, "c": 4096})
+#: the most weights a zoo model may have (ResNet-50 has 25.6M): the builder draws them all
+MAX_WEIGHTS = 1 << 27
+
+
+def _check_weights(model: str, count: int, fix: str) -> None:
+    if count > MAX_WEIGHTS:
+        raise UsageError(f"zoo model {model} would have about {count / 1e6:,.0f}M weights, more than the "
+                         f"{MAX_WEIGHTS / 1e6:,.0f}M memplan builds; {fix}")
 
 
 # ---------------------------------------------------------------------------- shared pieces
@@ -216,6 +232,8 @@ def _unet(resolution: int, seed: int, levels: int, base: int, classes: int, up: 
     with a 2x2/2 ConvTranspose or with a 2x resize (nearest or bilinear) and a 3x3 conv; the
     decoder concatenates (skip, upsampled) and runs a residual block."""
     _check_resolution("unet", resolution, 2**levels, 2**levels)
+    # the bottleneck and the top decoder level dominate: about 31 * (base * 2**levels)**2
+    _check_weights("unet", 31 * (base << levels) ** 2, "lower base or levels")
     b = GraphBuilder("unet", seed)
     x = b.input((1, 3, resolution, resolution))
     skips: list[str] = []
@@ -288,6 +306,7 @@ def _toy_chain(resolution: int | None, seed: int, n: int, h: int, w: int, c: int
     """Samsung's toy: ``n`` identical 3x3 convs (stride 1, same padding, ReLU) on an h x w x c map."""
     if resolution is not None:
         h = w = resolution
+    _check_weights("toy_chain", n * 9 * c * c, "lower n or c")
     b = GraphBuilder("toy_chain", seed)
     x = b.input((1, c, h, w))
     for i in range(1, n + 1):
@@ -352,6 +371,9 @@ def _coerce_param(entry: ZooEntry, key: str, value: object) -> ParamValue:
             parsed = int(value)
         if parsed is None or parsed < 1:
             raise UsageError(f"parameter {key} of zoo model {entry.name} must be a positive integer, got {value!r}")
+        high = _PARAM_MAX.get(key, 1 << 20)
+        if parsed > high:
+            raise UsageError(f"parameter {key} of zoo model {entry.name} must be at most {high:,}, got {parsed:,}")
         return parsed
     allowed = entry.choices.get(key, ())
     if not isinstance(value, str) or value not in allowed:
@@ -376,6 +398,8 @@ def build_zoo_model(name: str, resolution: int | None = None, seed: int = 0, **p
     values.update({key: _coerce_param(entry, key, value) for key, value in params.items()})
     if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1):
         raise UsageError(f"resolution must be a positive integer, got {resolution!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
+    if resolution is not None and resolution > MAX_RESOLUTION:
+        raise UsageError(f"resolution must be at most {MAX_RESOLUTION:,}, got {resolution:,}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"seed must be an integer from 0 to {MAX_SEED:,}, got {seed!r}")
     return entry.build(resolution if resolution is not None else entry.resolution, seed, **values)

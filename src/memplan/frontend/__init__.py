@@ -22,7 +22,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from memplan.errors import MemplanError
+import numpy as np
+
+from memplan.errors import MemplanError, ModelError
 from memplan.frontend import ops_elementwise, ops_nn, ops_quant  # noqa: F401 - register the op handlers
 from memplan.frontend.convert import Converter
 from memplan.frontend.model_file import infer_types, pin_input_shapes, read_model
@@ -37,13 +39,33 @@ def load_model(path: str | os.PathLike[str], input_shapes: Mapping[str, tuple[in
 
     ``input_shapes`` pins dynamic input dimensions (``--input-shape NAME=1x3x224x224`` on the
     command line), in the layout of the ONNX input itself."""
+    if not os.fspath(path):
+        raise ModelError("the model path is empty; give the path of an .onnx model")
     file = Path(path)
     try:
         model = read_model(file)
         pin_input_shapes(model, input_shapes or {})
         shapes, dtypes = infer_types(model)
-        draft = Converter(model, shapes, dtypes).run()
-        normalize(draft)
-        return draft.freeze(file.stem)
+        # folding constants may divide by zero and the like: no numpy warnings on stderr, the
+        # weights that result are checked below
+        with np.errstate(all="ignore"):
+            draft = Converter(model, shapes, dtypes).run()
+            normalize(draft)
+        graph = draft.freeze(file.stem)
+        _check_finite_weights(graph)
+        return graph
     except MemplanError as exc:
         raise type(exc)(f"{file}: {exc.message}") from None
+
+
+def _check_finite_weights(graph: Graph) -> None:
+    """Weights computed by folding (a BatchNorm with a negative variance, a division by zero,
+    float64 constants beyond float32) must be finite, like the initializers they come from."""
+    for layer in graph.layers:
+        for name in (layer.weight, layer.bias):
+            if name is not None and not np.isfinite(graph.weights[name]).all():
+                raise ModelError(
+                    f"the weights of layer {layer.id!r} are NaN or infinite after folding its constants (a "
+                    "division by zero, a negative BatchNormalization variance or a float64 value beyond float32); "
+                    "fix the constants that feed it and re-export the model"
+                )

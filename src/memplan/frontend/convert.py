@@ -37,10 +37,28 @@ _DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
 def default_opset(model: onnx.ModelProto) -> int:
+    """The model's opset of the default ONNX domain; it must be one the installed onnx knows."""
     for op in model.opset_import:
         if op.domain in _DEFAULT_DOMAINS:
-            return int(op.version)
+            version, newest = int(op.version), onnx.defs.onnx_opset_version()
+            if not 1 <= version <= newest:
+                raise ModelError(
+                    f"the model declares ONNX opset {version}, but the installed onnx {onnx.__version__} knows opsets "
+                    f"1 to {newest}; re-export the model with opset {newest} or lower, or upgrade onnx"
+                )
+            return version
     raise ModelError("the model declares no opset for the default ONNX domain; re-export it with a standard opset")
+
+
+def _non_finite(value: object) -> bool:
+    """A float attribute value (scalar, list or tensor) holding NaN or an infinity."""
+    if isinstance(value, float):
+        return not np.isfinite(value)
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "fc" and not bool(np.isfinite(value).all())
+    if isinstance(value, list):
+        return any(_non_finite(v) for v in value)
+    return False
 
 
 class Converter:
@@ -153,6 +171,12 @@ class Converter:
                 raise ModelError(
                     f"node {layer_id!r} ({p.op_type}) has an unreadable attribute ({exc}); re-export the model"
                 ) from None
+            for key, value in attrs.items():
+                if _non_finite(value):
+                    raise ModelError(
+                        f"node {layer_id!r} ({p.op_type}) has attribute {key!r} with NaN or infinite values; "
+                        "fix the model (its weights or parameters are corrupt) and re-export it"
+                    )
             nodes.append(Node(layer_id, p.op_type, tuple(p.input), tuple(p.output), attrs))
         return nodes
 
@@ -173,6 +197,12 @@ class Converter:
                 raise ModelError(
                     f"initializer {t.name!r} cannot be read ({exc}); the file is corrupt, re-export it"
                 ) from None
+            if array.dtype.kind in "fc" and not np.isfinite(array).all():
+                bad = int(array.size - np.isfinite(array).sum())
+                raise ModelError(
+                    f"initializer {t.name!r} holds {bad} NaN or infinite value{'s' if bad > 1 else ''}; the weights "
+                    "are corrupt (a diverged training run or a broken export): fix them and re-export the model"
+                )
             self.consts[t.name] = Const.of(array)
         for inp in self.graph.input:
             if inp.name not in self.model_inputs:

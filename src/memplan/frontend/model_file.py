@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -94,6 +95,10 @@ def model_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     return [i for i in model.graph.input if i.name not in initializers]
 
 
+#: the most elements a model input may have: 2 GiB of int8, beyond any embedded accelerator
+MAX_INPUT_ELEMENTS = 1 << 31
+
+
 def _static(dim: onnx.TensorShapeProto.Dimension) -> bool:
     return dim.HasField("dim_value") and dim.dim_value > 0
 
@@ -145,6 +150,13 @@ def pin_input_shapes(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[in
             raise ModelError(
                 f"model input {inp.name!r} has a dynamic shape ({shown}); give it with --input-shape "
                 f"{inp.name}={example} (in the model's own layout)"
+            )
+    for inp in inputs:
+        numel = math.prod(int(d.dim_value) for d in inp.type.tensor_type.shape.dim)
+        if numel > MAX_INPUT_ELEMENTS:
+            raise ModelError(
+                f"model input {inp.name!r} has shape {_dims_text(inp.type.tensor_type)}, {numel:,} elements, more than "
+                f"the {MAX_INPUT_ELEMENTS:,} memplan plans; use a smaller input shape"
             )
 
 

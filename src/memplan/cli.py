@@ -7,11 +7,16 @@ on stderr, with the error's exit code and no traceback unless ``--debug`` is giv
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
-from memplan.errors import MemplanError, UsageError
+from memplan.config import MAX_SEED, SOLVER_RANGES, TILING_RANGES
+from memplan.errors import MemplanError, ModelError, PlanError, UsageError
 
 if TYPE_CHECKING:
     from memplan.config import HardwareProfile
@@ -43,12 +48,48 @@ def parse_input_shapes(specs: Sequence[str] | None) -> dict[str, tuple[int, ...]
             raise UsageError(
                 f"--input-shape {spec!r} is not NAME=DxDx...: write e.g. --input-shape input=1x3x224x224"
             ) from None
+        if name in shapes:
+            raise UsageError(f"--input-shape gives input {name!r} twice: keep one")
         shapes[name] = shape
     return shapes
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors in one line, with the help command that shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"memplan: error: {' '.join(message.split())}; see {self.prog} --help\n")
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer: give one from {low:,} to {high:,}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give an integer from {low:,} to {high:,}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite time limit in range."""
+    low, high = SOLVER_RANGES["time_limit_s"]
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and low <= value <= high):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time limit: give seconds from {low:,} to {high:,}, e.g. 30")
+    return value
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="memplan", description=__doc__.splitlines()[0] if __doc__ else None)
+    p = _Parser(prog="memplan", description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     from memplan import __version__
 
@@ -67,16 +108,18 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="what to minimise (default energy); --weights gives a custom mix")
     sol.add_argument("--weights", metavar="energy=W,latency=W", help="custom objective weights (normalised by layer-by-layer)")
     sol.add_argument("--config", default="default", help="solver config name (default, fast, thorough) or .toml path")
-    sol.add_argument("--time-limit", type=float, help="override the config's time limit: seconds for the whole solve (preparation and search)")
-    sol.add_argument("--seed", type=int, help="override the config's random seed")
-    sol.add_argument("--max-fuse-depth", type=int, help="longest fused group (layers)")
+    sol.add_argument("--time-limit", type=_seconds, help="override the config's time limit: seconds for the whole solve (preparation and search)")
+    sol.add_argument("--seed", type=_int_in(0, MAX_SEED), help="override the config's random seed")
+    sol.add_argument("--max-fuse-depth", type=_int_in(1, int(SOLVER_RANGES["max_fuse_depth"][1])),
+                     help="longest fused group (layers)")
     sol.add_argument("--keep", action="append", default=[], metavar="LAYER", help="force this layer's weights to stay in SRAM")
     sol.add_argument("--reload", action="append", default=[], metavar="LAYER", help="force this layer's weights to reload per tile")
     sol.add_argument("--hardware", default="generic-npu", help="hardware profile name or .toml path")
     sol.add_argument("--sram", help="SRAM size, e.g. 256KiB or 1MiB (default: the profile's)")
     sol.add_argument("--row-only", action="store_true", help="tile whole rows only")
-    sol.add_argument("--tile-multiple", type=int, help="tile height and width must be multiples of this")
-    sol.add_argument("--max-tiles", type=int, help="most tiles per group")
+    sol.add_argument("--tile-multiple", type=_int_in(*TILING_RANGES["tile_multiple"]),
+                     help="tile height and width must be multiples of this")
+    sol.add_argument("--max-tiles", type=_int_in(*TILING_RANGES["max_tiles"]), help="most tiles per group")
     sol.add_argument("--input-shape", action="append", metavar="NAME=1x3xHxW", help="pin a dynamic input shape")
     sol.add_argument("-o", "--output", help="write the plan JSON here")
     sol.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
@@ -86,14 +129,14 @@ def _build_parser() -> argparse.ArgumentParser:
     ver.add_argument("plan", help="plan JSON written by memplan solve -o")
     ver.add_argument("--input-shape", action="append", metavar="NAME=1x3xHxW",
                      help="pin a dynamic input shape (as given to memplan solve)")
-    ver.add_argument("--seed", type=int, default=0, help="quantisation and input seed (default 0)")
+    ver.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, help="quantisation and input seed (default 0)")
     ver.add_argument("--json", action="store_true", help="print a machine-readable report on stdout")
 
     zoo = sub.add_parser("zoo", help="write a model of the built-in zoo as ONNX")
     zoo.add_argument("name", help="model name (see `memplan zoo list`)")
     zoo.add_argument("-o", "--output", help="ONNX file to write")
     zoo.add_argument("--resolution", type=int, default=None, help="input height and width")
-    zoo.add_argument("--seed", type=int, default=0, help="weight seed")
+    zoo.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, help="weight seed")
     zoo.add_argument("--param", action="append", metavar="KEY=VALUE", help="model-specific parameter")
     return p
 
@@ -115,7 +158,7 @@ def load_hardware(args: argparse.Namespace) -> "HardwareProfile":
     from memplan.config import load_profile, parse_size
 
     hw = load_profile(args.hardware)
-    if args.sram:
+    if args.sram is not None:
         hw = hw.with_sram(parse_size(args.sram))
     rules = {}
     if args.row_only:
@@ -129,8 +172,49 @@ def load_hardware(args: argparse.Namespace) -> "HardwareProfile":
     return hw.with_tiling(**rules) if rules else hw
 
 
+def check_output(path: str | None, flag: str = "-o", protect: str | None = None, example: str = "out.json") -> None:
+    """Refuse an output path that cannot be written, before any work: the folder must exist
+    and be writable, the path must not be a folder (nor ``protect``, the input file)."""
+    if path is None:
+        return
+    if not path.strip():
+        raise UsageError(f"{flag} is empty: give the file to write, e.g. {flag} {example}")
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{flag} {path!r} is a folder: give a file name in it, e.g. {flag} {os.path.join(path, example)!r}")
+    if protect is not None and target.exists() and Path(protect).exists() and target.samefile(protect):
+        raise UsageError(f"{flag} {path!r} is the input model itself: write the output to another file")
+    folder = target.parent
+    if not folder.is_dir():
+        state = "is not a folder" if folder.exists() else "does not exist"
+        raise UsageError(f"{flag} {path!r}: {str(folder)!r} {state}; create the folder first or write elsewhere")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", dir=folder)
+    except OSError as exc:
+        raise UsageError(f"{flag} {path!r}: cannot write in folder {str(folder)!r} ({exc.strerror or exc}); "
+                         "choose a writable place") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_input_file(path: str, what: str) -> None:
+    """A model or plan path names a readable file (verify reads both before parsing either)."""
+    error = ModelError if what == "model" else PlanError
+    target = Path(path)
+    if not path or not target.exists():
+        raise error(f"{what} file {path!r} does not exist; check the path")
+    if not target.is_file():
+        raise error(f"{what} file {path!r} is not a file; give the path of the {what} file")
+    try:
+        with open(target, "rb"):
+            pass
+    except OSError as exc:
+        raise error(f"{what} file {path!r} cannot be read ({exc.strerror or exc})") from None
+
+
 @_command("solve")
 def _cmd_solve(args: argparse.Namespace) -> int:
+    check_output(args.output, protect=args.model)
     shapes = parse_input_shapes(args.input_shape)
     hw = load_hardware(args)
     from memplan import report
@@ -168,8 +252,14 @@ def _solver_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             raise UsageError("--max-fuse-depth must be at least 1")
         config = replace(config, max_fuse_depth=args.max_fuse_depth)
     objective, weights = args.objective, None
-    if args.weights:
+    if args.weights is not None:
         objective, weights = "custom", parse_weights(args.weights)
+        for key, value in weights.items():
+            if not math.isfinite(value):
+                raise UsageError(f"--weights {key}={value} is not a finite number: write e.g. --weights energy=0.7,latency=0.3")
+    if (args.keep or args.reload) and args.strategy != "cpsat":
+        raise UsageError(f"--keep and --reload apply to --strategy cpsat only; the {args.strategy} baseline decides "
+                         "weight residency itself")
     user = UserConstraints(frozenset(args.keep), frozenset(args.reload))
     return config, user, objective, weights
 
@@ -177,6 +267,8 @@ def _solver_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 @_command("verify")
 def _cmd_verify(args: argparse.Namespace) -> int:
     shapes = parse_input_shapes(args.input_shape)
+    check_input_file(args.model, "model")
+    check_input_file(args.plan, "plan")
     from memplan import report
     from memplan.execute.verify import verify
 
@@ -196,6 +288,7 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
         return 0
     if not args.output:
         raise UsageError("memplan zoo NAME needs -o FILE.onnx")
+    check_output(args.output, example="model.onnx")
     graph = build_zoo_model(args.name, resolution=args.resolution, seed=args.seed, **parse_zoo_params(args.param))
     save_onnx(graph, args.output)
     report.print_written(args.output, graph)
@@ -210,7 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemplanError as exc:
         if args.debug:
             raise
-        print(f"memplan: error: {exc.message}", file=sys.stderr)
+        # one line, whatever a path or a library message holds; undecodable path bytes escaped
+        text = " ".join(exc.message.split()).encode("utf-8", "backslashreplace").decode("utf-8")
+        print(f"memplan: error: {text}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("memplan: interrupted", file=sys.stderr)

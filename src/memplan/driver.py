@@ -8,8 +8,9 @@ the baselines, serialise.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from memplan.baselines import (
@@ -34,11 +35,16 @@ STRATEGIES = ("cpsat", "layer", "greedy")
 
 @dataclass(frozen=True)
 class SolveOutcome:
+    """A validated plan with the floor and the baselines. ``timings`` (seconds per stage and
+    ``total``) describe this run only: they are shown, never written into the plan, so that
+    the same model, config, profile and seed give the same plan bytes."""
+
     graph: Graph
     hw: HardwareProfile
     plan: Plan
     floor: Floor
     baselines: dict[str, Plan]
+    timings: Mapping[str, float] = field(default_factory=dict)
 
     def to_json(self, model_sha256: str | None) -> dict[str, Any]:
         plan = self.plan
@@ -46,8 +52,6 @@ class SolveOutcome:
         meta["model_sha256"] = model_sha256
         meta["floor"] = self.floor.to_json()
         meta["baselines"] = {name: p.totals.to_json() for name, p in self.baselines.items()}
-        from dataclasses import replace
-
         return plan_to_json(replace(plan, meta=meta), self.hw, [layer.id for layer in self.graph.layers])
 
 
@@ -58,23 +62,22 @@ def plan_graph(graph: Graph, hw: HardwareProfile, strategy: str = "cpsat", objec
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
     config = config or SolverConfig()
+    t0 = time.perf_counter()
     baselines: dict[str, Plan] = {}
-    if strategy == "cpsat":  # computes the baselines too, within its time budget
+    if strategy == "cpsat":  # computes the baselines too, within its time budget, and validates its plan
         result = solve_cpsat(graph, hw, objective, config, user, weights, progress)
-        plan, baselines = result.plan, dict(result.baselines)
-    else:
-        if objective != "energy":
-            raise UsageError(f"the {strategy} baseline has no objective to choose: use --strategy cpsat for --objective {objective}")
-        cache = CostCache(graph, hw)
-        check_feasible(graph, hw, cache)
-        # both run (the plan JSON reports each); on profiles that keep every feature map in
-        # SRAM they raise the error that explains why no baseline applies
-        baselines["layer"] = layer_by_layer(graph, hw, cache)
-        baselines["greedy"] = greedy(graph, hw, config.max_fuse_depth, cache)
-        plan = baselines[strategy]
-        plan.meta["objective"] = objective
+        return SolveOutcome(graph, hw, result.plan, floor(graph, hw), dict(result.baselines), result.timings)
+    if objective != "energy":
+        raise UsageError(f"the {strategy} baseline has no objective to choose: use --strategy cpsat for --objective {objective}")
+    cache = CostCache(graph, hw)
+    check_feasible(graph, hw, cache)
+    # both run (the plan JSON reports each); on profiles that keep every feature map in
+    # SRAM they raise the error that explains why no baseline applies
+    baselines["layer"] = layer_by_layer(graph, hw, cache)
+    baselines["greedy"] = greedy(graph, hw, config.max_fuse_depth, cache)
+    plan = replace(baselines[strategy], meta={**baselines[strategy].meta, "objective": objective})
     validate_plan(plan, graph, hw)
-    return SolveOutcome(graph, hw, plan, floor(graph, hw), baselines)
+    return SolveOutcome(graph, hw, plan, floor(graph, hw), baselines, {"total": round(time.perf_counter() - t0, 3)})
 
 
 def model_sha256(path: str | os.PathLike[str]) -> str:

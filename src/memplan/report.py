@@ -78,8 +78,9 @@ def print_written(path: str, graph: Graph) -> None:
 
 
 def solve_summary(outcome: Any) -> dict[str, Any]:
-    """The ``--json`` summary of a solve: status, objective, bound, gap and the totals next to
-    the floor and the baselines."""
+    """The ``--json`` summary of a solve: status, objective, bound, gap, where the plan came
+    from, whether the search was interrupted, the totals next to the floor and the baselines,
+    and this run's timings (seconds per stage; they are not in the plan file)."""
     plan = outcome.plan
     solver = plan.meta.get("solver") or {}
     return {
@@ -92,11 +93,36 @@ def solve_summary(outcome: Any) -> dict[str, Any]:
         "objective_value": solver.get("objective"),
         "bound": solver.get("bound"),
         "gap": solver.get("gap"),
+        "plan_source": solver.get("plan_source", plan.meta.get("strategy")),
+        "proof": solver.get("proof"),
+        "interrupted": bool(solver.get("interrupted", False)),
+        "cut_short": list(solver.get("cut_short", [])),
         "groups": len(plan.decisions.groups),
         "totals": plan.totals.to_json(),
         "floor": outcome.floor.to_json(),
         "baselines": {k: p.totals.to_json() for k, p in outcome.baselines.items()},
+        "timings": dict(getattr(outcome, "timings", {}) or {}),
     }
+
+
+_SOURCES = {"cpsat": "CP-SAT's plan", "greedy": "the greedy plan", "layer": "the layer-by-layer plan"}
+
+
+def solver_line(solver: Mapping[str, Any], timings: Mapping[str, float]) -> str:
+    """One line on how the plan was found: status, objective, bound, gap, its source and
+    proof, what the time limit cut short, an interruption, the wall time."""
+    source = solver.get("plan_source", "cpsat")
+    what = _SOURCES.get(source, f"the DP path ({source})" if source.startswith("dp") else source)
+    proof = {"cpsat": ", proven by CP-SAT", "dp_bound": ", proven by the DP bound (no search)"}.get(solver.get("proof") or "", "")
+    line = (f"{solver['status']}: objective {solver['objective']:,.0f} {solver['objective_units']}, "
+            f"bound {solver['bound']:,.0f}, gap {solver['gap']:.2%}; {what}{proof}; {solver['candidates']:,} candidates")
+    if solver.get("cut_short"):
+        line += f"; cut short by the time limit: {', '.join(solver['cut_short'])}"
+    if solver.get("interrupted"):
+        line += "; search interrupted (Ctrl-C): best plan so far"
+    if "total" in timings:
+        line += f"; {timings['total']:.1f} s"
+    return line
 
 
 def print_solve(outcome: Any, as_json: bool = False, output: str | None = None) -> None:
@@ -127,11 +153,11 @@ def print_solve(outcome: Any, as_json: bool = False, output: str | None = None) 
     table.add_row("SRAM peak (B)", f"{t.sram_peak:,}", "", *(f"{p.totals.sram_peak:,}" for p in outcome.baselines.values()))
     _out.print(table)
     solver = plan.meta.get("solver")
+    timings = getattr(outcome, "timings", {}) or {}
     if solver:
-        gap = solver.get("gap")
-        _out.print(f"CP-SAT {solver['status']}: objective {solver['objective']:,.0f} {solver['objective_units']}, "
-                   f"bound {solver['bound']:,.0f}, gap {gap:.2%}, {solver['candidates']:,} candidates"
-                   + (f", {solver['wall_time_s']:.1f} s" if solver.get("wall_time_s") is not None else ""))
+        _out.print(solver_line(solver, timings), markup=False)
+    elif "total" in timings:
+        _out.print(f"{plan.meta.get('strategy')} plan in {timings['total']:.1f} s")
     if output:
         _err.print(f"wrote {output}")
 

@@ -34,6 +34,7 @@ the kept state is costed with its own (exact) staging sizes, so every path is a 
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -131,18 +132,22 @@ class BoundaryDP:
         self._classes = _Classes(self)
 
     # ------------------------------------------------------------------ public runs
-    def bound(self, max_states: int = 4096) -> DPResult | None:
+    def bound(self, max_states: int = 4096, stop: Callable[[], bool] | None = None) -> DPResult | None:
         """The relaxation's optimum: a lower bound on the energy of every plan over these
-        candidates (None when a boundary has more than ``max_states`` inequivalent states)."""
-        return self._run(relaxed=True, capacity=self.hw.sram_bytes, max_states=max_states)
+        candidates (None when a boundary has more than ``max_states`` inequivalent states, or
+        when ``stop()`` turned true: it is asked once per boundary, for a time limit)."""
+        return self._run(relaxed=True, capacity=self.hw.sram_bytes, max_states=max_states, stop=stop)
 
-    def plan(self, slack: float = 0.03, max_states: int = 256) -> DPResult | None:
+    def plan(self, slack: float = 0.03, max_states: int = 256, stop: Callable[[], bool] | None = None) -> DPResult | None:
         """The cheapest path (beam-limited) at a capacity ``slack`` below the SRAM, each group
-        keeping a set of weights that fits every step. ``bound_fj`` is that path's cost."""
-        return self._run(relaxed=False, capacity=int(self.hw.sram_bytes * (1 - slack)), max_states=max_states)
+        keeping a set of weights that fits every step. ``bound_fj`` is that path's cost. None
+        when no path fits, or when ``stop()`` turned true (as for :meth:`bound`)."""
+        return self._run(relaxed=False, capacity=int(self.hw.sram_bytes * (1 - slack)), max_states=max_states,
+                         stop=stop)
 
     # ------------------------------------------------------------------ the recursion
-    def _run(self, relaxed: bool, capacity: int, max_states: int) -> DPResult | None:
+    def _run(self, relaxed: bool, capacity: int, max_states: int,
+             stop: Callable[[], bool] | None = None) -> DPResult | None:
         if not self.applicable:
             return None
         n, size, last_use = self.n, self.size, self.last_use
@@ -152,6 +157,8 @@ class BoundaryDP:
         best[0][()] = (0, frozenset(), None)
         peak = 0
         for a in range(n):
+            if stop is not None and stop():
+                return None
             here = best[a]
             if not here:
                 continue

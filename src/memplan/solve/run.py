@@ -1,4 +1,38 @@
-"""Build, warm-start, solve and decode the CP-SAT model; report status, objective, bound, gap.
+"""Plan with CP-SAT, anytime: the best valid plan in hand is always returned, with its proven gap.
+
+The solve is a sequence of stages, each handing a frozen record to the next::
+
+    _first_plans   feasibility check, layer-by-layer plan (always), greedy plan
+    _candidates    every (group, tiling) candidate, pruned
+    _dp_stage      the DP's proven lower bound; warm starts (greedy, the DP's path) placed
+    _search        the CP-SAT model, hinted with the best warm start, searched
+    _finish        the cheapest plan among all of them, rebuilt, validated, with its bound
+
+**Budget.** ``time_limit_s`` is the budget of the whole solve. Every stage after the
+layer-by-layer plan runs against one :class:`Deadline`; a stage that would run past it is cut
+short (named in the stats' ``cut_short``) and the solve goes on with what it has: the greedy
+plan, the DP path, CP-SAT's incumbent. The layer-by-layer plan is the cheapest valid plan to
+get, so it is computed whatever the limit. Time is kept back for rebuilding and validating
+the plan at the end. Deterministic configs bound CP-SAT's deterministic time instead and give
+preparation no wall-clock deadline, so their plans do not depend on the machine's speed.
+Fallback plans exist only for the plain problem (no memory objective, no forced weights, a
+profile that may spill): otherwise preparation runs to completion and only the search is
+bounded, since cutting it short could only end without a plan.
+
+**Proof.** A plan is OPTIMAL only when proven: CP-SAT proved it, or (energy objective) the
+warm start costs exactly the DP's proven lower bound, and then CP-SAT does not run at all
+(``proof: "dp_bound"``). The bound is the best of the DP's and CP-SAT's; without either, for
+the energy objective, the compulsory-traffic floor. ``gap = (objective - bound) / objective``.
+
+**Ctrl-C** during the search stops it (a SIGINT handler installed in the main thread for the
+search only, calling ``stop_search``); the best plan in hand is returned, marked
+``interrupted``. A Ctrl-C anywhere else raises KeyboardInterrupt as usual.
+
+**Plan bytes.** The solver record in the plan holds no wall-clock figure: timings go to
+:attr:`SolveResult.timings`. With a wall-clock limit CP-SAT's parallel search may stop at
+different points on different runs, so its search counters (conflicts, deterministic time)
+are written into the plan only for deterministic configs; a plan proven by the DP bound, or a
+fallback plan, is the same on every run (placement is an interleaved, reproducible search).
 
 The plan is always rebuilt from the decoded decisions and offsets by the same code the
 baselines use, checked by the independent validator, and its cost compared with the solver's
@@ -8,29 +42,44 @@ objective value: they must be equal, or the model and the cost code disagree (a 
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from ortools.sat.python import cp_model
 
-from memplan.baselines import CostCache, check_feasible, greedy, layer_by_layer
+from memplan.baselines import CostCache, check_feasible, floor, greedy, layer_by_layer
 from memplan.config import HardwareProfile, SolverConfig
 from memplan.errors import InfeasibleError, MemplanError, UsageError
+from memplan.geometry.group import GroupShape
 from memplan.ir.graph import Graph
 from memplan.plan.alloc import extent, first_fit
 from memplan.plan.build import build_plan, cost_totals, plan_blocks, resolve
-from memplan.plan.model import Decisions, GroupDecision, Plan
+from memplan.plan.model import Decisions, GroupDecision, Plan, Totals
 from memplan.plan.validate import validate_plan
 from memplan.solve.candidates import CandidateSet, enumerate_candidates
-from memplan.solve.dp import BoundaryDP
+from memplan.solve.dp import BoundaryDP, DPResult
 from memplan.solve.memory import Slot, add_memory
 from memplan.solve.model import UserConstraints, Vars, build_decisions
 from memplan.solve.objective import Terms, build_cycles, build_energy
 from memplan.solve.place import place
 
 OBJECTIVES = ("energy", "latency", "balanced", "memory", "custom")
+
+PLACE_LIMIT_S = 3.0  # placing a warm start's buffers where first fit fails (solve/place.py)
+DP_SLACKS = (0.0, 0.01, 0.03, 0.05)  # capacity margins tried for the DP path until one can be placed
+# measured on MobileNetV2 and DenseNet-121 @224 (benchmarks/bench_anytime.py): building the
+# CP-SAT model takes ~0.19 ms per candidate, rebuilding and validating a plan ~6 ms per
+# layer, and CP-SAT overruns its time limit by up to ~1.3 s (presolve) on DenseNet-121
+BUILD_S_PER_CANDIDATE = 0.25e-3
+FINISH_S_PER_LAYER = 0.006
+MIN_SEARCH_S = 1.0  # a search shorter than this is not started when a fallback plan is in hand
+OVERRUN_SHARE = 0.2  # of the search time left, kept back for CP-SAT's presolve overrun
+MIN_SEARCH_SHARE = 0.1  # without a fallback plan, CP-SAT searches at least this share of the limit
 
 
 class Progress(Protocol):
@@ -53,12 +102,17 @@ class _NoProgress:
 
 @dataclass(frozen=True)
 class SolverStats:
+    """What the plan's ``solver`` record says. ``plan_source``: where the plan came from
+    (``cpsat``, a warm start such as ``dp0`` or ``greedy``, or ``layer``); ``proof``: what
+    proved it optimal (``cpsat``, ``dp_bound``) or None; ``cut_short``: stages the time limit
+    cut short or skipped; ``reproducible``: the search counters do not depend on timing, so
+    they go into the plan too."""
+
     status: str
     objective: float
     bound: float
     gap: float
     objective_units: str
-    wall_time_s: float | None
     deterministic_time: float
     candidates: int
     candidates_generated: int
@@ -67,12 +121,20 @@ class SolverStats:
     booleans: int
     conflicts: int
     hint: str | None
+    plan_source: str = "cpsat"
+    proof: str | None = None
+    interrupted: bool = False
+    cut_short: tuple[str, ...] = ()
+    reproducible: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in ("status", "objective", "bound", "gap", "objective_units", "wall_time_s",
-                                           "deterministic_time", "candidates", "candidates_generated", "pruned_sram",
-                                           "pruned_dominated", "booleans", "conflicts", "hint")}
+        keys = ["status", "objective", "bound", "gap", "objective_units", "candidates", "candidates_generated",
+                "pruned_sram", "pruned_dominated", "booleans", "hint", "plan_source", "proof", "interrupted"]
+        if self.reproducible:
+            keys[5:5] = ["deterministic_time", "conflicts"]
+        d: dict[str, Any] = {k: getattr(self, k) for k in keys}
+        d["cut_short"] = list(self.cut_short)
         d.update(self.extra)
         return d
 
@@ -82,6 +144,7 @@ class SolveResult:
     plan: Plan
     stats: SolverStats
     baselines: Mapping[str, Plan] = field(default_factory=dict)  # layer and greedy, computed on the way
+    timings: Mapping[str, float] = field(default_factory=dict)  # seconds per stage, "search_limit", "total"
 
 
 def parse_weights(text: str) -> dict[str, float]:
@@ -121,6 +184,262 @@ class _Callback(cp_model.CpSolverSolutionCallback):
         self.progress.search(self.objective, self.bound, time.perf_counter() - self.t_start)
 
 
+# ---------------------------------------------------------------------------- the budget
+@dataclass(frozen=True)
+class Deadline:
+    """The wall-clock end of a solve; ``end`` None means no wall-clock limit (deterministic
+    configs: they bound CP-SAT's deterministic time instead)."""
+
+    start: float
+    end: float | None
+
+    @classmethod
+    def after(cls, seconds: float | None) -> Deadline:
+        now = time.perf_counter()
+        return cls(now, None if seconds is None else now + seconds)
+
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def left(self, reserve: float = 0.0) -> float:
+        """Seconds until ``reserve`` seconds before the end (inf without a limit)."""
+        return math.inf if self.end is None else self.end - reserve - time.perf_counter()
+
+    def stopper(self, reserve: float = 0.0) -> Callable[[], bool] | None:
+        """A callable saying the time is up (None without a limit), for stages that poll."""
+        if self.end is None:
+            return None
+        at = self.end - reserve
+        return lambda: time.perf_counter() > at
+
+
+class _Cut(Exception):
+    """A stage ran past its deadline (raised by :class:`_BudgetCache`)."""
+
+
+class _BudgetCache(CostCache):
+    """A :class:`CostCache` that stops the stage using it at a deadline: every group shape
+    asked for checks the clock first (one check per group range the stage looks at)."""
+
+    def __init__(self, graph: Graph, hw: HardwareProfile) -> None:
+        super().__init__(graph, hw)
+        self.stop: Callable[[], bool] | None = None
+
+    @contextmanager
+    def until(self, stop: Callable[[], bool] | None) -> Iterator[_BudgetCache]:
+        self.stop = stop
+        try:
+            yield self
+        finally:
+            self.stop = None
+
+    def shape(self, start: int, stop: int) -> GroupShape | None:
+        if self.stop is not None and self.stop():
+            raise _Cut
+        return super().shape(start, stop)
+
+
+class _Ledger:
+    """Timings per stage and the stages cut short, as the solve goes; forwards stage names
+    to the progress listener."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+        self.cut: list[str] = []
+
+    @contextmanager
+    def stage(self, key: str, text: str | None = None) -> Iterator[None]:
+        if text:
+            self.progress.stage(text)
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[key] = round(self.timings.get(key, 0.0) + time.perf_counter() - t, 3)
+
+    def cut_short(self, key: str) -> None:
+        if key not in self.cut:
+            self.cut.append(key)
+
+
+# ---------------------------------------------------------------------------- stage records
+@dataclass(frozen=True)
+class _Request:
+    graph: Graph
+    hw: HardwareProfile
+    objective: str
+    config: SolverConfig
+    user: UserConstraints
+    weights: Mapping[str, float]
+
+    @property
+    def plain(self) -> bool:
+        """No memory objective and no forced weights: the DP applies, baselines are valid plans."""
+        return self.objective != "memory" and not (self.user.force_keep or self.user.force_reload)
+
+    @property
+    def fallback(self) -> bool:
+        """Plans made before the search (layer-by-layer, greedy, the DP path) can be returned."""
+        return self.plain and not self.hw.feature_maps_in_sram
+
+    def stopper(self, clock: Deadline, reserve: float) -> Callable[[], bool] | None:
+        """When preparation stages must stop: at the deadline if a fallback plan can be
+        returned instead; never otherwise (stopping early could only end without a plan)."""
+        return clock.stopper(reserve) if self.fallback else None
+
+
+@dataclass(frozen=True)
+class _Warm:
+    """A warm start: candidate indexes, decisions over them, offsets that fit, its totals."""
+
+    chosen: tuple[int, ...]
+    decisions: Decisions
+    offsets: dict[str, int]
+    totals: Totals
+
+    @property
+    def energy_fj(self) -> int:
+        return self.totals.energy_fj
+
+
+@dataclass(frozen=True)
+class _DPStage:
+    dp: DPResult | None  # the proven lower bound (None: not applicable, too many states, or cut short)
+    warm: Mapping[str, _Warm]  # placed warm starts by name, greedy first
+
+    @property
+    def best(self) -> tuple[str, _Warm] | None:
+        if not self.warm:
+            return None
+        name = min(self.warm, key=lambda k: self.warm[k].energy_fj)  # ties: the first, greedy
+        return name, self.warm[name]
+
+
+@dataclass(frozen=True)
+class _Searched:
+    """What the CP-SAT search gave: its plan (decisions, offsets, objective) when it found one."""
+
+    b: _Built
+    status: str
+    objective: float | None
+    bound: float | None
+    decisions: Decisions | None
+    offsets: dict[str, int] | None
+    deterministic_time: float
+    conflicts: int
+    interrupted: bool
+    units: str
+    extra: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Option:
+    """A valid plan in hand: where it came from, its objective value and how to build it."""
+
+    source: str
+    objective: float
+    make: Callable[[], Plan]
+
+
+# ---------------------------------------------------------------------------- stages
+def _first_plans(req: _Request, cache: _BudgetCache, clock: Deadline, log: _Ledger,
+                 reserve: float) -> dict[str, Plan]:
+    """The feasibility check and the layer-by-layer plan (whatever the limit: the cheapest
+    valid plan), then greedy within the deadline."""
+    graph, hw = req.graph, req.hw
+    baselines: dict[str, Plan] = {}
+    if hw.feature_maps_in_sram:
+        with log.stage("feasible", "checking that every layer fits"):
+            check_feasible(graph, hw, cache)
+        return baselines
+    # layer_by_layer checks what check_feasible does, in the same order, with the same error
+    with log.stage("layer", "checking that every layer fits: layer-by-layer plan"):
+        baselines["layer"] = layer_by_layer(graph, hw, cache)
+    with log.stage("greedy", "greedy plan"), cache.until(req.stopper(clock, reserve)):
+        try:
+            baselines["greedy"] = greedy(graph, hw, req.config.max_fuse_depth, cache)
+        except _Cut:
+            log.cut_short("greedy")
+    return baselines
+
+
+def _candidates(req: _Request, cache: _BudgetCache, clock: Deadline, log: _Ledger, reserve: float) -> CandidateSet | None:
+    """The candidates (None when the deadline cut the enumeration short)."""
+    with log.stage("candidates", "costing candidate groups and tilings"), cache.until(req.stopper(clock, reserve)):
+        try:
+            return enumerate_candidates(req.graph, req.hw, req.config.max_fuse_depth, cache)
+        except _Cut:
+            log.cut_short("candidates")
+            return None
+
+
+def _warm_start(cs: CandidateSet, graph: Graph, hw: HardwareProfile, decisions: Decisions,
+                deterministic: bool = False, place_limit_s: float = PLACE_LIMIT_S) -> _Warm | None:
+    """Express decisions (a baseline's or the DP's) over the candidates (a pruned one is
+    replaced by the candidate that dominates it) and place them: first fit, else the
+    placement-only CP-SAT model. None when that fails or the decisions cannot be expressed."""
+    chosen = []
+    for gd in decisions.groups:
+        idx = cs.index_of((gd.start, gd.stop, gd.tiling))
+        if idx is None:
+            return None  # beyond max_fuse_depth
+        chosen.append(idx)
+    cands = cs.candidates
+    dec = Decisions(tuple(GroupDecision(cands[i].start, cands[i].stop, cands[i].tiling) for i in chosen),
+                    decisions.keep, decisions.resident)
+    try:
+        r = resolve(graph, hw, dec)
+    except MemplanError:
+        return None
+    blocks = plan_blocks(r)
+    offsets = first_fit(blocks)
+    if extent(blocks, offsets) > hw.sram_bytes:
+        if place_limit_s <= 0:
+            return None
+        placed = place(blocks, hw.sram_bytes, time_limit_s=place_limit_s, deterministic=deterministic)
+        if placed is None:
+            return None
+        offsets = placed
+    return _Warm(tuple(chosen), dec, offsets, cost_totals(r, 0))
+
+
+def _dp_stage(req: _Request, cs: CandidateSet, baselines: Mapping[str, Plan], clock: Deadline, log: _Ledger,
+              reserve: float) -> _DPStage:
+    """The DP's lower bound, then the warm starts: greedy's plan and the DP's path (at the
+    full SRAM first, with growing margins for fragmentation while it cannot be placed)."""
+    graph, hw, config = req.graph, req.hw, req.config
+    if not req.plain:
+        return _DPStage(None, {})
+    stop = req.stopper(clock, reserve)
+    with log.stage("dp_bound", "DP bound"):
+        boundary_dp = BoundaryDP(graph, hw, cs.candidates)
+        dp = boundary_dp.bound(stop=stop)
+    if dp is None and stop is not None and stop():
+        log.cut_short("dp_bound")
+    warm: dict[str, _Warm] = {}
+    if not config.warm_start:
+        return _DPStage(dp, warm)
+    with log.stage("warm_start", "warm start: DP path and placement"):
+        if "greedy" in baselines:
+            w = _warm_start(cs, graph, hw, baselines["greedy"].decisions, config.deterministic,
+                            min(PLACE_LIMIT_S, clock.left(reserve)))
+            if w is not None:
+                warm["greedy"] = w
+        for slack in DP_SLACKS:
+            if stop is not None and stop():
+                log.cut_short("dp_path")
+                break
+            path = boundary_dp.plan(slack, stop=stop)
+            w = (_warm_start(cs, graph, hw, path.decisions, config.deterministic,
+                             min(PLACE_LIMIT_S, clock.left(reserve))) if path is not None else None)
+            if w is not None:
+                warm[f"dp{slack:g}"] = w
+                break
+    return _DPStage(dp, warm)
+
+
 @dataclass
 class _Built:
     vars: Vars
@@ -154,44 +473,6 @@ def _slot_for_block(slots: list[Slot], name: str, groups: list[tuple[int, str]])
     raise KeyError(name)
 
 
-@dataclass(frozen=True)
-class _Warm:
-    """A warm start: candidate indexes, decisions over them, offsets that fit, its energy."""
-
-    chosen: tuple[int, ...]
-    decisions: Decisions
-    offsets: dict[str, int]
-    energy_fj: int
-
-
-def _warm_start(b: _Built, cs: CandidateSet, graph: Graph, hw: HardwareProfile, decisions: Decisions,
-                deterministic: bool = False) -> _Warm | None:
-    """Express decisions (a baseline's or the DP's) over the model's candidates (a pruned one
-    is replaced by the candidate that dominates it) and place them: first fit, else the
-    placement-only CP-SAT model. None when that fails or the decisions cannot be expressed."""
-    v = b.vars
-    chosen = []
-    for gd in decisions.groups:
-        idx = cs.index_of((gd.start, gd.stop, gd.tiling))
-        if idx is None:
-            return None  # beyond max_fuse_depth
-        chosen.append(idx)
-    dec = Decisions(tuple(GroupDecision(v.cands[i].start, v.cands[i].stop, v.cands[i].tiling) for i in chosen),
-                    decisions.keep, decisions.resident & frozenset(v.res))
-    try:
-        r = resolve(graph, hw, dec)
-    except MemplanError:
-        return None
-    blocks = plan_blocks(r)
-    offsets = first_fit(blocks)
-    if extent(blocks, offsets) > hw.sram_bytes:
-        placed = place(blocks, hw.sram_bytes, time_limit_s=PLACE_LIMIT_S, deterministic=deterministic)
-        if placed is None:
-            return None
-        offsets = placed
-    return _Warm(tuple(chosen), dec, offsets, cost_totals(r, 0).energy_fj)
-
-
 def _hint(b: _Built, graph: Graph, warm: _Warm) -> None:
     v, model, dec = b.vars, b.vars.model, warm.decisions
     model.clear_hints()
@@ -219,37 +500,58 @@ def _hint(b: _Built, graph: Graph, warm: _Warm) -> None:
         model.add_hint(slot.offset, offset)
 
 
-MIN_SEARCH_SHARE = 0.1  # CP-SAT searches for at least this share of the budget, however long preparing took
-PLACE_LIMIT_S = 3.0  # placing a warm start's buffers where first fit fails (solve/place.py)
-DP_SLACKS = (0.0, 0.01, 0.03, 0.05)  # capacity margins tried for the DP path until one can be placed
-RESERVE_SHARE = 0.03  # kept back for decoding, rebuilding and validating the plan after the search
-
-
-def _search_limit(config: SolverConfig, t_start: float, share: float = 1.0) -> float:
-    """Seconds left for CP-SAT: ``time_limit_s`` is the budget of the whole solve (candidates,
-    baselines, DP and search), so the search gets what preparing left (a ``share`` of it), at
-    least ``MIN_SEARCH_SHARE`` of the budget. Deterministic runs bound deterministic time,
-    which must not depend on the machine's speed: they get the whole limit."""
-    if config.deterministic:
-        return config.time_limit_s
-    left = config.time_limit_s * (1 - RESERVE_SHARE) - (time.perf_counter() - t_start)
-    return max(left * share, MIN_SEARCH_SHARE * config.time_limit_s)
-
-
-def _params(config: SolverConfig, time_limit: float | None = None) -> cp_model.CpSolver:
+def _params(config: SolverConfig, time_limit: float) -> cp_model.CpSolver:
     solver = cp_model.CpSolver()
     p = solver.parameters
     p.num_workers = config.workers
     p.random_seed = config.random_seed
     p.log_search_progress = config.log_progress
     p.cp_model_probing_level = 0  # probing costs seconds of presolve and gains nothing measurable here
-    limit = time_limit if time_limit is not None else config.time_limit_s
+    p.catch_sigint_signal = False  # Ctrl-C is ours (_solve_interruptible): we must know it happened
     if config.deterministic:
         p.interleave_search = True
-        p.max_deterministic_time = limit
+        p.max_deterministic_time = time_limit
     else:
-        p.max_time_in_seconds = limit
+        p.max_time_in_seconds = time_limit
     return solver
+
+
+def _solve_interruptible(solver: cp_model.CpSolver, model: cp_model.CpModel,
+                         cb: cp_model.CpSolverSolutionCallback | None) -> tuple[int, bool]:
+    """Run the search; a SIGINT meanwhile stops it (``stop_search``) instead of raising.
+    Returns the status and whether it was interrupted. The handler is installed only in the
+    main thread (the only one Python delivers signals to) and only for the search: the search
+    runs in a worker thread while the main thread waits, so that the handler can run."""
+    if threading.current_thread() is not threading.main_thread():
+        return solver.solve(model, cb), False
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        interrupted.set()
+        solver.stop_search()
+
+    outcome: list[int] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(solver.solve(model, cb))
+        except BaseException as exc:  # handed to the main thread
+            failure.append(exc)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        worker = threading.Thread(target=run, name="memplan-cpsat", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.05)
+            if interrupted.is_set():
+                solver.stop_search()  # again: a SIGINT before the search began is not lost
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if failure:
+        raise failure[0]
+    return outcome[0], interrupted.is_set()
 
 
 def _decode(b: _Built, solver: cp_model.CpSolver) -> Decisions:
@@ -275,11 +577,220 @@ STATUS = {cp_model.OPTIMAL: "OPTIMAL", cp_model.FEASIBLE: "FEASIBLE", cp_model.I
           cp_model.MODEL_INVALID: "MODEL_INVALID", cp_model.UNKNOWN: "UNKNOWN"}
 
 
-def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", config: SolverConfig | None = None,
-                user: UserConstraints | None = None, weights: Mapping[str, float] | None = None,
-                progress: Progress | None = None) -> SolveResult:
-    config = config or SolverConfig()
-    user = user or UserConstraints()
+def _objective_of(req: _Request, totals: Totals, layer: Plan | None) -> float:
+    """A plan's value of the objective CP-SAT minimises (for plans made outside CP-SAT)."""
+    if req.objective == "energy":
+        return float(totals.energy_fj)
+    if req.objective == "latency":
+        return float(totals.cycles)
+    w = _mix_weights(req)
+    assert layer is not None
+    return (totals.energy_fj * w.get("energy", 0.0) / layer.totals.energy_fj
+            + totals.cycles * w.get("latency", 0.0) / max(layer.totals.cycles, 1))
+
+
+def _mix_weights(req: _Request) -> dict[str, float]:
+    if req.objective == "balanced":
+        return {"energy": req.config.balanced_energy, "latency": req.config.balanced_latency}
+    return dict(req.weights)
+
+
+def _set_objective(req: _Request, b: _Built, dp: DPResult | None, layer: Plan | None) -> tuple[float, str]:
+    """Give the model its objective; returns the scale of the objective value and its units."""
+    model = b.vars.model
+    if req.objective == "energy":
+        # the objective is one variable whose domain starts at the DP relaxation's proven lower
+        # bound (solve/dp.py), so CP-SAT's own bound includes it
+        lb = -(-dp.bound_fj // b.terms.energy_scale) if dp is not None else 0
+        energy = model.new_int_var(min(lb, b.terms.energy_max), b.terms.energy_max, "energy")
+        model.add(energy == b.terms.energy)
+        model.minimize(energy)
+        return b.terms.energy_scale, "fJ"
+    if req.objective == "latency":
+        model.minimize(build_cycles(req.graph, b.vars, req.hw))
+        return 1.0, "cycles"
+    if req.objective in ("balanced", "custom"):
+        if layer is None:
+            raise UsageError("the balanced objective normalises by the layer-by-layer baseline, which this profile cannot run; use energy or latency")
+        w = _mix_weights(req)
+        e_ref = layer.totals.energy_fj / b.terms.energy_scale
+        c_ref = max(layer.totals.cycles, 1)
+        cycles = build_cycles(req.graph, b.vars, req.hw)
+        model.minimize(b.terms.energy * (w.get("energy", 0.0) / e_ref) + cycles * (w.get("latency", 0.0) / c_ref))
+        return 1.0, "normalised"
+    model.minimize(b.capacity)
+    return 1.0, "bytes"
+
+
+def _search(req: _Request, cs: CandidateSet, baselines: Mapping[str, Plan], dps: _DPStage, clock: Deadline,
+            log: _Ledger, reserve: float, live: bool) -> _Searched | None:
+    """Build the model, hint it with the best warm start, search. None when a fallback plan
+    is in hand and too little time is left to build the model and search a little."""
+    graph, hw, config = req.graph, req.hw, req.config
+    have_fallback = req.fallback and bool(baselines)
+    if have_fallback and clock.left(reserve) < BUILD_S_PER_CANDIDATE * len(cs.candidates) + MIN_SEARCH_S:
+        log.cut_short("search")
+        return None
+    memory_obj = req.objective == "memory"
+    with log.stage("model", f"building the CP-SAT model ({len(cs.candidates):,} candidates)"):
+        b = _build(graph, hw, cs, req.user, memory_obj)
+        best_warm = dps.best
+        if best_warm is not None and best_warm[1].decisions.resident <= frozenset(b.vars.res):
+            _hint(b, graph, best_warm[1])
+        scale, units = _set_objective(req, b, dps.dp, baselines.get("layer"))
+
+    def limit(share: float = 1.0) -> float:
+        if config.deterministic:
+            return config.time_limit_s
+        left = clock.left(reserve) * (1 - OVERRUN_SHARE) * share
+        return left if have_fallback else max(left, MIN_SEARCH_SHARE * config.time_limit_s)
+
+    # the memory objective solves twice: half of what is left for the smallest SRAM
+    search_limit = limit(0.5 if memory_obj else 1.0)
+    log.timings["search_limit"] = round(search_limit, 3)
+    if have_fallback and search_limit < MIN_SEARCH_S / 2:  # building the model took longer than expected
+        log.cut_short("search")
+        return None
+    solver = _params(config, search_limit)
+    cb = None
+    if live:
+        # what the search starts from: the warm start's energy and the DP's bound
+        start_obj = float(best_warm[1].energy_fj) if best_warm is not None and req.objective == "energy" else math.inf
+        start_bound = float(dps.dp.bound_fj) if req.objective == "energy" and dps.dp is not None else 0.0
+        log.progress.stage("CP-SAT search")
+        if math.isfinite(start_obj):
+            log.progress.search(start_obj, start_bound, clock.elapsed())
+        cb = _Callback(log.progress, scale, clock.start, start_obj, start_bound)
+        solver.best_bound_callback = cb.on_bound
+    with log.stage("search"):
+        status, interrupted = _solve_interruptible(solver, b.vars.model, cb)
+    if status == cp_model.INFEASIBLE:
+        raise InfeasibleError(_why_infeasible(graph, hw, req.objective))
+    extra: dict[str, Any] = {}
+    dtime = solver.DeterministicTime() if hasattr(solver, "DeterministicTime") else 0.0
+    conflicts = solver.NumConflicts()
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return _Searched(b, STATUS[status], None, None, None, None, dtime, conflicts, interrupted, units, extra)
+    obj_value, bound = solver.ObjectiveValue() * scale, solver.BestObjectiveBound() * scale
+    status_name = STATUS[status]
+    if memory_obj and not interrupted:
+        # phase 2: at the smallest capacity found, the cheapest plan in energy
+        cap_found = int(round(solver.ObjectiveValue()))
+        extra.update(min_sram=cap_found, min_sram_status=status_name, min_sram_bound=int(solver.BestObjectiveBound()))
+        assert isinstance(b.capacity, cp_model.IntVar)
+        model = b.vars.model
+        model.add(b.capacity <= cap_found)
+        model.clear_hints()
+        for var in b.vars.x:
+            model.add_hint(var, solver.Value(var))
+        model.minimize(b.terms.energy)
+        solver2 = _params(config, limit())
+        with log.stage("search"):
+            status2, interrupted = _solve_interruptible(solver2, model, None)
+        if status2 in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            solver = solver2
+            extra.update(energy_status=STATUS[status2], energy_fj=solver2.ObjectiveValue() * b.terms.energy_scale)
+            dtime += solver2.DeterministicTime() if hasattr(solver2, "DeterministicTime") else 0.0
+            conflicts += solver2.NumConflicts()
+    dec = _decode(b, solver)
+    offsets = _offsets(b, solver, graph, hw, dec)
+    return _Searched(b, status_name, obj_value, bound, dec, offsets, dtime, conflicts, interrupted, units, extra)
+
+
+def _options(req: _Request, baselines: Mapping[str, Plan], dps: _DPStage, searched: _Searched | None) -> list[_Option]:
+    """The valid plans in hand, CP-SAT's first, then the warm start, greedy, layer-by-layer
+    (the order breaks ties). Plans made outside CP-SAT count only for the plain problem."""
+    graph, hw = req.graph, req.hw
+    out: list[_Option] = []
+    if searched is not None and searched.decisions is not None and searched.objective is not None:
+        dec, offsets = searched.decisions, searched.offsets
+        out.append(_Option("cpsat", searched.objective, lambda: build_plan(graph, hw, dec, offsets)))
+    if not req.fallback:
+        return out
+    layer = baselines.get("layer")
+    best = dps.best
+    if best is not None:
+        name, w = best
+        out.append(_Option(name, _objective_of(req, w.totals, layer),
+                           lambda: build_plan(graph, hw, w.decisions, w.offsets)))
+    for name in ("greedy", "layer"):
+        if name in baselines:
+            plan = baselines[name]  # built already, with first-fit offsets
+            out.append(_Option(name, _objective_of(req, plan.totals, layer), lambda plan=plan: plan))
+    return out
+
+
+def _finish(req: _Request, cs: CandidateSet | None, baselines: Mapping[str, Plan], dps: _DPStage,
+            searched: _Searched | None, log: _Ledger, clock: Deadline) -> SolveResult:
+    """The cheapest plan in hand, rebuilt, validated and checked against its objective, with
+    the best proven bound and an honest status."""
+    graph, hw, objective = req.graph, req.hw, req.objective
+    options = _options(req, baselines, dps, searched)
+    if not options:
+        if searched is None or searched.status != "UNKNOWN":
+            raise InfeasibleError(_why_infeasible(graph, hw, objective))
+        what = "was interrupted" if searched.interrupted else f"found no plan within {req.config.time_limit_s:g} s"
+        raise InfeasibleError(f"CP-SAT {what} (status UNKNOWN): raise time_limit_s in the solver config, "
+                              "or use --strategy greedy")
+    best = min(options, key=lambda o: o.objective)  # the first of equals: CP-SAT's, then the warm start
+    bounds = []
+    if objective == "energy" and dps.dp is not None:
+        bounds.append(float(dps.dp.bound_fj))
+    if searched is not None and searched.bound is not None:
+        bounds.append(searched.bound)
+    if objective == "energy" and not bounds:
+        bounds.append(float(floor(graph, hw).energy_fj))  # compulsory traffic: a bound for every plan
+    bound = max(bounds, default=0.0)
+    value = best.objective
+    # proven optimal: by CP-SAT, or because the plan costs exactly a proven lower bound
+    # (integer objectives only: the normalised mixes are floating point)
+    if best.source == "cpsat" and searched is not None and searched.status == "OPTIMAL":
+        proof: str | None = "cpsat"
+    elif objective == "energy" and dps.dp is not None and value <= dps.dp.bound_fj:
+        proof = "dp_bound"
+    elif objective in ("energy", "latency") and searched is not None and searched.bound is not None \
+            and value <= searched.bound:
+        proof = "cpsat"
+    else:
+        proof = None
+    status = "OPTIMAL" if proof else "FEASIBLE"
+    gap = 0.0 if value == 0 or proof else max(0.0, (value - bound) / abs(value))
+    units = searched.units if searched is not None else {"energy": "fJ", "latency": "cycles"}.get(objective, "normalised")
+    extra: dict[str, Any] = {}
+    if dps.dp is not None:
+        extra.update(dp_bound_fj=dps.dp.bound_fj, dp_states=dps.dp.peak_states)
+    warm = dps.best
+    if warm is not None:
+        extra["hint_energy_fj"] = warm[1].energy_fj
+    if searched is not None:
+        extra.update(search_status=searched.status, **searched.extra)
+    deterministic = req.config.deterministic
+    stats = SolverStats(
+        status, value, bound, gap, units,
+        round(searched.deterministic_time, 3) if searched is not None else 0.0,
+        len(cs.candidates) if cs is not None else 0, cs.generated if cs is not None else 0,
+        cs.pruned_sram if cs is not None else 0, cs.pruned_dominated if cs is not None else 0,
+        len(searched.b.vars.x) if searched is not None else 0, searched.conflicts if searched is not None else 0,
+        warm[0] if warm is not None and searched is not None else None,
+        plan_source=best.source, proof=proof, interrupted=searched is not None and searched.interrupted,
+        cut_short=tuple(log.cut), reproducible=deterministic or searched is None, extra=extra)
+    with log.stage("finish", "rebuilding and validating the plan"):
+        plan = best.make()
+        plan = replace(plan, meta={"strategy": "cpsat", "objective": objective, "solver": stats.to_json()})
+        validate_plan(plan, graph, hw)
+    if best.source == "cpsat":
+        if objective == "energy" and plan.totals.energy_fj != round(value):
+            raise MemplanError(f"internal error: CP-SAT energy {value} differs from the plan's {plan.totals.energy_fj} fJ")
+        if objective == "latency" and plan.totals.cycles > round(value):
+            raise MemplanError(f"internal error: CP-SAT cycles {value} below the plan's {plan.totals.cycles}")
+    elif objective == "energy" and plan.totals.energy_fj != round(value):
+        raise MemplanError(f"internal error: the {best.source} plan costs {plan.totals.energy_fj} fJ, not {value}")
+    log.timings["total"] = round(clock.elapsed(), 3)
+    return SolveResult(plan, stats, dict(baselines), dict(log.timings))
+
+
+# ---------------------------------------------------------------------------- the solve
+def _check_request(graph: Graph, hw: HardwareProfile, objective: str, user: UserConstraints) -> None:
     if objective not in OBJECTIVES:
         raise UsageError(f"unknown objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
     unknown = sorted((user.force_keep | user.force_reload) - {layer.id for layer in graph.layers})
@@ -289,143 +800,36 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
         raise UsageError(f"profile {hw.name} reads weights in place from flash: --keep and --reload do not apply")
     if user.force_keep & user.force_reload:
         raise UsageError(f"layer {sorted(user.force_keep & user.force_reload)[0]!r} is forced both to keep and to reload")
-    t_start = time.perf_counter()
-    live = progress is not None  # callbacks only when someone listens: the search stays the same
-    progress = progress or _NoProgress()
-    # one memo of candidate costs for the feasibility check, the candidates and the baselines
-    cache = CostCache(graph, hw)
-    progress.stage("checking that every layer fits")
-    check_feasible(graph, hw, cache)
-    memory_obj = objective == "memory"
-    if memory_obj:
+
+
+def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", config: SolverConfig | None = None,
+                user: UserConstraints | None = None, weights: Mapping[str, float] | None = None,
+                progress: Progress | None = None) -> SolveResult:
+    """Plan ``graph`` within ``config.time_limit_s`` (the whole solve); see the module
+    docstring for the stages, the budget and when a plan is called OPTIMAL."""
+    config = config or SolverConfig()
+    user = user or UserConstraints()
+    _check_request(graph, hw, objective, user)
+    if objective == "memory":
         user = UserConstraints(user.force_keep, user.force_reload, no_spill=True)
-    progress.stage("costing candidate groups and tilings")
-    cs = enumerate_candidates(graph, hw, config.max_fuse_depth, cache)
-    baselines: dict[str, Plan] = {}
-    if not hw.feature_maps_in_sram:
-        progress.stage(f"baselines ({len(cs.candidates):,} candidates)")
-        baselines["layer"] = layer_by_layer(graph, hw, cache)
-        baselines["greedy"] = greedy(graph, hw, config.max_fuse_depth, cache)
+    req = _Request(graph, hw, objective, config, user, dict(weights or {}))
+    clock = Deadline.after(None if config.deterministic else config.time_limit_s)
+    live = progress is not None  # callbacks only when someone listens: the search stays the same
+    log = _Ledger(progress or _NoProgress())
+    reserve = FINISH_S_PER_LAYER * len(graph.layers)  # for rebuilding and validating the plan
+    # one memo of candidate costs for the feasibility check, the baselines and the candidates
+    cache = _BudgetCache(graph, hw)
+    baselines = _first_plans(req, cache, clock, log, reserve)
+    cs = _candidates(req, cache, clock, log, reserve)
     del cache  # hundreds of MB on DenseNet; the candidates keep what the model needs
-    stats_extra: dict[str, Any] = {}
-    if not config.deterministic:
-        stats_extra["prepare_s"] = round(time.perf_counter() - t_start, 3)
-    progress.stage(f"building the CP-SAT model ({len(cs.candidates):,} candidates)")
-    b = _build(graph, hw, cs, user, memory_obj)
-    model = b.vars.model
-    hint_name = None
-    plain = not memory_obj and not (user.force_keep or user.force_reload)
-    t_dp = time.perf_counter()
-    if plain:
-        progress.stage("DP bound and warm start")
-    boundary_dp = BoundaryDP(graph, hw, cs.candidates) if plain else None
-    dp = boundary_dp.bound() if boundary_dp is not None else None
-    if dp is not None:
-        stats_extra.update(dp_bound_fj=dp.bound_fj, dp_states=dp.peak_states)
-    if config.warm_start and plain:
-        # warm start: the cheapest expressible plan among greedy and the DP's path; the path at
-        # the full SRAM first, with growing margins for fragmentation while it cannot be placed
-        warm: dict[str, _Warm] = {}
-        if "greedy" in baselines:
-            w = _warm_start(b, cs, graph, hw, baselines["greedy"].decisions, config.deterministic)
-            if w is not None:
-                warm["greedy"] = w
-        for slack in DP_SLACKS if boundary_dp is not None else ():
-            path = boundary_dp.plan(slack)
-            w = _warm_start(b, cs, graph, hw, path.decisions, config.deterministic) if path is not None else None
-            if w is not None:
-                warm[f"dp{slack:g}"] = w
-                break
-        if warm:
-            hint_name = min(warm, key=lambda k: warm[k].energy_fj)
-            _hint(b, graph, warm[hint_name])
-            stats_extra["hint_energy_fj"] = warm[hint_name].energy_fj
-    if not config.deterministic:
-        stats_extra["dp_s"] = round(time.perf_counter() - t_dp, 3)
-
-    scale: float = 1.0
-    units = ""
-    if objective == "energy":
-        scale, units = b.terms.energy_scale, "fJ"
-        # the objective is one variable whose domain starts at the DP relaxation's proven lower
-        # bound (solve/dp.py), so CP-SAT's own bound includes it
-        lb = -(-dp.bound_fj // b.terms.energy_scale) if dp is not None else 0
-        energy = model.new_int_var(min(lb, b.terms.energy_max), b.terms.energy_max, "energy")
-        model.add(energy == b.terms.energy)
-        model.minimize(energy)
-    elif objective == "latency":
-        model.minimize(build_cycles(graph, b.vars, hw))
-        units = "cycles"
-    elif objective in ("balanced", "custom"):
-        w = dict(weights or {})
-        if objective == "balanced":
-            w = {"energy": config.balanced_energy, "latency": config.balanced_latency}
-        ref = baselines.get("layer")
-        if ref is None:
-            raise UsageError("the balanced objective normalises by the layer-by-layer baseline, which this profile cannot run; use energy or latency")
-        e_ref = ref.totals.energy_fj / b.terms.energy_scale
-        c_ref = max(ref.totals.cycles, 1)
-        cycles = build_cycles(graph, b.vars, hw)
-        model.minimize(b.terms.energy * (w.get("energy", 0.0) / e_ref) + cycles * (w.get("latency", 0.0) / c_ref))
-        units = "normalised"
-    else:
-        model.minimize(b.capacity)
-        units = "bytes"
-
-    # the memory objective solves twice: half of what is left for the smallest SRAM
-    search_limit = _search_limit(config, t_start, 0.5 if memory_obj else 1.0)
-    if not config.deterministic:  # plan bytes of deterministic runs must not depend on wall time
-        stats_extra["search_limit_s"] = round(search_limit, 3)
-    solver = _params(config, search_limit)
-    cb = None
-    if live:
-        # what the search starts from: the warm start's energy and the DP's bound
-        start_obj = stats_extra.get("hint_energy_fj", math.inf) if objective == "energy" else math.inf
-        start_bound = dp.bound_fj if objective == "energy" and dp is not None else 0.0
-        progress.stage("CP-SAT search")
-        if math.isfinite(start_obj):
-            progress.search(start_obj, start_bound, time.perf_counter() - t_start)
-        cb = _Callback(progress, scale, t_start, start_obj, start_bound)
-        solver.best_bound_callback = cb.on_bound
-    status = solver.solve(model, cb)
-    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        if status == cp_model.INFEASIBLE:
-            raise InfeasibleError(_why_infeasible(graph, hw, objective))
-        raise InfeasibleError(f"CP-SAT found no plan within {config.time_limit_s:g} s (status {STATUS[status]}): "
-                              "raise time_limit_s in the solver config, or use --strategy greedy")
-    obj_value, bound = solver.ObjectiveValue() * scale, solver.BestObjectiveBound() * scale
-    status_name = STATUS[status]
-    if memory_obj:
-        # phase 2: at the smallest capacity found, the cheapest plan in energy
-        cap_found = int(round(solver.ObjectiveValue()))
-        stats_extra.update(min_sram=cap_found, min_sram_status=status_name, min_sram_bound=int(solver.BestObjectiveBound()))
-        assert isinstance(b.capacity, cp_model.IntVar)
-        model.add(b.capacity <= cap_found)
-        model.clear_hints()
-        for var in b.vars.x:
-            model.add_hint(var, solver.Value(var))
-        model.minimize(b.terms.energy)
-        solver2 = _params(config, _search_limit(config, t_start))
-        status2 = solver2.solve(model)
-        if status2 in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            solver = solver2
-            stats_extra.update(energy_status=STATUS[status2], energy_fj=solver2.ObjectiveValue() * b.terms.energy_scale)
-    dec = _decode(b, solver)
-    offsets = _offsets(b, solver, graph, hw, dec)
-    wall = time.perf_counter() - t_start
-    gap = 0.0 if obj_value == 0 else max(0.0, (obj_value - bound) / abs(obj_value))
-    stats = SolverStats(status_name, obj_value, bound, gap, units, None if config.deterministic else round(wall, 3),
-                        round(solver.DeterministicTime() if hasattr(solver, "DeterministicTime") else 0.0, 3),
-                        len(cs.candidates), cs.generated, cs.pruned_sram, cs.pruned_dominated,
-                        len(b.vars.x), solver.NumConflicts(), hint_name, stats_extra)
-    meta: dict[str, Any] = {"strategy": "cpsat", "objective": objective, "solver": stats.to_json()}
-    plan = build_plan(graph, hw, dec, offsets, meta=meta)
-    validate_plan(plan, graph, hw)
-    if objective == "energy" and plan.totals.energy_fj != round(obj_value):
-        raise MemplanError(f"internal error: CP-SAT energy {obj_value} differs from the plan's {plan.totals.energy_fj} fJ")
-    if objective == "latency" and plan.totals.cycles > round(obj_value):
-        raise MemplanError(f"internal error: CP-SAT cycles {obj_value} below the plan's {plan.totals.cycles}")
-    return SolveResult(plan, stats, baselines)
+    if cs is None:
+        return _finish(req, None, baselines, _DPStage(None, {}), None, log, clock)
+    dps = _dp_stage(req, cs, baselines, clock, log, reserve)
+    best = dps.best
+    if objective == "energy" and dps.dp is not None and best is not None and best[1].energy_fj == dps.dp.bound_fj:
+        return _finish(req, cs, baselines, dps, None, log, clock)  # proven optimal: no search
+    searched = _search(req, cs, baselines, dps, clock, log, reserve, live)
+    return _finish(req, cs, baselines, dps, searched, log, clock)
 
 
 def _why_infeasible(graph: Graph, hw: HardwareProfile, objective: str) -> str:

@@ -3,7 +3,8 @@
 The test builds a wheel from a copy of the working tree, installs it into a new virtual
 environment and runs the ``memplan`` script and ``python -m memplan`` from a folder that is not
 the checkout, so a config or schema that is not declared package data, or a lookup that still
-reaches into the checkout, fails here.
+reaches into the checkout, fails here. The same wheel is also imported as a zip. Last, plan
+files get the user's umask like any file the user writes.
 
 How the new environment gets the dependencies without downloading them: ``venv
 --system-site-packages`` does not do it, because a venv made from inside a venv inherits the
@@ -125,3 +126,32 @@ def test_solve_and_verify_from_the_wheel(wheel_env: dict[str, Path]) -> None:
     _run([memplan_script, "verify", MODEL.name, "plan.json"], cwd=work, env=env)
     _run([wheel_env["python"], "-m", "memplan", "solve", MODEL.name, "--sram", "64KiB", "--strategy", "greedy",
           "--hardware", "ethos-u55-256", "--config", "fast", "-o", "plan_u55.json"], cwd=work, env=env)
+
+
+def test_configs_load_from_a_zip(wheel_env: dict[str, Path]) -> None:
+    """Imported straight from the wheel (zipimport), the shipped configs are still found:
+    they are read through importlib.resources, not as files beside the module."""
+    env = {**_clean_env(wheel_env["venv"]), "PYTHONPATH": str(wheel_env["wheel"])}
+    out = _run([sys.executable, "-c",
+                "import memplan, memplan.config as c\n"
+                "print(memplan.__file__)\n"
+                "print(c.load_profile('ethos-u65-256').name, c.load_solver_config('thorough').name, *c.available_profiles())"],
+               cwd=wheel_env["work"], env=env).stdout.splitlines()
+    assert out[0].startswith(str(wheel_env["wheel"])), out[0]
+    assert out[1].split() == ["ethos-u65-256", "thorough", "ethos-u55-256", "ethos-u65-256", "generic-npu", "mcu-sram"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077], ids=lambda u: f"umask{u:03o}")
+def test_plan_file_mode_follows_the_umask(tmp_path: Path, umask: int) -> None:
+    """``-o plan.json`` gets the mode ``open()`` would give (0666 less the umask), as any other
+    file the user writes, not the 0600 of a temporary file."""
+    from memplan.plan.serialize import write_json_atomic
+
+    target = tmp_path / "plan.json"
+    old = os.umask(umask)
+    try:
+        write_json_atomic(target, {"plan": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]  # no temporary file left beside it

@@ -181,7 +181,8 @@ def check_output(path: str | None, flag: str = "-o", protect: str | None = None,
         raise UsageError(f"{flag} is empty: give the file to write, e.g. {flag} {example}")
     target = Path(path)
     if target.is_dir():
-        raise UsageError(f"{flag} {path!r} is a folder: give a file name in it, e.g. {flag} {os.path.join(path, example)!r}")
+        raise UsageError(f"{flag} {path!r} is a folder: give a file name in it, "
+                         f"e.g. {flag} {os.path.join(path, example)!r}")
     if protect is not None and target.exists() and Path(protect).exists() and target.samefile(protect):
         raise UsageError(f"{flag} {path!r} is the input model itself: write the output to another file")
     folder = target.parent
@@ -256,7 +257,8 @@ def _solver_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         objective, weights = "custom", parse_weights(args.weights)
         for key, value in weights.items():
             if not math.isfinite(value):
-                raise UsageError(f"--weights {key}={value} is not a finite number: write e.g. --weights energy=0.7,latency=0.3")
+                raise UsageError(f"--weights {key}={value} is not a finite number: "
+                                 "write e.g. --weights energy=0.7,latency=0.3")
     if (args.keep or args.reload) and args.strategy != "cpsat":
         raise UsageError(f"--keep and --reload apply to --strategy cpsat only; the {args.strategy} baseline decides "
                          "weight residency itself")
@@ -295,6 +297,13 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_error(message: str) -> None:
+    """``memplan: error: ...`` in one line, whatever a path or a library message holds
+    (undecodable path bytes escaped)."""
+    text = " ".join(message.split()).encode("utf-8", "backslashreplace").decode("utf-8")
+    print(f"memplan: error: {text}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -303,13 +312,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemplanError as exc:
         if args.debug:
             raise
-        # one line, whatever a path or a library message holds; undecodable path bytes escaped
-        text = " ".join(exc.message.split()).encode("utf-8", "backslashreplace").decode("utf-8")
-        print(f"memplan: error: {text}", file=sys.stderr)
+        _print_error(exc.message)
         return exc.exit_code
     except KeyboardInterrupt:
         print("memplan: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # the system refused a path the user gave: a name too long, no permission, a full disk
+        if args.debug:
+            raise
+        where = f"{exc.filename!r}: " if exc.filename else ""
+        _print_error(f"{where}{exc.strerror or exc}; check the path, its permissions and the free space")
+        return 2
+    except MemoryError:
+        if args.debug:
+            raise
+        _print_error("out of memory; plan a smaller model, input shape or SRAM size")
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the last resort: no traceback without --debug
+        if args.debug:
+            raise
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        _print_error(f"internal error ({type(exc).__name__}: {reason}); this is a bug in memplan: please report it "
+                     "with the output of the same command run with --debug")
+        return 70
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -335,6 +335,7 @@ def dynamic(d: Path) -> str:
 
 
 bad("shape/dynamic-without-input-shape", lambda d, s: ["inspect", dynamic(d)])
+bad("shape/static-input-too-large", lambda d, s: ["inspect", write_model(d, tiny_model(input_dims=[1, 2, 8192, 8192]))])
 bad("shape/names-a-non-input", lambda d, s: ["inspect", dynamic(d), "--input-shape", "x=1x2x4x4"])
 bad("shape/names-an-initializer", lambda d, s: ["inspect", dynamic(d), "--input-shape", "W=1x2x4x4"])
 bad("shape/no-equals", lambda d, s: ["inspect", dynamic(d), "--input-shape", "1x2x4x4"])
@@ -359,6 +360,7 @@ bad("args/unknown-option", lambda d, s: solve(s, "--fast"))
 bad("args/strategy-invalid", lambda d, s: ["solve", str(s.toy), "--strategy", "x"])
 bad("args/objective-invalid", lambda d, s: solve(s, "--objective", "speed"))
 bad("args/seed-2**70", lambda d, s: solve(s, "--seed", str(2**70), "-o", str(d / "out.json")))
+bad("args/seed-5000-digits", lambda d, s: solve(s, "--seed", "9" * 5000))
 bad("args/seed-negative", lambda d, s: solve(s, "--seed", "-1"))
 bad("args/seed-not-int", lambda d, s: solve(s, "--seed", "1.5"))
 bad("args/time-limit-nan", lambda d, s: solve(s, "--time-limit", "nan", "-o", str(d / "out.json")))
@@ -435,6 +437,9 @@ bad("zoo/param-toy-too-many-weights", lambda d, s: ["zoo", "toy_chain", "--param
                                                           "-o", str(d / "m.onnx")])
 bad("zoo/param-unet-too-many-weights", lambda d, s: ["zoo", "unet", "--param", "base=1024", "-o", str(d / "m.onnx")])
 bad("zoo/param-unet-too-deep", lambda d, s: ["zoo", "unet", "--param", "levels=40", "-o", str(d / "m.onnx")])
+bad("zoo/param-5000-digits", lambda d, s: ["zoo", "resnet8", "--param", "classes=" + "9" * 5000, "-o", str(d / "m.onnx")])
+bad("zoo/param-non-ascii-digit", lambda d, s: ["zoo", "resnet8", "--param", "classes=\u0663", "-o", str(d / "m.onnx")])
+bad("zoo/resolution-8192", lambda d, s: ["zoo", "unet", "--resolution", "8192", "-o", str(d / "m.onnx")])
 bad("zoo/param-choice", lambda d, s: ["zoo", "unet", "--param", "up=sideways", "-o", str(d / "m.onnx")])
 bad("zoo/param-unknown", lambda d, s: ["zoo", "resnet8", "--param", "depth=3", "-o", str(d / "m.onnx")])
 bad("zoo/param-malformed", lambda d, s: ["zoo", "resnet8", "--param", "classes", "-o", str(d / "m.onnx")])
@@ -486,6 +491,7 @@ bad("config/time-limit-string", lambda d, s: solve(s, "--config", solver_config(
 bad("config/max-fuse-depth-zero", lambda d, s: solve(s, "--config", solver_config(d, "max_fuse_depth = 0\n")))
 bad("config/seed-huge", lambda d, s: solve(s, "--config", solver_config(d, f"random_seed = {2**40}\n"),
                                               "-o", str(d / "out.json")))
+bad("config/int-5000-digits", lambda d, s: solve(s, "--config", solver_config(d, f"workers = {'9' * 5000}\n")))
 bad("config/seed-negative", lambda d, s: solve(s, "--config", solver_config(d, "random_seed = -1\n")))
 bad("config/balanced-nan", lambda d, s: solve(s, "--config", solver_config(d, "balanced_energy = nan\n")))
 bad("config/balanced-negative", lambda d, s: solve(s, "--config", solver_config(d, "balanced_latency = -0.5\n")))

@@ -65,12 +65,16 @@ def _int_in(low: int, high: int) -> Callable[[str], int]:
     """An argparse type: an integer from ``low`` to ``high``."""
 
     def parse(text: str) -> int:
+        shown = text if len(text) <= 30 else f"{text[:20]}..."
+        digits = text.strip().lstrip("+-")
+        if digits.isascii() and digits.isdigit() and len(digits) > 30:  # int() refuses 4300+ digits
+            raise argparse.ArgumentTypeError(f"{shown} is out of range: give an integer from {low:,} to {high:,}")
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer: give one from {low:,} to {high:,}") from None
+            raise argparse.ArgumentTypeError(f"{shown!r} is not an integer: give one from {low:,} to {high:,}") from None
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is out of range: give an integer from {low:,} to {high:,}")
+            raise argparse.ArgumentTypeError(f"{shown} is out of range: give an integer from {low:,} to {high:,}")
         return value
 
     return parse

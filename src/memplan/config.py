@@ -256,6 +256,8 @@ def _read_toml(path: Path | Traversable, what: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text, so not TOML; save the file as UTF-8") from None
+    except ValueError as exc:  # tomllib passes on int()'s refusal of numbers with 4300+ digits
+        raise ConfigError(f"{path}: not valid TOML: {str(exc).splitlines()[0][:80]}") from None
 
 
 # ---------------------------------------------------------------------------- solver settings

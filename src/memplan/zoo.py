@@ -17,6 +17,7 @@ This module builds IR graphs only; exporting them to ONNX is :mod:`memplan.front
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -49,8 +50,9 @@ class ZooEntry:
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
 
-#: the largest input height or width a zoo model takes
-MAX_RESOLUTION = 8192
+#: the largest input height or width a zoo model takes (the frontend plans inputs of up to
+#: 64 Mi elements: 3x4096x4096)
+MAX_RESOLUTION = 4096
 #: the largest value of each integer parameter (others: 1 << 20)
 _PARAM_MAX: Mapping[str, int] = MappingProxyType(
     {"classes": 25_000, "levels": 8, "base": 1024, "n": 1000, "h": MAX_RESOLUTION, "w": MAX_RESOLUTION, "c": 4096})
@@ -365,15 +367,17 @@ def _coerce_param(entry: ZooEntry, key: str, value: object) -> ParamValue:
     default = entry.params[key]
     if isinstance(default, int):
         parsed: int | None = None
+        high = _PARAM_MAX.get(key, 1 << 20)
         if isinstance(value, int) and not isinstance(value, bool):
             parsed = value
-        elif isinstance(value, str) and value.strip().lstrip("+").isdigit():
-            parsed = int(value)
+        elif isinstance(value, str) and re.fullmatch(r"\+?[0-9]+", value.strip()):
+            digits = value.strip().lstrip("+")
+            parsed = int(digits) if len(digits) <= 18 else high + 1  # int() refuses 4300+ digits
         if parsed is None or parsed < 1:
             raise UsageError(f"parameter {key} of zoo model {entry.name} must be a positive integer, got {value!r}")
-        high = _PARAM_MAX.get(key, 1 << 20)
         if parsed > high:
-            raise UsageError(f"parameter {key} of zoo model {entry.name} must be at most {high:,}, got {parsed:,}")
+            shown = str(value) if len(str(value)) <= 20 else f"{str(value)[:20]}..."
+            raise UsageError(f"parameter {key} of zoo model {entry.name} must be at most {high:,}, got {shown}")
         return parsed
     allowed = entry.choices.get(key, ())
     if not isinstance(value, str) or value not in allowed:

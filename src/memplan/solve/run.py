@@ -78,7 +78,7 @@ DP_SLACKS = (0.0, 0.01, 0.03, 0.05)  # capacity margins tried for the DP path un
 BUILD_S_PER_CANDIDATE = 0.25e-3
 FINISH_S_PER_LAYER = 0.006
 MIN_SEARCH_S = 1.0  # a search shorter than this is not started when a fallback plan is in hand
-OVERRUN_SHARE = 0.2  # of the search time left, kept back for CP-SAT's presolve overrun
+OVERRUN_SHARE, OVERRUN_MAX_S = 0.2, 1.5  # of the search time left, kept back for CP-SAT's presolve overrun
 MIN_SEARCH_SHARE = 0.1  # without a fallback plan, CP-SAT searches at least this share of the limit
 
 
@@ -642,7 +642,8 @@ def _search(req: _Request, cs: CandidateSet, baselines: Mapping[str, Plan], dps:
     def limit(share: float = 1.0) -> float:
         if config.deterministic:
             return config.time_limit_s
-        left = clock.left(reserve) * (1 - OVERRUN_SHARE) * share
+        left = clock.left(reserve)
+        left = (left - min(OVERRUN_SHARE * left, OVERRUN_MAX_S)) * share
         return left if have_fallback else max(left, MIN_SEARCH_SHARE * config.time_limit_s)
 
     # the memory objective solves twice: half of what is left for the smallest SRAM
@@ -667,8 +668,7 @@ def _search(req: _Request, cs: CandidateSet, baselines: Mapping[str, Plan], dps:
     if status == cp_model.INFEASIBLE:
         raise InfeasibleError(_why_infeasible(graph, hw, req.objective))
     extra: dict[str, Any] = {}
-    dtime = solver.DeterministicTime() if hasattr(solver, "DeterministicTime") else 0.0
-    conflicts = solver.NumConflicts()
+    dtime, conflicts = solver.deterministic_time, solver.num_conflicts
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return _Searched(b, STATUS[status], None, None, None, None, dtime, conflicts, interrupted, units, extra)
     obj_value, bound = solver.ObjectiveValue() * scale, solver.BestObjectiveBound() * scale
@@ -690,16 +690,18 @@ def _search(req: _Request, cs: CandidateSet, baselines: Mapping[str, Plan], dps:
         if status2 in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             solver = solver2
             extra.update(energy_status=STATUS[status2], energy_fj=solver2.ObjectiveValue() * b.terms.energy_scale)
-            dtime += solver2.DeterministicTime() if hasattr(solver2, "DeterministicTime") else 0.0
-            conflicts += solver2.NumConflicts()
+            dtime += solver2.deterministic_time
+            conflicts += solver2.num_conflicts
     dec = _decode(b, solver)
     offsets = _offsets(b, solver, graph, hw, dec)
     return _Searched(b, status_name, obj_value, bound, dec, offsets, dtime, conflicts, interrupted, units, extra)
 
 
 def _options(req: _Request, baselines: Mapping[str, Plan], dps: _DPStage, searched: _Searched | None) -> list[_Option]:
-    """The valid plans in hand, CP-SAT's first, then the warm start, greedy, layer-by-layer
-    (the order breaks ties). Plans made outside CP-SAT count only for the plain problem."""
+    """The valid plans in hand: the warm start, CP-SAT's, greedy, layer-by-layer. The order
+    breaks ties: when CP-SAT proves the warm start optimal, the warm start is returned, since
+    it does not depend on how the parallel search ran (the same plan bytes on every run).
+    Plans made outside CP-SAT count only for the plain problem."""
     graph, hw = req.graph, req.hw
     out: list[_Option] = []
     if searched is not None and searched.decisions is not None and searched.objective is not None:
@@ -711,8 +713,9 @@ def _options(req: _Request, baselines: Mapping[str, Plan], dps: _DPStage, search
     best = dps.best
     if best is not None:
         name, w = best
-        out.append(_Option(name, _objective_of(req, w.totals, layer),
-                           lambda: build_plan(graph, hw, w.decisions, w.offsets)))
+        warm = _Option(name, _objective_of(req, w.totals, layer), lambda: build_plan(graph, hw, w.decisions, w.offsets))
+        # the normalised mixes compare floating-point values computed two ways: CP-SAT's first
+        out.insert(0 if req.objective in ("energy", "latency") else len(out), warm)
     for name in ("greedy", "layer"):
         if name in baselines:
             plan = baselines[name]  # built already, with first-fit offsets
@@ -732,7 +735,7 @@ def _finish(req: _Request, cs: CandidateSet | None, baselines: Mapping[str, Plan
         what = "was interrupted" if searched.interrupted else f"found no plan within {req.config.time_limit_s:g} s"
         raise InfeasibleError(f"CP-SAT {what} (status UNKNOWN): raise time_limit_s in the solver config, "
                               "or use --strategy greedy")
-    best = min(options, key=lambda o: o.objective)  # the first of equals: CP-SAT's, then the warm start
+    best = min(options, key=lambda o: o.objective)  # the first of equals (see _options)
     bounds = []
     if objective == "energy" and dps.dp is not None:
         bounds.append(float(dps.dp.bound_fj))

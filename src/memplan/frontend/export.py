@@ -22,6 +22,8 @@ The same graph always serialises to the same bytes.
 from __future__ import annotations
 
 import os
+import tempfile
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -77,11 +79,24 @@ def to_onnx(graph: Graph, opset: int = 17) -> onnx.ModelProto:
 def save_onnx(graph: Graph, path: str | os.PathLike[str], opset: int = 17) -> None:
     """Write ``graph`` as an ONNX file (see :func:`to_onnx`)."""
     data = to_onnx(graph, opset).SerializeToString()
-    try:
-        with open(path, "wb") as f:
+    target = os.fspath(path)
+    tmp = None
+    try:  # a temporary file beside the target, renamed: never a half-written model
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", dir=os.path.dirname(target) or ".")
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
     except OSError as exc:
-        raise UsageError(f"cannot write {os.fspath(path)!r}: {exc.strerror or exc}") from None
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        raise UsageError(f"cannot write {target!r}: {exc.strerror or exc}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _pool_out_len(n: int, k: int, s: int, lo: int, hi: int, ceil_mode: bool) -> int:

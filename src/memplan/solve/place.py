@@ -17,8 +17,9 @@ from memplan.plan.alloc import Block, first_fit
 
 def place(blocks: Sequence[Block], capacity: int, time_limit_s: float = 10.0, workers: int = 2,
           deterministic: bool = False) -> dict[str, int] | None:
-    """Offsets within ``capacity`` for the blocks, or None. ``deterministic`` bounds
-    deterministic time instead of wall time, so the answer does not depend on the machine."""
+    """Offsets within ``capacity`` for the blocks, or None. The search is interleaved, so the
+    offsets found are the same on every run; ``deterministic`` bounds deterministic time
+    instead of wall time, so whether they are found does not depend on the machine either."""
     model = cp_model.CpModel()
     live = [b for b in blocks if b.size > 0]
     xs, ys, offs = [], [], {}
@@ -35,8 +36,10 @@ def place(blocks: Sequence[Block], capacity: int, time_limit_s: float = 10.0, wo
         model.add_hint(offs[b.name], min(hint[b.name], capacity - b.size))
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = workers
+    # interleaved: a search that finishes within its limit gives the same offsets on every run
+    solver.parameters.interleave_search = True
+    solver.parameters.catch_sigint_signal = False  # Ctrl-C raises KeyboardInterrupt as anywhere else
     if deterministic:
-        solver.parameters.interleave_search = True
         solver.parameters.max_deterministic_time = time_limit_s
     else:
         solver.parameters.max_time_in_seconds = time_limit_s

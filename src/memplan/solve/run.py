@@ -431,11 +431,8 @@ def _dp_stage(req: _Request, cs: CandidateSet, baselines: Mapping[str, Plan], cl
     if not config.warm_start:
         return _DPStage(dp, warm)
     with log.stage("warm_start", "warm start: DP path and placement"):
-        if "greedy" in baselines:
-            w = _warm_start(cs, graph, hw, baselines["greedy"].decisions, config.deterministic,
-                            min(PLACE_LIMIT_S, clock.left(reserve)))
-            if w is not None:
-                warm["greedy"] = w
+        # the DP path first: it is the better warm start, so it gets the time when time is short
+        dp_warm: dict[str, _Warm] = {}
         for slack in DP_SLACKS:
             if stop is not None and stop():
                 log.cut_short("dp_path")
@@ -444,8 +441,14 @@ def _dp_stage(req: _Request, cs: CandidateSet, baselines: Mapping[str, Plan], cl
             w = (_warm_start(cs, graph, hw, path.decisions, config.deterministic,
                              min(PLACE_LIMIT_S, clock.left(reserve))) if path is not None else None)
             if w is not None:
-                warm[f"dp{slack:g}"] = w
+                dp_warm[f"dp{slack:g}"] = w
                 break
+        if "greedy" in baselines and not (stop is not None and stop()):
+            w = _warm_start(cs, graph, hw, baselines["greedy"].decisions, config.deterministic,
+                            min(PLACE_LIMIT_S, clock.left(reserve)))
+            if w is not None:
+                warm["greedy"] = w  # first: it wins ties
+        warm.update(dp_warm)
     return _DPStage(dp, warm)
 
 

@@ -266,10 +266,11 @@ def _solver_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     objective, weights = args.objective, None
     if args.weights is not None:
         objective, weights = "custom", parse_weights(args.weights)
+        high = SOLVER_RANGES["balanced_energy"][1]  # only the ratio matters; CP-SAT needs bounded coefficients
         for key, value in weights.items():
-            if not math.isfinite(value):
-                raise UsageError(f"--weights {key}={value} is not a finite number: "
-                                 "write e.g. --weights energy=0.7,latency=0.3")
+            if not (math.isfinite(value) and value <= high):
+                raise UsageError(f"--weights {key}={value} must be a finite number from 0 to {high:,} (only "
+                                 "their ratio matters), e.g. --weights energy=0.7,latency=0.3")
     if (args.keep or args.reload) and args.strategy != "cpsat":
         raise UsageError(f"--keep and --reload apply to --strategy cpsat only; the {args.strategy} baseline decides "
                          "weight residency itself")

@@ -408,6 +408,7 @@ bad("args/verify-seed-2**70", lambda d, s: ["verify", str(s.toy), str(s.plan), "
 # ------------------------------------------------------------------ output paths
 bad("output/missing-directory", lambda d, s: solve(s, "-o", str(d / "no" / "such" / "out.json")))
 bad("output/onto-directory", lambda d, s: solve(s, "-o", str(d)))
+bad("output/trailing-slash", lambda d, s: solve(s, "-o", str(d / "plans") + "/"))
 bad("output/under-a-file", lambda d, s: solve(s, "-o", str(s.toy / "out.json")))
 bad("output/empty", lambda d, s: solve(s, "-o", ""))
 bad("output/name-too-long", lambda d, s: solve(s, "-o", str(d / ("p" * 300 + ".json"))))

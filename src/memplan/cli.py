@@ -184,8 +184,8 @@ def check_output(path: str | None, flag: str = "-o", protect: str | None = None,
     if not path.strip():
         raise UsageError(f"{flag} is empty: give the file to write, e.g. {flag} {example}")
     target = Path(path)
-    if target.is_dir():
-        raise UsageError(f"{flag} {path!r} is a folder: give a file name in it, "
+    if target.is_dir() or path.endswith(("/", os.sep)):
+        raise UsageError(f"{flag} {path!r} names a folder: give a file name in it, "
                          f"e.g. {flag} {os.path.join(path, example)!r}")
     if protect is not None and target.exists() and Path(protect).exists() and target.samefile(protect):
         raise UsageError(f"{flag} {path!r} is the input model itself: write the output to another file")

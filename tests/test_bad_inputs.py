@@ -329,6 +329,19 @@ def _external_missing(d: Path, s: Shared) -> list[str]:
     return ["inspect", write_model(d, model)]
 
 
+@case("model/external-data-negative-offset")
+def _external_offset(d: Path, s: Shared) -> list[str]:
+    model = tiny_model()
+    w = model.graph.initializer[0]
+    (d / "weights.bin").write_bytes(w.raw_data or np.full(36, 0.1, np.float32).tobytes())
+    w.data_location = TensorProto.EXTERNAL
+    w.ClearField("raw_data")
+    w.ClearField("float_data")
+    w.external_data.add(key="location", value="weights.bin")
+    w.external_data.add(key="offset", value="-8")
+    return ["inspect", write_model(d, model)]
+
+
 # ------------------------------------------------------------------ input shapes
 def dynamic(d: Path) -> str:
     return write_model(d, tiny_model(input_dims=["N", 2, "H", "W"]), "dyn.onnx")

@@ -73,6 +73,8 @@ def _load_external_data(model: onnx.ModelProto, folder: Path) -> None:
         try:
             offset = int(info.get("offset", 0))
             length = int(info["length"]) if "length" in info else None
+            if offset < 0 or (length is not None and length < 0):
+                raise ValueError
         except ValueError:
             raise ModelError(
                 f"tensor {name!r} has a malformed external-data offset or length; re-export the model"

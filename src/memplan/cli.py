@@ -87,8 +87,9 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and low <= value <= high):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a time limit: give seconds from {low:,} to {high:,}, e.g. 30")
+    if not (math.isfinite(value) and low < value <= high):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time limit: give a positive number of seconds up to "
+                                         f"{high:,}, e.g. 30")
     return value
 
 

@@ -285,9 +285,10 @@ class SolverConfig:
 
 #: the largest random seed: CP-SAT takes a 32-bit signed seed
 MAX_SEED = (1 << 31) - 1
-#: ranges of the numeric solver settings, (low, high) inclusive; time in seconds
+#: ranges of the numeric solver settings, (low, high) inclusive, except that the time limit
+#: (seconds) must be above 0: the solve command passes on what is left of it, however little
 SOLVER_RANGES: dict[str, tuple[float, float]] = {
-    "time_limit_s": (0.001, 1_000_000), "workers": (1, 256), "random_seed": (0, MAX_SEED),
+    "time_limit_s": (0, 1_000_000), "workers": (1, 256), "random_seed": (0, MAX_SEED),
     "max_fuse_depth": (1, 10_000), "balanced_energy": (0, 1_000_000), "balanced_latency": (0, 1_000_000),
 }
 
@@ -303,6 +304,8 @@ def check_solver_values(data: Any, source: str) -> None:
         kind = "an integer" if integral else "a finite number"
         if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)):
             raise ConfigError(f"{source}: {key} must be {kind}, got {value!r}")
+        if key == "time_limit_s" and not (math.isfinite(value) and low < value <= high):
+            raise ConfigError(f"{source}: {key} must be a positive number of seconds up to {high:,}, got {value!r}")
         if not (math.isfinite(value) and low <= value <= high):
             raise ConfigError(f"{source}: {key} must be {kind} from {low:,} to {high:,}, got {value!r}")
     if data.get("balanced_energy", 1) == 0 and data.get("balanced_latency", 1) == 0:

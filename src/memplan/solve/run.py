@@ -385,13 +385,16 @@ def _candidates(req: _Request, cache: _BudgetCache, clock: Deadline, log: _Ledge
 
 
 def _warm_start(cs: CandidateSet, graph: Graph, hw: HardwareProfile, decisions: Decisions,
-                deterministic: bool = False, place_limit_s: float = PLACE_LIMIT_S) -> _Warm | None:
+                deterministic: bool = False, place_limit_s: float = PLACE_LIMIT_S,
+                index: Mapping[tuple[int, int, object], int] | None = None) -> _Warm | None:
     """Express decisions (a baseline's or the DP's) over the candidates (a pruned one is
     replaced by the candidate that dominates it) and place them: first fit, else the
-    placement-only CP-SAT model. None when that fails or the decisions cannot be expressed."""
+    placement-only CP-SAT model. None when that fails or the decisions cannot be expressed.
+    ``index`` maps candidate keys to indexes (:func:`_index`; else looked up one by one)."""
     chosen = []
     for gd in decisions.groups:
-        idx = cs.index_of((gd.start, gd.stop, gd.tiling))
+        key = (gd.start, gd.stop, gd.tiling)
+        idx = cs.index_of(key) if index is None else index.get(key, cs.dominator.get(key))
         if idx is None:
             return None  # beyond max_fuse_depth
         chosen.append(idx)
@@ -414,6 +417,14 @@ def _warm_start(cs: CandidateSet, graph: Graph, hw: HardwareProfile, decisions: 
     return _Warm(tuple(chosen), dec, offsets, cost_totals(r, 0))
 
 
+def _index(cs: CandidateSet) -> dict[tuple[int, int, object], int]:
+    """Candidate key -> index (CandidateSet.index_of scans the candidates: slow on DenseNet)."""
+    out: dict[tuple[int, int, object], int] = {}
+    for i, c in enumerate(cs.candidates):
+        out.setdefault(c.key, i)  # the first, as index_of
+    return out
+
+
 def _dp_stage(req: _Request, cs: CandidateSet, baselines: Mapping[str, Plan], clock: Deadline, log: _Ledger,
               reserve: float) -> _DPStage:
     """The DP's lower bound, then the warm starts: greedy's plan and the DP's path (at the
@@ -433,19 +444,20 @@ def _dp_stage(req: _Request, cs: CandidateSet, baselines: Mapping[str, Plan], cl
     with log.stage("warm_start", "warm start: DP path and placement"):
         # the DP path first: it is the better warm start, so it gets the time when time is short
         dp_warm: dict[str, _Warm] = {}
+        index = _index(cs)
         for slack in DP_SLACKS:
             if stop is not None and stop():
                 log.cut_short("dp_path")
                 break
             path = boundary_dp.plan(slack, stop=stop)
             w = (_warm_start(cs, graph, hw, path.decisions, config.deterministic,
-                             min(PLACE_LIMIT_S, clock.left(reserve))) if path is not None else None)
+                             min(PLACE_LIMIT_S, clock.left(reserve)), index) if path is not None else None)
             if w is not None:
                 dp_warm[f"dp{slack:g}"] = w
                 break
         if "greedy" in baselines and not (stop is not None and stop()):
             w = _warm_start(cs, graph, hw, baselines["greedy"].decisions, config.deterministic,
-                            min(PLACE_LIMIT_S, clock.left(reserve)))
+                            min(PLACE_LIMIT_S, clock.left(reserve)), index)
             if w is not None:
                 warm["greedy"] = w  # first: it wins ties
         warm.update(dp_warm)

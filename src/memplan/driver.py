@@ -45,11 +45,14 @@ class SolveOutcome:
     floor: Floor
     baselines: dict[str, Plan]
     timings: Mapping[str, float] = field(default_factory=dict)
+    #: the longest fused group the greedy baseline was allowed (verify recomputes the baseline)
+    max_fuse_depth: int = SolverConfig.max_fuse_depth
 
     def to_json(self, model_sha256: str | None) -> dict[str, Any]:
         plan = self.plan
         meta = dict(plan.meta)
         meta["model_sha256"] = model_sha256
+        meta["settings"] = {"max_fuse_depth": self.max_fuse_depth}
         meta["floor"] = self.floor.to_json()
         meta["baselines"] = {name: p.totals.to_json() for name, p in self.baselines.items()}
         return plan_to_json(replace(plan, meta=meta), self.hw, [layer.id for layer in self.graph.layers])
@@ -66,7 +69,8 @@ def plan_graph(graph: Graph, hw: HardwareProfile, strategy: str = "cpsat", objec
     baselines: dict[str, Plan] = {}
     if strategy == "cpsat":  # computes the baselines too, within its time budget, and validates its plan
         result = solve_cpsat(graph, hw, objective, config, user, weights, progress)
-        return SolveOutcome(graph, hw, result.plan, floor(graph, hw), dict(result.baselines), result.timings)
+        return SolveOutcome(graph, hw, result.plan, floor(graph, hw), dict(result.baselines), result.timings,
+                            config.max_fuse_depth)
     if objective != "energy":
         raise UsageError(f"the {strategy} baseline has no objective to choose: use --strategy cpsat for --objective {objective}")
     cache = CostCache(graph, hw)
@@ -77,7 +81,8 @@ def plan_graph(graph: Graph, hw: HardwareProfile, strategy: str = "cpsat", objec
     baselines["greedy"] = greedy(graph, hw, config.max_fuse_depth, cache)
     plan = replace(baselines[strategy], meta={**baselines[strategy].meta, "objective": objective})
     validate_plan(plan, graph, hw)
-    return SolveOutcome(graph, hw, plan, floor(graph, hw), baselines, {"total": round(time.perf_counter() - t0, 3)})
+    return SolveOutcome(graph, hw, plan, floor(graph, hw), baselines, {"total": round(time.perf_counter() - t0, 3)},
+                        config.max_fuse_depth)
 
 
 def model_sha256(path: str | os.PathLike[str]) -> str:

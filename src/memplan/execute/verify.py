@@ -65,6 +65,9 @@ class Prepared:
     reference: Mapping[str, I8]
     seed: int
     times: Mapping[str, float]
+    #: memo of recomputed baseline totals, per (profile, greedy depth), for verifying many
+    #: plans of this graph
+    baselines: dict[Any, dict[str, Any]] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -219,14 +222,15 @@ def verify_document(graph: Graph, doc: Mapping[str, Any], sha256: str | None, se
     if graph.name != plan.graph_name:  # the same bytes under another file name
         graph = dataclasses.replace(graph, name=plan.graph_name)
     check_derived(data, plan, hw, [layer.id for layer in graph.layers])
-    check_plan(graph, plan, hw, data)
+    check_plan(graph, plan, hw, data, None if prepared is None else prepared.baselines)
     return verify_plan(graph, plan, hw, seed, prepared=prepared, static_checks=False)
 
 
-def check_plan(graph: Graph, plan: Plan, hw: HardwareProfile, claims: Mapping[str, Any] | None = None) -> None:
+def check_plan(graph: Graph, plan: Plan, hw: HardwareProfile, claims: Mapping[str, Any] | None = None,
+               memo: dict[Any, dict[str, Any]] | None = None) -> None:
     """Steps 2 to 5 of the module documentation, without executing: raise
     :class:`VerificationError` naming the first fault. ``claims``: the plan document, whose
-    floor and baselines are checked when given."""
+    floor and baselines are checked when given (``memo``: see :class:`Prepared`)."""
     from memplan.plan.validate import check_against_decisions, validate_plan
 
     try:
@@ -236,7 +240,7 @@ def check_plan(graph: Graph, plan: Plan, hw: HardwareProfile, claims: Mapping[st
         raise VerificationError(exc.message) from None
     _check_solver_record(plan)
     if claims is not None:
-        _check_summaries(graph, plan, hw, claims)
+        _check_summaries(graph, plan, hw, claims, {} if memo is None else memo)
 
 
 # ---------------------------------------------------------------------------- claims
@@ -284,8 +288,10 @@ def _check_solver_record(plan: Plan) -> None:
                                 "OPTIMAL exactly when its bound proves it")
 
 
-def _check_summaries(graph: Graph, plan: Plan, hw: HardwareProfile, doc: Mapping[str, Any]) -> None:
-    """The floor and the baseline summaries a plan carries equal memplan's own, recomputed."""
+def _check_summaries(graph: Graph, plan: Plan, hw: HardwareProfile, doc: Mapping[str, Any],
+                     memo: dict[Any, dict[str, Any]]) -> None:
+    """The floor and the baseline summaries a plan carries equal memplan's own, recomputed
+    (``memo``: baseline totals already recomputed for this graph, per profile and depth)."""
     from memplan.baselines import CostCache, floor, greedy, layer_by_layer
     from memplan.plan.serialize import json_path
 
@@ -298,18 +304,23 @@ def _check_summaries(graph: Graph, plan: Plan, hw: HardwareProfile, doc: Mapping
     differ(("floor",), doc["floor"], floor(graph, hw).to_json())
     claimed = doc["baselines"]
     expected = set() if hw.feature_maps_in_sram else {"layer", "greedy"}
+    # a solve whose time ran out before the greedy baseline says so in its record
+    expected -= set((plan.meta.get("solver") or {}).get("cut_short") or ())
     if set(claimed) != expected:
-        raise VerificationError(f"plan field baselines names {sorted(claimed)}, but this profile has the baselines "
-                                f"{sorted(expected)}")
-    if not claimed:
-        return
-    cache = CostCache(graph, hw)
-    recomputed = {"layer": layer_by_layer(graph, hw, cache)}
-    depth = (doc.get("settings") or {}).get("max_fuse_depth")
-    if depth is not None:
-        recomputed["greedy"] = greedy(graph, hw, depth, cache)
-    for name, base in recomputed.items():
-        differ(("baselines", name), claimed[name], base.totals.to_json())
+        raise VerificationError(f"plan field baselines names {sorted(claimed)}, but this plan's profile and solve "
+                                f"give the baselines {sorted(expected)}")
+    depth = doc["settings"]["max_fuse_depth"]
+    longest = max(g.stop - g.start for g in plan.decisions.groups)
+    if longest > depth:
+        raise VerificationError(f"plan field settings.max_fuse_depth is {depth}, but the plan fuses {longest} layers "
+                                "in one group")
+    key = (hw, depth)
+    if key not in memo:
+        cache = CostCache(graph, hw)
+        memo[key] = {"layer": layer_by_layer(graph, hw, cache).totals.to_json(),
+                     "greedy": greedy(graph, hw, depth, cache).totals.to_json()}
+    for name in sorted(claimed):
+        differ(("baselines", name), claimed[name], memo[key][name])
     strategy = plan.meta.get("strategy")
     if strategy in claimed and claimed[strategy] != plan.totals.to_json():
         raise VerificationError(f"plan field baselines.{strategy} differs from the totals of this {strategy} plan")

@@ -74,7 +74,7 @@ def resolve(graph: Graph, hw: HardwareProfile, decisions: Decisions) -> Resolved
     expected = 0
     cands = []
     for gd in decisions.groups:
-        if gd.start != expected or gd.stop <= gd.start:
+        if gd.start != expected or not gd.start < gd.stop <= len(graph.layers):
             raise PlanError(f"groups must cover layers 0..{len(graph.layers) - 1} in order; group [{gd.start}, {gd.stop}) breaks it")
         shape = group_shape(graph, gd.start, gd.stop)
         if shape is None:

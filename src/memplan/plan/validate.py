@@ -149,6 +149,11 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
             dma = n
         elif cmd.op is Op.LOAD_WEIGHTS:
             assert cmd.layer is not None and cmd.channels is not None and cmd.offset is not None
+            if cmd.layer not in graph.layer_index or graph.layer(cmd.layer).op not in WEIGHTED:
+                raise _fail(k, cmd, "loads weights of no weighted layer of the graph")
+            c_out = graph.out_channels(graph.layer(cmd.layer))
+            if not 0 <= cmd.channels[0] < cmd.channels[1] <= c_out:
+                raise _fail(k, cmd, f"channels {list(cmd.channels)} are not a slice of the layer's {c_out} output channels")
             wt = _weight_tags(st, cmd.layer, *cmd.channels)
             if _buffer_at(buffers, cmd.step, cmd.offset, cmd.offset + wt.size) is None:
                 raise _fail(k, cmd, f"weights [{cmd.offset}, {cmd.offset + wt.size}) are not inside a buffer live at step {cmd.step}")

@@ -110,6 +110,19 @@ def test_optimal_only_when_proven(resnet8: Graph) -> None:
     assert r.stats.plan_source == "dp0" and r.stats.objective == r.stats.extra["hint_energy_fj"]
 
 
+def test_interrupt_before_any_plan_is_a_keyboard_interrupt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memory objective has no fallback plan (baselines spill): Ctrl-C before CP-SAT's
+    first solution ends like a Ctrl-C anywhere else, not with a plan or a solver error."""
+
+    def interrupted_in_presolve(solver: cp_model.CpSolver, model: cp_model.CpModel, cb: object) -> tuple[int, bool]:
+        solver.parameters.stop_after_presolve = True
+        return solver.solve(model), True
+
+    monkeypatch.setattr(run, "_solve_interruptible", interrupted_in_presolve)
+    with pytest.raises(KeyboardInterrupt):
+        solve_cpsat(skip_block(), HW.with_sram(64 << 10), "memory", DET)
+
+
 class _InterruptOnFirstReport:
     """A progress listener that sends this process SIGINT the first time CP-SAT reports a
     solution or a bound from its own threads, i.e. during the search."""

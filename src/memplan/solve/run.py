@@ -26,7 +26,8 @@ the energy objective, the compulsory-traffic floor. ``gap = (objective - bound) 
 
 **Ctrl-C** during the search stops it (a SIGINT handler installed in the main thread for the
 search only, calling ``stop_search``); the best plan in hand is returned, marked
-``interrupted``. A Ctrl-C anywhere else raises KeyboardInterrupt as usual.
+``interrupted`` (with no plan in hand, as for the memory objective before CP-SAT's first
+solution, KeyboardInterrupt is raised). A Ctrl-C anywhere else raises KeyboardInterrupt.
 
 **Plan bytes (a decision, from measurements).** The solver record in the plan holds no
 wall-clock figure: timings go to :attr:`SolveResult.timings`. CP-SAT's deterministic time is
@@ -756,9 +757,10 @@ def _finish(req: _Request, cs: CandidateSet | None, baselines: Mapping[str, Plan
     if not options:
         if searched is None or searched.status != "UNKNOWN":
             raise InfeasibleError(_why_infeasible(graph, hw, objective))
-        what = "was interrupted" if searched.interrupted else f"found no plan within {req.config.time_limit_s:g} s"
-        raise InfeasibleError(f"CP-SAT {what} (status UNKNOWN): raise time_limit_s in the solver config, "
-                              "or use --strategy greedy")
+        if searched.interrupted:
+            raise KeyboardInterrupt  # Ctrl-C before any plan: as anywhere else outside the search
+        raise InfeasibleError(f"CP-SAT found no plan within {req.config.time_limit_s:g} s (status UNKNOWN): "
+                              "raise time_limit_s in the solver config, or use --strategy greedy")
     best = min(options, key=lambda o: o.objective)  # the first of equals (see _options)
     bounds = []
     if objective == "energy" and dps.dp is not None:

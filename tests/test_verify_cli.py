@@ -117,3 +117,18 @@ def test_malformed_and_missing_plan(solved: tuple[Path, Path], tmp_path: Path, c
     assert "misses the key 'commands'" in _error_line(capsys)
     assert main(["verify", str(model), str(tmp_path / "nope.json")]) != 0
     assert "does not exist" in _error_line(capsys)
+
+
+def test_verify_memory_follows_the_sram_used_not_the_sram_declared(tmp_path: Path) -> None:
+    """A 2 GiB profile under a plan that uses kilobytes: verify allocates what the buffers use
+    (it once took 10 GB for this case). Measured as the child's peak resident set size."""
+    model = MODELS / "resnet8_float.onnx"
+    plan = tmp_path / "plan.json"
+    assert main(["solve", str(model), "--strategy", "greedy", "--sram", "2GiB", "-o", str(plan)]) == 0
+    assert json.loads(plan.read_text())["sram_bytes"] == 2 << 30
+    probe = ("import resource, sys; from memplan.cli import main; code = main(['verify', sys.argv[1], sys.argv[2]]); "
+             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+    run = subprocess.run([sys.executable, "-c", probe, str(model), str(plan)], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    peak_kib = int(run.stdout.strip().splitlines()[-1])
+    assert peak_kib < 512 * 1024, f"verify of a 2 GiB-profile plan peaked at {peak_kib / 1024:.0f} MiB"

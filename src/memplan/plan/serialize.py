@@ -161,8 +161,10 @@ def _operand_from(d: dict[str, Any]) -> Operand:
 
 
 def plan_from_json(data: dict[str, Any]) -> tuple[Plan, HardwareProfile]:
-    """Parse a plan JSON document (already schema-checked or not: malformed input raises
-    PlanError)."""
+    """Parse a plan JSON document: it is checked against the schema first, so a malformed
+    document raises :class:`PlanError` naming the field, and the parser sees only the shapes
+    the schema allows."""
+    check_document(data)
     try:
         if data.get("schema_version") != SCHEMA_VERSION:
             raise PlanError(f"plan schema_version {data.get('schema_version')!r} is not {SCHEMA_VERSION}: re-run memplan solve")
@@ -199,7 +201,7 @@ def plan_from_json(data: dict[str, Any]) -> tuple[Plan, HardwareProfile]:
 
 
 def read_plan_document(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON object in a plan file, checked against the schema (see :func:`check_document`)."""
+    """The JSON object in a plan file (:func:`plan_from_json` checks it against the schema)."""
     where = str(path)
     try:
         text = Path(path).read_bytes()
@@ -215,7 +217,6 @@ def read_plan_document(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise PlanError(f"plan file {where!r} is not JSON ({str(exc).splitlines()[0]}): give the file memplan solve -o wrote") from None
     if not isinstance(data, dict):
         raise PlanError(f"plan file {where!r} is not a plan (expected a JSON object): give the file memplan solve -o wrote")
-    check_document(data)
     return data
 
 

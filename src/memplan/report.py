@@ -115,13 +115,15 @@ def solver_line(solver: Mapping[str, Any], timings: Mapping[str, float]) -> str:
     what = _SOURCES.get(source, f"the DP path ({source})" if source.startswith("dp") else source)
     proof = {"cpsat": ", proven by CP-SAT", "dp_bound": ", proven by the DP bound (no search)"}.get(solver.get("proof") or "", "")
     line = (f"{solver['status']}: objective {solver['objective']:,.0f} {solver['objective_units']}, "
-            f"bound {solver['bound']:,.0f}, gap {solver['gap']:.2%}; {what}{proof}; {solver['candidates']:,} candidates")
+            f"bound {solver['bound']:,.0f}, gap {solver['gap']:.2%}; {what}{proof}")
+    if solver.get("candidates"):
+        line += f"; {solver['candidates']:,} candidates"
     if solver.get("cut_short"):
         line += f"; cut short by the time limit: {', '.join(solver['cut_short'])}"
     if solver.get("interrupted"):
         line += "; search interrupted (Ctrl-C): best plan so far"
     if "total" in timings:
-        line += f"; {timings['total']:.1f} s"
+        line += f"; {timings['total']:.1f} s"  # the solve's (model load not included)
     return line
 
 

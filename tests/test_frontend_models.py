@@ -176,9 +176,11 @@ def test_unsupported_op_names_op_node_and_supported_set(tmp_path: Path) -> None:
     assert "Erf" in message and "'the_erf'" in message and "Conv" in message and "\n" not in message
 
 
-def test_dynamic_shape_needs_input_shapes() -> None:
-    with pytest.raises(ModelError, match=r"'input_1'.*--input-shape input_1=1x49x10x1"):
-        load_model(MODELS / "kws_dscnn_tf2onnx.onnx")
+def test_dynamic_batch_is_pinned_to_one_with_a_note() -> None:
+    graph = load_model(MODELS / "kws_dscnn_tf2onnx.onnx")
+    assert graph.tensors["input_1"].shape == (1, 1, 49, 10) and dict(graph.input_shapes) == {"input_1": (1, 49, 10, 1)}
+    assert graph.notes == ("input 'input_1' has a dynamic batch (unk__128x49x10x1); planning batch 1",)
+    assert graph_of("kws_dscnn_tf2onnx").notes == ()  # the batch was given
 
 
 def test_input_shapes_name_must_be_a_model_input() -> None:
@@ -278,8 +280,8 @@ def test_errors_are_one_line_memplan_errors(tmp_path: Path) -> None:
 def test_cli_prints_one_line_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str) -> None:
     if case == "missing":
         argv = ["inspect", str(tmp_path / "nope.onnx")]
-    elif case == "dynamic":
-        argv = ["inspect", str(MODELS / "kws_dscnn_tf2onnx.onnx")]
+    elif case == "dynamic":  # a dynamic height and width: only the batch is pinned without being given
+        argv = ["inspect", str(_tiny(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], x_shape=["N", 3, "H", "W"]))]
     else:
         cut = tmp_path / "cut.onnx"
         cut.write_bytes((MODELS / "cifar10_float.onnx").read_bytes()[:1000])
@@ -287,6 +289,8 @@ def test_cli_prints_one_line_and_fails(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(argv) != 0
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and captured.err.startswith("memplan: error:")
+    if case == "dynamic":
+        assert "give dims 2 and 3" in captured.err and "--input-shape x=1x3x224x224" in captured.err
 
 
 def test_cli_inspect_with_input_shape(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,6 +20,7 @@ from memplan.errors import MemplanError, ModelError, PlanError, UsageError
 
 if TYPE_CHECKING:
     from memplan.config import HardwareProfile
+    from memplan.ir.graph import Graph
 
 Command = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, Command] = {}
@@ -154,9 +155,17 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from memplan.ir.stats import graph_stats
 
     graph = load_model(args.model, shapes)
+    print_notes(graph)
     stats = graph_stats(graph)
     report.print_inspect(stats, as_json=args.json)
     return 0
+
+
+def print_notes(graph: "Graph") -> None:
+    """The import's notes (a dynamic batch pinned to 1), one ``memplan: note:`` line each on stderr."""
+    for note in graph.notes:
+        text = " ".join(note.split()).encode("utf-8", "backslashreplace").decode("utf-8")
+        print(f"memplan: note: {text}", file=sys.stderr)
 
 
 def load_hardware(args: argparse.Namespace) -> "HardwareProfile":
@@ -234,6 +243,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
 
     config, user, objective, weights = _solver_settings(args)
     graph = load_model(args.model, shapes)
+    print_notes(graph)
     if not config.deterministic:  # deterministic configs bound deterministic time: the machine must not matter
         spent = time.perf_counter() - t0
         config = replace(config, time_limit_s=max(config.time_limit_s - spent, 0.01 * config.time_limit_s))

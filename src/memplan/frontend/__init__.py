@@ -5,7 +5,8 @@
 1. read the file; external data is read only from files inside the model's folder
    (:mod:`~memplan.frontend.model_file`);
 2. pin dynamic input dimensions from ``input_shapes`` (given in the model's own layout, e.g.
-   ``{"input_1": (1, 49, 10, 1)}`` for an NHWC model) and run ONNX shape inference;
+   ``{"input_1": (1, 49, 10, 1)}`` for an NHWC model; a dynamic batch not given becomes 1, with
+   a note in ``Graph.notes``) and run ONNX shape inference;
 3. convert nodes into a draft graph, folding constants and absorbing layout ops
    (:mod:`~memplan.frontend.convert` and the ``ops_*`` modules);
 4. fold BatchNormalization / per-channel Mul-Add / Pad and fuse activations
@@ -18,9 +19,11 @@ the model path and says how to fix the problem.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -44,7 +47,7 @@ def load_model(path: str | os.PathLike[str], input_shapes: Mapping[str, tuple[in
     file = Path(path)
     try:
         model = read_model(file)
-        pin_input_shapes(model, input_shapes or {})
+        pinned, notes = pin_input_shapes(model, input_shapes or {})
         shapes, dtypes = infer_types(model)
         # folding constants may divide by zero and the like: no numpy warnings on stderr, the
         # weights that result are checked below
@@ -53,7 +56,7 @@ def load_model(path: str | os.PathLike[str], input_shapes: Mapping[str, tuple[in
             normalize(draft)
         graph = draft.freeze(file.stem)
         _check_finite_weights(graph)
-        return graph
+        return dataclasses.replace(graph, input_shapes=MappingProxyType(pinned), notes=tuple(notes))
     except MemplanError as exc:
         raise type(exc)(f"{file}: {exc.message}") from None
 

@@ -110,13 +110,31 @@ def _dims_text(tt: onnx.TypeProto.Tensor) -> str:
     return "x".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim)
 
 
-def pin_input_shapes(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]]) -> None:
+def _dynamic_hint(name: str, dims: list[onnx.TensorShapeProto.Dimension], shown: str) -> str:
+    """How to give a dynamic input shape: which dimensions are missing, and an example that
+    keeps the static ones, with batch 1 and 224 for each other dynamic dimension."""
+    if not dims:
+        return (f"model input {name!r} has an unknown shape; give it with --input-shape {name}=1x3x224x224 "
+                "(the full shape, in the model's own layout)")
+    missing = [i for i, d in enumerate(dims) if not _static(d) and (i > 0 or len(dims) == 1)]
+    example = "x".join(str(d.dim_value) if _static(d) else ("1" if i == 0 else "224") for i, d in enumerate(dims))
+    which = " and ".join(str(i) for i in missing)
+    return (f"model input {name!r} has a dynamic shape ({shown}); give dim{'s' if len(missing) > 1 else ''} "
+            f"{which} (from 0) with --input-shape, e.g. --input-shape {name}={example} (in the model's own layout)")
+
+
+def pin_input_shapes(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]]) -> tuple[
+        dict[str, tuple[int, ...]], list[str]]:
     """Write the user's shapes into the model's inputs; every input must end up static.
 
     Shapes are given in the model's own layout (an NHWC model input takes an NHWC shape). A
-    given shape may only fill dynamic dimensions: static ones must match."""
+    given shape may only fill dynamic dimensions: static ones must match. A dynamic leading
+    (batch) dimension that is not given is pinned to 1, as Vela and TFLite Micro do; any other
+    dynamic dimension must be given. Returns the pinned shape of every model input and one
+    note per batch pinned that way (the caller decides how to show them)."""
     inputs = model_inputs(model)
     names = [i.name for i in inputs]
+    notes: list[str] = []
     for name in input_shapes:
         if name not in names:
             raise ModelError(
@@ -147,13 +165,13 @@ def pin_input_shapes(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[in
                 tt.shape.dim.add().dim_value = g
             continue
         dims = list(tt.shape.dim) if tt.HasField("shape") else []
-        if not dims or not all(_static(d) for d in dims):
-            example = "x".join(str(d.dim_value) if _static(d) else "1" for d in dims) or "1x3x224x224"
-            shown = _dims_text(tt) if dims else "unknown"
-            raise ModelError(
-                f"model input {inp.name!r} has a dynamic shape ({shown}); give it with --input-shape "
-                f"{inp.name}={example} (in the model's own layout)"
-            )
+        shown = _dims_text(tt) if dims else "unknown"
+        if not dims or not all(_static(d) for d in dims[1:]) or (len(dims) == 1 and not _static(dims[0])):
+            raise ModelError(_dynamic_hint(inp.name, dims, shown))
+        if not _static(dims[0]):
+            dims[0].Clear()
+            dims[0].dim_value = 1
+            notes.append(f"input {inp.name!r} has a dynamic batch ({shown}); planning batch 1")
     for inp in inputs:
         numel = math.prod(int(d.dim_value) for d in inp.type.tensor_type.shape.dim)
         if numel > MAX_INPUT_ELEMENTS:
@@ -161,6 +179,8 @@ def pin_input_shapes(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[in
                 f"model input {inp.name!r} has shape {_dims_text(inp.type.tensor_type)}, {numel:,} elements, more than "
                 f"the {MAX_INPUT_ELEMENTS:,} memplan plans; use a smaller input shape"
             )
+    pinned = {inp.name: tuple(int(d.dim_value) for d in inp.type.tensor_type.shape.dim) for inp in inputs}
+    return pinned, notes
 
 
 def infer_types(model: onnx.ModelProto) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:

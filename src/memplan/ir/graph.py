@@ -88,7 +88,11 @@ class Graph:
     """A CNN as layers in one topological order.
 
     ``input_layouts`` records, per model input, the layout the caller supplies data in
-    (``NCHW`` or ``NHWC`` when a leading transpose was absorbed)."""
+    (``NCHW`` or ``NHWC`` when a leading transpose was absorbed). ``input_shapes`` are the
+    shapes the model's inputs were pinned to, in the model's own layout (what
+    ``--input-shape`` takes; a plan records them). ``notes`` are what the import wants the user
+    to know without it being an error (a dynamic batch pinned to 1); the frontend never prints
+    them, the command line does."""
 
     name: str
     layers: tuple[Layer, ...]
@@ -97,6 +101,8 @@ class Graph:
     outputs: tuple[str, ...]
     weights: Mapping[str, np.ndarray] = field(compare=False)
     input_layouts: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: MappingProxyType({}), compare=False)
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     # ------------------------------------------------------------------ derived indexes
     @cached_property
@@ -117,6 +123,15 @@ class Graph:
             for t in dict.fromkeys(layer.inputs):
                 out.setdefault(t, []).append(i)
         return MappingProxyType({k: tuple(v) for k, v in out.items()})
+
+    @property
+    def io_quant(self) -> Mapping[str, QuantParams]:
+        """Quantisation the model itself gives its inputs and outputs (a QDQ model, or the int8
+        interface of a tf2onnx ``--dequantize`` model whose Cast/Sub/Mul input chain and output
+        QuantizeLinear the frontend folded): tensor -> parameters. Int8 execution uses these
+        instead of calibrating those tensors."""
+        return MappingProxyType({t: q for t in (*self.inputs, *self.outputs)
+                                 if (q := self.tensors[t].quant) is not None})
 
     def layer(self, layer_id: str) -> Layer:
         return self.layers[self.layer_index[layer_id]]

@@ -52,6 +52,8 @@ class SolveOutcome:
         plan = self.plan
         meta = dict(plan.meta)
         meta["model_sha256"] = model_sha256
+        if self.graph.input_shapes:  # the shapes the model was loaded with: verify needs no --input-shape
+            meta["model_input_shapes"] = {k: list(v) for k, v in self.graph.input_shapes.items()}
         meta["settings"] = {"max_fuse_depth": self.max_fuse_depth}
         meta["floor"] = self.floor.to_json()
         meta["baselines"] = {name: p.totals.to_json() for name, p in self.baselines.items()}

@@ -43,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memplan.config import HardwareProfile
-from memplan.errors import PlanError, VerificationError
+from memplan.errors import PlanError, UsageError, VerificationError
 from memplan.execute.quantize import QuantizedGraph, calibration_inputs, quantize_graph
 from memplan.execute.reference import run_reference
 from memplan.execute.tiled import HOST, UNWRITTEN, Counts, TiledRun, describe_command, execute_plan
@@ -190,9 +190,25 @@ def verify(model: str | os.PathLike[str], plan_path: str | os.PathLike[str],
 
     start = time.perf_counter()
     doc = read_plan_document(plan_path)
-    graph = load_model(model, input_shapes)
+    shapes = dict(input_shapes or {})
+    # the plan records the input shapes it was made for: used when it is this model's plan and
+    # they are well formed (the schema check names anything else); given ones must agree
+    record = doc.get("model")
+    recorded = record.get("input_shapes") if isinstance(record, dict) else None
+    sha256 = None
+    if isinstance(recorded, dict) and all(isinstance(v, list) and v and all(type(d) is int and d > 0 for d in v)
+                                          for v in recorded.values()):
+        sha256 = model_sha256(model)
+        if record.get("sha256") == sha256:
+            for name, shape in shapes.items():
+                if name in recorded and tuple(shape) != tuple(recorded[name]):
+                    raise UsageError(f"--input-shape {name}={'x'.join(map(str, shape))} contradicts the plan, made "
+                                     f"for {name}={'x'.join(map(str, recorded[name]))}: omit --input-shape (the plan "
+                                     "records it)")
+            shapes = {**{k: tuple(v) for k, v in recorded.items()}, **shapes}
+    graph = load_model(model, shapes)
     loaded = time.perf_counter() - start
-    report = verify_document(graph, doc, model_sha256(model), seed)
+    report = verify_document(graph, doc, model_sha256(model) if sha256 is None else sha256, seed)
     return dataclasses.replace(report, wall_time_s=report.wall_time_s + loaded, times={"load": loaded, **report.times})
 
 

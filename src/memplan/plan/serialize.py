@@ -88,12 +88,21 @@ def _command(c: Command) -> dict[str, Any]:
     return d
 
 
+def _model_record(name: str, sha256: str | None, input_shapes: dict[str, list[int]] | None) -> dict[str, Any]:
+    """The plan's ``model`` field; ``input_shapes`` (the shapes the inputs were pinned to) only
+    when the plan was made from a model file."""
+    record: dict[str, Any] = {"name": name, "sha256": sha256}
+    if input_shapes is not None:
+        record["input_shapes"] = {k: list(v) for k, v in input_shapes.items()}
+    return record
+
+
 def plan_to_json(plan: Plan, hw: HardwareProfile, layer_ids: list[str]) -> dict[str, Any]:
     meta = dict(plan.meta)
     dec = plan.decisions
     return {
         "schema_version": SCHEMA_VERSION,
-        "model": {"name": plan.graph_name, "sha256": meta.pop("model_sha256", None)},
+        "model": _model_record(plan.graph_name, meta.pop("model_sha256", None), meta.pop("model_input_shapes", None)),
         "hardware": profile_to_json(hw),
         "objective": meta.pop("objective", None),
         "strategy": meta.pop("strategy", None),
@@ -193,6 +202,8 @@ def plan_from_json(data: dict[str, Any]) -> tuple[Plan, HardwareProfile]:
                         t["sram_peak"], t["sram_access"], t["energy_fj"], t["cycles"])
         meta = {k: data.get(k) for k in ("objective", "strategy", "solver")}
         meta["model_sha256"] = data["model"]["sha256"]
+        if "input_shapes" in data["model"]:
+            meta["model_input_shapes"] = {k: list(v) for k, v in data["model"]["input_shapes"].items()}
         plan = Plan(data["model"]["name"], data["sram_bytes"], data["elem_bytes"], data["bias_bytes"], decisions, buffers,
                     tuple(commands), totals, meta)
     except (KeyError, TypeError, ValueError) as exc:

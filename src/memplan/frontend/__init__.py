@@ -7,7 +7,9 @@
 2. pin dynamic input dimensions from ``input_shapes`` (given in the model's own layout, e.g.
    ``{"input_1": (1, 49, 10, 1)}`` for an NHWC model; a dynamic batch not given becomes 1, with
    a note in ``Graph.notes``) and run ONNX shape inference;
-3. convert nodes into a draft graph, folding constants and absorbing layout ops
+3. fold the Cast/Sub/Mul dequantisation of an int8 model input (tf2onnx ``--dequantize``) into
+   a DequantizeLinear (:func:`~memplan.frontend.ops_quant.fold_input_dequantize`), convert nodes
+   into a draft graph, folding constants and absorbing layout ops
    (:mod:`~memplan.frontend.convert` and the ``ops_*`` modules);
 4. fold BatchNormalization / per-channel Mul-Add / Pad and fuse activations
    (:mod:`~memplan.frontend.normalize`);
@@ -48,6 +50,7 @@ def load_model(path: str | os.PathLike[str], input_shapes: Mapping[str, tuple[in
     try:
         model = read_model(file)
         pinned, notes = pin_input_shapes(model, input_shapes or {})
+        ops_quant.fold_input_dequantize(model)
         shapes, dtypes = infer_types(model)
         # folding constants may divide by zero and the like: no numpy warnings on stderr, the
         # weights that result are checked below

@@ -318,13 +318,28 @@ def quant_params(scale: np.ndarray, zero_point: np.ndarray | None, dtype: str, a
     )
 
 
-def _broadcastable(param: np.ndarray, rank: int, axis: int) -> np.ndarray:
+def _broadcastable(param: np.ndarray, rank: int, axis: int | None) -> np.ndarray:
     """A per-axis parameter reshaped to broadcast along ``axis`` of a rank-``rank`` tensor."""
-    if param.ndim == 0 or param.size == 1:
+    if param.ndim == 0 or param.size == 1 or axis is None:
         return param.reshape(())
     shape = [1] * rank
     shape[axis] = param.size
     return param.reshape(shape)
+
+
+def param_axis(node: Node, scale: np.ndarray, x_shape: Sequence[int]) -> int | None:
+    """The axis a Quantize/DequantizeLinear applies its scale along: None for a per-tensor
+    (scalar or one-element) scale, whose ``axis`` attribute ONNX ignores; otherwise the
+    attribute (default 1), which must index a dimension of the scale's length."""
+    if np.ndim(scale) == 0 or np.size(scale) == 1:
+        return None
+    axis = normalize_axis(int(node.attr("axis", 1)), max(len(x_shape), 1))
+    if np.ndim(scale) != 1 or len(x_shape) == 0 or x_shape[axis] != np.size(scale):
+        raise NodeError(
+            f"the scale has shape {tuple(np.shape(scale))}, but per-axis quantisation along axis {axis} of a "
+            f"{tuple(x_shape)} tensor needs {x_shape[axis] if x_shape else 1} scales"
+        )
+    return axis
 
 
 def quant_dtype(node: Node, zero_point: np.ndarray | None) -> str:
@@ -347,10 +362,11 @@ def _dequantize(node: Node, inputs: list[Const | None], opset: int) -> list[Cons
     x = _arr(inputs[0], "x")
     scale = _arr(inputs[1], "x_scale")
     zp = inputs[2].array if len(inputs) > 2 and inputs[2] is not None else None
-    axis = normalize_axis(int(node.attr("axis", 1)), max(x.ndim, 1))
+    axis = param_axis(node, scale, x.shape)
     zp_b = _broadcastable(np.asarray(zp if zp is not None else 0, dtype=np.float64), x.ndim, axis)
+    # exact: (q - zp) in float64 holds every int8/uint8/int32 difference, one rounding to float32
     real = (x.astype(np.float64) - zp_b) * _broadcastable(scale.astype(np.float64), x.ndim, axis)
-    quant = quant_params(scale, zp, x.dtype.name, axis, max(x.ndim, 1))
+    quant = quant_params(scale, zp, x.dtype.name, 1 if axis is None else axis, max(x.ndim, 1))
     return [Const(real.astype(scale.dtype), x.dtype.name, quant)]
 
 
@@ -361,7 +377,7 @@ def _quantize(node: Node, inputs: list[Const | None], opset: int) -> list[Const]
     scale = _arr(inputs[1], "y_scale")
     zp = inputs[2].array if len(inputs) > 2 and inputs[2] is not None else None
     dtype = np.dtype(quant_dtype(node, zp))
-    axis = normalize_axis(int(node.attr("axis", 1)), max(x.ndim, 1))
+    axis = param_axis(node, scale, x.shape)
     zp_b = _broadcastable(np.asarray(zp if zp is not None else 0, dtype=np.float64), x.ndim, axis)
     q = np.rint(x.astype(np.float64) / _broadcastable(scale.astype(np.float64), x.ndim, axis)) + zp_b
     info = np.iinfo(dtype)

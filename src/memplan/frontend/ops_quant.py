@@ -7,6 +7,11 @@
   :mod:`memplan.frontend.constants`: the IR keeps the real values and the parameters.
 * QLinearConv and QLinearMatMul become CONV and FULLY_CONNECTED layers with dequantised weights
   and quantisation parameters on the input, weight, bias and output tensors.
+* The int8 interface of a tf2onnx ``--dequantize`` model, an int8/uint8 model input followed by
+  Cast to float, Sub of its zero point and Mul by its scale, is rewritten into one
+  DequantizeLinear before conversion (:func:`fold_input_dequantize`): the same reals in float32,
+  so the input is stored quantised with that scale and zero point. Its QuantizeLinear output
+  needs nothing special: the feature map before it takes the output's parameters.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import onnx
+from onnx import numpy_helper
 
 from memplan.frontend.common import Node, NodeError, handles
 from memplan.frontend.constants import check_block_size, quant_dtype, quant_params
@@ -128,3 +135,108 @@ def _qlinear_matmul(cv: Converter, node: Node) -> None:
     layer = fc_layer(cv, node, node.inputs[0], weight.T, ConstInfo(w_info.dtype, t_quant), None, None,
                      dtype=y_quant.dtype)
     cv.draft.tensors[layer.output].quant = y_quant
+
+
+# ---------------------------------------------------------------------------- model interface
+_QUANT_TYPES = {onnx.TensorProto.INT8: np.int8, onnx.TensorProto.UINT8: np.uint8}
+#: ops that only move elements: a per-tensor DequantizeLinear commutes with them
+_LAYOUT_OPS = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
+
+
+def _scalar_constants(graph: onnx.GraphProto) -> dict[str, float]:
+    """Initializers and Constant-node outputs of one element, as floats."""
+    out: dict[str, float] = {}
+    for t in graph.initializer:
+        if int(np.prod(t.dims)) == 1:
+            out[t.name] = float(numpy_helper.to_array(t).reshape(-1)[0])
+    for node in graph.node:
+        if node.op_type == "Constant" and len(node.output) == 1:
+            for attr in node.attribute:
+                if attr.name == "value" and attr.HasField("t") and int(np.prod(attr.t.dims)) == 1:
+                    out[node.output[0]] = float(numpy_helper.to_array(attr.t).reshape(-1)[0])
+                elif attr.name == "value_float":
+                    out[node.output[0]] = float(attr.f)
+    return out
+
+
+def fold_input_dequantize(model: onnx.ModelProto) -> dict[str, tuple[float, int, str]]:
+    """Rewrite ``x (int8/uint8) -> Cast(float32) [-> Sub(x, zp)] [-> Mul(x, scale)]`` at a model
+    input into ``DequantizeLinear(x, scale, zp)``, the same float32 values (``(q - zp) * scale``).
+
+    Only this exact chain is folded: a scalar constant zero point that is an integer of the
+    input's range, a positive finite scalar scale (either Mul operand), every intermediate value
+    read by the next node only and none a model output. The DequantizeLinear then moves below
+    the layout ops (the NHWC->NCHW Transpose) that follow, which it commutes with, so the
+    converter absorbs them into the model input as in a QDQ model. Returns input -> (scale,
+    zero point, dtype) of each folded input."""
+    graph = model.graph
+    initializers = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    nodes = []
+    for proto in graph.node:
+        copy = onnx.NodeProto()
+        copy.CopyFrom(proto)
+        nodes.append(copy)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    scalars = _scalar_constants(graph)
+    folded: dict[str, tuple[float, int, str]] = {}
+    gone: set[str] = set()
+
+    def single(name: str) -> onnx.NodeProto | None:
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 and name not in outputs else None
+
+    for inp in inputs:
+        elem = inp.type.tensor_type.elem_type if inp.type.HasField("tensor_type") else 0
+        if elem not in _QUANT_TYPES:
+            continue
+        cast = single(inp.name)
+        to = next((a.i for a in cast.attribute if a.name == "to"), None) if cast is not None else None
+        if cast is None or cast.op_type != "Cast" or to != onnx.TensorProto.FLOAT:
+            continue
+        chain, value, zp, scale = [cast], cast.output[0], 0.0, 1.0
+        nxt = single(value)
+        if nxt is not None and nxt.op_type == "Sub" and list(nxt.input[:1]) == [value] and nxt.input[1] in scalars:
+            zp = scalars[nxt.input[1]]
+            chain.append(nxt)
+            value = nxt.output[0]
+            nxt = single(value)
+        if nxt is not None and nxt.op_type == "Mul" and value in nxt.input[:2]:
+            other = nxt.input[1] if nxt.input[0] == value else nxt.input[0]
+            if other in scalars and other != value:
+                scale = scalars[other]
+                chain.append(nxt)
+                value = nxt.output[0]
+        info = np.iinfo(_QUANT_TYPES[elem])
+        if not (zp == int(zp) and info.min <= zp <= info.max and np.isfinite(scale) and scale > 0):
+            continue
+        dtype = np.dtype(_QUANT_TYPES[elem])
+        base = chain[0].name or f"{inp.name}_dequant"
+        scale_name, zp_name = f"{base}.memplan_scale", f"{base}.memplan_zero_point"
+        graph.initializer.append(numpy_helper.from_array(np.asarray(scale, dtype=np.float32), scale_name))
+        graph.initializer.append(numpy_helper.from_array(np.asarray(int(zp), dtype=dtype), zp_name))
+        position = next(i for i, n in enumerate(nodes) if n is chain[0])
+        nodes = [n for n in nodes if not any(n is c for c in chain)]
+        dq = onnx.helper.make_node("DequantizeLinear", [inp.name, scale_name, zp_name], [value], name=base)
+        nodes.insert(position, dq)
+        gone.update(n.output[0] for n in chain)
+        # a per-tensor dequantisation commutes with layout ops: move it below them
+        while (nxt := single(dq.output[0])) is not None and nxt.op_type in _LAYOUT_OPS \
+                and list(nxt.input).count(dq.output[0]) == 1 and nxt.input[0] == dq.output[0]:
+            gone.add(dq.output[0])
+            mid = f"{nxt.output[0]}.memplan_quantised"
+            nxt.input[0], dq.input[0], dq.output[0], nxt.output[0] = dq.input[0], mid, nxt.output[0], mid
+            nodes = [n for n in nodes if n is not dq]
+            nodes.insert(next(i for i, n in enumerate(nodes) if n is nxt) + 1, dq)
+        folded[inp.name] = (float(np.float32(scale)), int(zp), dtype.name)
+    if folded:
+        del graph.node[:]
+        graph.node.extend(nodes)
+        stale = [vi for vi in graph.value_info if vi.name in gone]
+        for vi in stale:
+            graph.value_info.remove(vi)
+    return folded

@@ -316,12 +316,17 @@ def _resize_case(draw: st.DrawFn) -> tuple[OpKind, Attrs, list[tuple[int, int, i
 @st.composite
 def _misc_case(draw: st.DrawFn) -> tuple[OpKind, Attrs, list[tuple[int, int, int, int]], int | None, Activation | None]:
     op = draw(st.sampled_from([OpKind.ADD, OpKind.CONCAT, OpKind.LRN, OpKind.SOFTMAX, OpKind.CHANNEL_SHUFFLE,
-                               OpKind.GLOBAL_AVG_POOL, OpKind.GLOBAL_MAX_POOL, OpKind.FULLY_CONNECTED]))
+                               OpKind.GLOBAL_AVG_POOL, OpKind.GLOBAL_MAX_POOL, OpKind.FULLY_CONNECTED,
+                               OpKind.SUB, OpKind.MUL, OpKind.MAX, OpKind.MIN]))
     h, w = draw(st.integers(1, 6)), draw(st.integers(1, 6))
     c = draw(st.integers(1, 7))
     n_in = draw(st.integers(2, 3))
     if op is OpKind.ADD:
         return op, NoAttrs(), [(1, c, h, w)] * n_in, None, draw(ACTS)
+    if op in (OpKind.SUB, OpKind.MUL, OpKind.MAX, OpKind.MIN):
+        # the second input may broadcast: a channel scale (1, C, 1, 1), a spatial gate (1, 1, H, W)
+        second = draw(st.sampled_from([(1, c, h, w), (1, c, 1, 1), (1, 1, h, w), (1, 1, 1, w)]))
+        return op, NoAttrs(), [(1, c, h, w), second], None, draw(ACTS)
     if op is OpKind.CONCAT:
         return op, NoAttrs(), [(1, draw(st.integers(1, 4)), h, w) for _ in range(n_in)], None, None
     if op is OpKind.LRN:

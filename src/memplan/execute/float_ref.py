@@ -15,6 +15,7 @@ IR gives none (LeakyRelu alpha 0.01, HardSigmoid alpha 0.2 beta 0.5).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import numpy as np
@@ -197,7 +198,15 @@ def layer_preactivation(graph: Graph, layer: Layer, xs: list[F64]) -> F64:
     elif op is OpKind.GLOBAL_MAX_POOL:
         y = x.max(axis=(2, 3), keepdims=True)
     elif op is OpKind.ADD:
-        y = np.add.reduce(xs)
+        y = functools.reduce(np.add, xs)
+    elif op is OpKind.SUB:
+        y = xs[0] - xs[1]
+    elif op is OpKind.MUL:
+        y = xs[0] * xs[1]
+    elif op is OpKind.MAX:
+        y = functools.reduce(np.maximum, xs)
+    elif op is OpKind.MIN:
+        y = functools.reduce(np.minimum, xs)
     elif op is OpKind.CONCAT:
         y = np.concatenate(xs, axis=1)
     elif op is OpKind.RESIZE:

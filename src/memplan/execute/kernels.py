@@ -27,6 +27,7 @@ where it is exact (see :mod:`memplan.execute.windows`) and round-trip to int64.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -52,11 +53,13 @@ from memplan.ir.ops import (
     ChannelShuffleAttrs,
     ConvAttrs,
     ConvTransposeAttrs,
+    ELEMENTWISE,
     LRNAttrs,
     OpKind,
     PoolAttrs,
     ResizeAttrs,
     Shape,
+    broadcast_span,
     ceil_div,
 )
 
@@ -232,8 +235,9 @@ def _accesses(ql: QLayer, out: Region) -> list[_Access | None]:
         return [_same_access(Region(out.c0, out.c1, 0, h, 0, w))]
     if op is OpKind.FULLY_CONNECTED:
         return [_same_access(Region(0, c_in, 0, h, 0, w))]
-    if op is OpKind.ADD:
-        return [_same_access(out) for _ in ql.layer.inputs]
+    if op in ELEMENTWISE:  # a broadcast axis reads its single cell
+        return [_same_access(_region(broadcast_span(s[1], out.c0, out.c1), broadcast_span(s[2], out.y0, out.y1),
+                                     broadcast_span(s[3], out.x0, out.x1))) for s in ql.in_shapes]
     if op is OpKind.CONCAT:
         accesses: list[_Access | None] = []
         offset = 0
@@ -413,27 +417,56 @@ def _fully_connected(ql: QLayer, windows: Windows, out: Region, accesses: Access
     return _finish_accumulator(ql, _add_bias(ql, _to_exact_int(acc)[:, :, None, None], out), slice(out.c0, out.c1))
 
 
+def _broadcast(ql: QLayer, q: I64, out: Region) -> I64:
+    """An elementwise result (broadcast inputs may leave size-1 axes) at the output region's shape."""
+    return np.broadcast_to(q, (q.shape[0], out.channels, out.rows, out.cols))
+
+
 def _add(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
+    """ADD and SUB (TFLite): each input minus its zero point, shifted left by 20, scaled by its
+    multiplier; the sum (SUB: first minus second) scaled to the stage domain."""
     raw = None
     for i, (window, rq) in enumerate(zip(windows, ql.input_requants)):
         assert window is not None and rq is not None
         shifted = (window.astype(np.int64) - ql.in_q[i].zero_point) << ADD_LEFT_SHIFT
         scaled = rq.apply(shifted)
-        raw = scaled if raw is None else raw + scaled
+        raw = scaled if raw is None else (raw - scaled if ql.op is OpKind.SUB else raw + scaled)
     assert raw is not None and ql.requant is not None
-    return _activate(ql, ql.requant.apply(np.clip(raw, INT32_MIN, INT32_MAX)) + ql.stage_q.zero_point)
+    stage = ql.requant.apply(np.clip(raw, INT32_MIN, INT32_MAX)) + ql.stage_q.zero_point
+    return _activate(ql, _broadcast(ql, stage, out))
+
+
+def _mul(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
+    """MUL (TFLite): the int32 product of the inputs minus their zero points, times
+    ``s1 * s2 / s_out`` with one fixed-point multiplier, plus the output zero point."""
+    a, b = (_centred(ql, windows, i) for i in (0, 1))
+    assert ql.requant is not None
+    return _activate(ql, _broadcast(ql, ql.requant.apply(a * b) + ql.stage_q.zero_point, out))
+
+
+def _extremum(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
+    """MAX and MIN: every input rescaled to the stage domain (as concat), then compared."""
+    reduce = np.maximum if ql.op is OpKind.MAX else np.minimum
+    parts = [_in_stage(ql, i, w) for i, w in enumerate(windows)]
+    return _activate(ql, _broadcast(ql, functools.reduce(reduce, parts), out))
+
+
+def _centred(ql: QLayer, windows: Windows, i: int) -> I64:
+    window = windows[i]
+    assert window is not None
+    return window.astype(np.int64) - ql.in_q[i].zero_point
+
+
+def _in_stage(ql: QLayer, i: int, window: I32 | None) -> I64:
+    """Input ``i``'s window in the stage domain (``input_requants[i]`` None: same parameters)."""
+    assert window is not None
+    q = window.astype(np.int64)
+    rq = ql.input_requants[i]
+    return q if rq is None else rq.apply(q - ql.in_q[i].zero_point) + ql.stage_q.zero_point
 
 
 def _concat(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
-    parts = []
-    for i, (window, rq) in enumerate(zip(windows, ql.input_requants)):
-        if window is None:
-            continue
-        q = window.astype(np.int64)
-        if rq is not None:
-            q = rq.apply(q - ql.in_q[i].zero_point) + ql.stage_q.zero_point
-        parts.append(q)
-    return _activate(ql, np.concatenate(parts, axis=1))
+    return _activate(ql, np.concatenate([_in_stage(ql, i, w) for i, w in enumerate(windows) if w is not None], axis=1))
 
 
 def _resize(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
@@ -498,6 +531,10 @@ _KERNELS: dict[OpKind, Callable[[QLayer, Windows, Region, Accesses], I8]] = {
     OpKind.GLOBAL_MAX_POOL: _global_max_pool,
     OpKind.FULLY_CONNECTED: _fully_connected,
     OpKind.ADD: _add,
+    OpKind.SUB: _add,
+    OpKind.MUL: _mul,
+    OpKind.MAX: _extremum,
+    OpKind.MIN: _extremum,
     OpKind.CONCAT: _concat,
     OpKind.RESIZE: _resize,
     OpKind.CHANNEL_SHUFFLE: _channel_shuffle,

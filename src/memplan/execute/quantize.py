@@ -482,11 +482,13 @@ def _quantize_layer(graph: Graph, layer: Layer, in_q: tuple[QParams, ...], out_q
             a.setflags(write=False)
         return make(weight=wq, weight_scale=w_scale, bias=bias,
                     requant=Requant.of(acc_scale / stage_q.scale))
-    if op is OpKind.ADD:
+    if op in (OpKind.ADD, OpKind.SUB):
         twice_max = 2.0 * max(q.scale for q in in_q)
         return make(input_requants=tuple(Requant.of(q.scale / twice_max) for q in in_q),
                     requant=Requant.of(twice_max / ((1 << ADD_LEFT_SHIFT) * stage_q.scale)))
-    if op is OpKind.CONCAT:
+    if op is OpKind.MUL:
+        return make(requant=Requant.of(in_q[0].scale * in_q[1].scale / stage_q.scale))
+    if op in (OpKind.CONCAT, OpKind.MAX, OpKind.MIN):
         rescales = tuple(None if q == stage_q else Requant.of(q.scale / stage_q.scale) for q in in_q)
         return make(input_requants=rescales)
     if op in INPUT_DOMAIN_OPS:

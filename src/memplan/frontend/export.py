@@ -11,7 +11,8 @@ same IR:
 * A fully connected layer is ``Flatten(axis=1)`` + ``Gemm(transB=1)``. Its ONNX output is the
   natural 2-D ``(N, K)`` (the IR's ``(N, K, 1, 1)``); softmax, add and concat of such tensors
   stay 2-D, and a 4-D view (``Reshape``) is inserted only for a consumer that needs one.
-* Add of two inputs is ``Add``, of more ``Sum``; concat is ``Concat(axis=1)``; resize is
+* Add of two inputs is ``Add``, of more ``Sum``; sub, mul, max and min are ``Sub``, ``Mul``,
+  ``Max``, ``Min`` (ONNX broadcasting is the IR's); concat is ``Concat(axis=1)``; resize is
   ``Resize`` with explicit output ``sizes``; softmax is ``Softmax(axis=1)``; a channel shuffle
   is ``Reshape-Transpose-Reshape`` when the permutation is a group shuffle, else ``Gather``.
 * A model input recorded as NHWC is exported NHWC followed by a ``Transpose`` to NCHW.
@@ -55,6 +56,9 @@ _ONNX_DTYPE: dict[str, int] = {
 
 #: ops that read a tensor held as 2-D (N, K) as it is; every other op needs the 4-D view
 _FLAT_OK = frozenset({OpKind.FULLY_CONNECTED, OpKind.SOFTMAX, OpKind.ADD, OpKind.CONCAT})
+
+#: ONNX operator of each elementwise IR op besides add (all broadcast like the IR)
+_ELEMENTWISE_ONNX = {OpKind.SUB: "Sub", OpKind.MUL: "Mul", OpKind.MAX: "Max", OpKind.MIN: "Min"}
 
 
 def to_onnx(graph: Graph, opset: int = 17) -> onnx.ModelProto:
@@ -253,6 +257,10 @@ class _Exporter:
             OpKind.GLOBAL_MAX_POOL: self._global_pool,
             OpKind.FULLY_CONNECTED: self._fully_connected,
             OpKind.ADD: self._add,
+            OpKind.SUB: self._elementwise,
+            OpKind.MUL: self._elementwise,
+            OpKind.MAX: self._elementwise,
+            OpKind.MIN: self._elementwise,
             OpKind.CONCAT: self._concat,
             OpKind.RESIZE: self._resize,
             OpKind.LRN: self._lrn,
@@ -322,6 +330,9 @@ class _Exporter:
 
     def _add(self, layer: Layer, ins: list[str], out: str) -> None:
         self._node("Add" if len(ins) == 2 else "Sum", ins, [out], layer.id)
+
+    def _elementwise(self, layer: Layer, ins: list[str], out: str) -> None:
+        self._node(_ELEMENTWISE_ONNX[layer.op], ins, [out], layer.id)
 
     def _concat(self, layer: Layer, ins: list[str], out: str) -> None:
         self._node("Concat", ins, [out], layer.id, axis=1)

@@ -1,7 +1,7 @@
 """Converters of elementwise operators, activations, layout ops and Pad.
 
 Per-channel arithmetic with a constant (BatchNormalization, Mul, Add, Sub, Div) becomes a draft
-AFFINE, an activation a draft ACT, a zero Pad a draft PAD: :mod:`memplan.frontend.normalize`
+AFFINE; arithmetic of feature maps (Add, Sum, Sub, Mul, Max, Min, broadcasting) an IR layer; an activation a draft ACT, a zero Pad a draft PAD: :mod:`memplan.frontend.normalize`
 folds them into neighbouring layers. Layout ops only create views.
 """
 
@@ -23,8 +23,8 @@ from memplan.frontend.common import (
 )
 from memplan.frontend.constants import Const
 from memplan.frontend.draft import AffineAttrs, PadAttrs, Pseudo
-from memplan.frontend.layout import per_channel, reshaped, same_view, transposed
-from memplan.ir.ops import Activation, ActKind, NoAttrs, OpKind
+from memplan.frontend.layout import Ref, per_channel, positions, reshaped, transposed
+from memplan.ir.ops import Activation, ActKind, NoAttrs, OpKind, Shape, infer_output_shape
 
 if TYPE_CHECKING:
     from memplan.frontend.convert import Converter
@@ -119,44 +119,78 @@ def affine(cv: Converter, node: Node, x: str, scale: np.ndarray | float, shift: 
     cv.emit(node, Pseudo.AFFINE, [ref.base], AffineAttrs(s, t), base_shape, like=ref)
 
 
-def _residual_add(cv: Converter, node: Node, names: list[str]) -> None:
+#: ONNX operators of two (Add, Sum, Max, Min: or more) feature maps and their IR op
+_FMAP_OPS = {"Add": OpKind.ADD, "Sum": OpKind.ADD, "Sub": OpKind.SUB, "Mul": OpKind.MUL, "Max": OpKind.MAX,
+             "Min": OpKind.MIN}
+
+
+def _broadcast_view(lead: Ref, lead_base: Shape, ref: Ref, base_shape: Shape, target: tuple[int, ...]) -> bool:
+    """Whether ``ref`` broadcast to ``target`` reads, for each element of ``lead``'s base, the
+    element of its own base that IR broadcasting (size-1 C, H, W of ``base_shape``) reads."""
+    if base_shape[0] != lead_base[0] or any(base_shape[a] not in (1, lead_base[a]) for a in (1, 2, 3)):
+        return False
+    src = positions(ref)
+    src = np.broadcast_to(src.reshape((1,) * (len(target) - src.ndim) + src.shape), target)
+    reads = np.empty(math.prod(lead_base), dtype=np.int64)
+    reads[positions(lead).reshape(-1)] = src.reshape(-1)
+    own = np.arange(math.prod(base_shape), dtype=np.int64).reshape(base_shape)
+    return bool(np.array_equal(reads, np.broadcast_to(own, lead_base).reshape(-1)))
+
+
+def _elementwise(cv: Converter, node: Node, op: OpKind, names: list[str]) -> None:
+    """An elementwise layer of feature maps. The inputs may be views (e.g. NHWC transposes)
+    as long as, seen from the base of an input of the full output shape, every input is its
+    own base broadcast over size-1 C, H or W (a squeeze-excite scale ``(N, C, 1, 1)``)."""
     views = [cv.view(n) for n in names]
-    first, first_base = views[0]
     if len(names) == 1:
-        cv.set_ref(node.outputs[0], first)
+        cv.set_ref(node.outputs[0], views[0][0])
         return
-    if all(same_view(r, first) and b == first_base for r, b in views):
-        cv.emit(node, OpKind.ADD, [r.base for r, _ in views], NoAttrs(), first_base, like=first)
+    try:
+        target = tuple(np.broadcast_shapes(*(r.shape for r, _ in views)))
+    except ValueError:
+        raise NodeError(f"input shapes {[r.shape for r, _ in views]} do not broadcast") from None
+    lead, lead_base = next(((r, b) for r, b in views if r.shape == target), views[0])
+    if lead.shape == target and all(_broadcast_view(lead, lead_base, r, b, target) for r, b in views):
+        cv.emit(node, op, [r.base for r, _ in views], NoAttrs(), lead_base, like=lead)
         return
-    maps = [cv.fmap(n) for n in names]
-    shapes = {s for _, s in maps}
-    if len(shapes) != 1:
-        raise NodeError(
-            f"adding feature maps of shapes {sorted(shapes)} needs broadcasting; memplan adds same-shape maps only"
-        )
-    cv.emit(node, OpKind.ADD, [b for b, _ in maps], NoAttrs(), maps[0][1])
+    maps = [cv.fmap(n) for n in names]  # plain NCHW maps (or channel shuffles of them)
+    try:
+        out = infer_output_shape(op, NoAttrs(), tuple(s for _, s in maps))
+    except ValueError as exc:
+        raise NodeError(f"{exc}; memplan broadcasts feature maps only over size-1 C, H or W") from None
+    cv.emit(node, op, [b for b, _ in maps], NoAttrs(), out)
 
 
-@handles("Add", "Sum", "Sub", "Mul", "Div")
+def _extremum_clip(cv: Converter, node: Node, x: str, c: np.ndarray) -> None:
+    """Max / Min of a feature map and a scalar constant: a Clip activation."""
+    if c.size != 1:
+        raise NodeError(f"{node.op} of a feature map and a non-scalar constant {c.shape} is not supported")
+    bound = float(c.reshape(-1)[0])
+    lo, hi = (bound, math.inf) if node.op == "Max" else (-math.inf, bound)
+    act = Activation(ActKind.RELU) if (lo, hi) == (0.0, math.inf) else Activation(ActKind.CLIP, (lo, hi))
+    _emit_activation(cv, node, x, act)
+
+
+@handles("Add", "Sum", "Sub", "Mul", "Div", "Max", "Min")
 def _arithmetic(cv: Converter, node: Node) -> None:
     names = [n for n in node.inputs if n]
     maps = [n for n in names if n not in cv.consts]
     if node.op == "Mul" and len(names) == 2 and _swish(cv, node, names):
         return
     if len(maps) == len(names):
-        if node.op in ("Add", "Sum"):
-            _residual_add(cv, node, names)
-            return
-        raise NodeError(
-            f"{node.op} of two feature maps cannot be expressed; memplan supports Add/Sum of feature maps, "
-            "and Mul/Add/Sub/Div of a feature map by a per-channel constant"
-        )
+        if node.op not in _FMAP_OPS:
+            raise NodeError(f"{node.op} of two feature maps is not supported; memplan supports Add, Sum, Sub, Mul, "
+                            "Max and Min of feature maps, and Div of a feature map by a per-channel constant")
+        _elementwise(cv, node, _FMAP_OPS[node.op], names)
+        return
     if len(names) != 2:
-        raise NodeError("Sum mixing constants and feature maps is not supported")
+        raise NodeError(f"{node.op} mixing constants and feature maps of more than two inputs is not supported")
     x = maps[0]
     c = cv.float_array(cv.consts[names[1] if names[0] == x else names[0]]).astype(np.float64)
     x_first = names[0] == x
-    if node.op in ("Add", "Sum"):
+    if node.op in ("Max", "Min"):
+        _extremum_clip(cv, node, x, c)
+    elif node.op in ("Add", "Sum"):
         affine(cv, node, x, 1.0, c)
     elif node.op == "Sub" and x_first:
         affine(cv, node, x, 1.0, -c)

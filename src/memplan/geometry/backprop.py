@@ -18,11 +18,13 @@ from memplan.ir.ops import (
     ChannelShuffleAttrs,
     ConvAttrs,
     ConvTransposeAttrs,
+    ELEMENTWISE,
     LRNAttrs,
     OpKind,
     PoolAttrs,
     ResizeAttrs,
     SPATIALLY_GLOBAL,
+    broadcast_span,
     macs_per_output_element,
 )
 
@@ -111,7 +113,9 @@ def input_spans(graph: Graph, layer: Layer, axis: int, lo: int, hi: int) -> tupl
     if op is OpKind.RESIZE:
         assert isinstance(a, ResizeAttrs)
         return (_resize_span(a, lo, hi, a.out_hw[k], n_in),)
-    if op in (OpKind.ADD, OpKind.CONCAT, OpKind.LRN, OpKind.SOFTMAX, OpKind.CHANNEL_SHUFFLE):
+    if op in ELEMENTWISE:
+        return tuple(broadcast_span(s[axis], lo, hi) for s in shapes)
+    if op in (OpKind.CONCAT, OpKind.LRN, OpKind.SOFTMAX, OpKind.CHANNEL_SHUFFLE):
         return tuple((lo, hi) for _ in layer.inputs)
     raise ValueError(f"no region rule for {op}")
 
@@ -145,7 +149,9 @@ def input_channel_spans(graph: Graph, layer: Layer, c0: int, c1: int) -> tuple[S
         assert isinstance(a, ChannelShuffleAttrs)
         src = a.perm[c0:c1]
         return ((min(src), max(src) + 1),)
-    # pools, global pools, add, resize: channel-wise
+    if op in ELEMENTWISE:
+        return tuple(broadcast_span(s[1], c0, c1) for s in shapes)
+    # pools, global pools, resize: channel-wise
     return tuple((c0, c1) for _ in layer.inputs)
 
 

@@ -167,6 +167,22 @@ class GraphBuilder:
     def add(self, *xs: str, activation: Activation | None = None, name: str | None = None) -> str:
         return self.add_layer(OpKind.ADD, tuple(xs), NoAttrs(), activation=activation, name=name)
 
+    def elementwise(self, op: OpKind, *xs: str, activation: Activation | None = None, name: str | None = None) -> str:
+        """Add, sub, mul, max or min of feature maps (broadcasting size-1 C, H or W)."""
+        return self.add_layer(op, tuple(xs), NoAttrs(), activation=activation, name=name)
+
+    def sub(self, a: str, b: str, activation: Activation | None = None, name: str | None = None) -> str:
+        return self.elementwise(OpKind.SUB, a, b, activation=activation, name=name)
+
+    def mul(self, a: str, b: str, activation: Activation | None = None, name: str | None = None) -> str:
+        return self.elementwise(OpKind.MUL, a, b, activation=activation, name=name)
+
+    def maximum(self, *xs: str, activation: Activation | None = None, name: str | None = None) -> str:
+        return self.elementwise(OpKind.MAX, *xs, activation=activation, name=name)
+
+    def minimum(self, *xs: str, activation: Activation | None = None, name: str | None = None) -> str:
+        return self.elementwise(OpKind.MIN, *xs, activation=activation, name=name)
+
     def concat(self, *xs: str, name: str | None = None) -> str:
         return self.add_layer(OpKind.CONCAT, tuple(xs), NoAttrs(), name=name)
 

@@ -9,6 +9,9 @@ Conventions
 * Feature maps are 4-D NCHW. A fully connected layer's output is ``(N, K, 1, 1)``; its input
   may be any ``(N, C, H, W)`` and is flattened in C, H, W order.
 * Padding is ``(top, left, bottom, right)``.
+* Elementwise ops of feature maps (add, sub, mul, max, min: :data:`ELEMENTWISE`) broadcast
+  like numpy over axes of size 1: a squeeze-excite scale ``(N, C, 1, 1)`` or a spatial gate
+  ``(N, 1, H, W)`` against ``(N, C, H, W)``. The batch is never broadcast.
 * MACs count multiply-accumulates of Conv, ConvTranspose and fully connected layers (a folded
   per-channel scale is a depthwise 1x1 Conv and counts one MAC per element). Pooling, add,
   concat, resize, LRN, softmax and activations count zero MACs: this is the convention behind
@@ -40,6 +43,10 @@ class OpKind(str, enum.Enum):
     LRN = "lrn"
     SOFTMAX = "softmax"
     CHANNEL_SHUFFLE = "channel_shuffle"
+    SUB = "sub"
+    MUL = "mul"
+    MAX = "max"
+    MIN = "min"
 
 
 class ActKind(str, enum.Enum):
@@ -157,12 +164,22 @@ ATTRS_OF: dict[OpKind, type] = {
     OpKind.LRN: LRNAttrs,
     OpKind.SOFTMAX: NoAttrs,
     OpKind.CHANNEL_SHUFFLE: ChannelShuffleAttrs,
+    OpKind.SUB: NoAttrs,
+    OpKind.MUL: NoAttrs,
+    OpKind.MAX: NoAttrs,
+    OpKind.MIN: NoAttrs,
 }
 
 #: ops whose output at a pixel depends on the whole input plane: they cannot be row/col tiled
 SPATIALLY_GLOBAL = frozenset(
     {OpKind.GLOBAL_AVG_POOL, OpKind.GLOBAL_MAX_POOL, OpKind.FULLY_CONNECTED}
 )
+#: elementwise ops of feature maps, broadcasting over size-1 axes (see :func:`broadcast_shape`)
+ELEMENTWISE = frozenset({OpKind.ADD, OpKind.SUB, OpKind.MUL, OpKind.MAX, OpKind.MIN})
+#: how many inputs each elementwise op takes (None: two or more)
+ELEMENTWISE_ARITY: dict[OpKind, int | None] = {
+    OpKind.ADD: None, OpKind.SUB: 2, OpKind.MUL: 2, OpKind.MAX: None, OpKind.MIN: None,
+}
 #: ops that carry a weight tensor
 WEIGHTED = frozenset({OpKind.CONV, OpKind.CONV_TRANSPOSE, OpKind.FULLY_CONNECTED})
 
@@ -189,6 +206,22 @@ def weight_shape(op: OpKind, attrs: Attrs, in_shape: Shape, out_channels: int) -
     if op is OpKind.FULLY_CONNECTED:
         return (out_channels, c_in * in_shape[2] * in_shape[3])
     return None
+
+
+def broadcast_shape(in_shapes: tuple[Shape, ...]) -> Shape:
+    """Numpy broadcast of feature-map shapes: along C, H and W every input has the output's
+    length or 1; the batch must agree."""
+    out = tuple(max(s[axis] for s in in_shapes) for axis in range(4))
+    for s in in_shapes:
+        if s[0] != out[0] or any(s[a] not in (1, out[a]) for a in (1, 2, 3)):
+            raise ValueError(f"shapes {in_shapes} do not broadcast (C, H, W of length 1 or equal; same batch)")
+    return out  # type: ignore[return-value]
+
+
+def broadcast_span(n_in: int, lo: int, hi: int) -> tuple[int, int]:
+    """The span of an elementwise input of length ``n_in`` along one axis that outputs
+    [lo, hi) read: the same span, or the single cell of a broadcast (length-1) axis."""
+    return (0, 1) if n_in == 1 and hi > lo else (lo, hi)
 
 
 def infer_output_shape(
@@ -228,10 +261,11 @@ def infer_output_shape(
     if op is OpKind.FULLY_CONNECTED:
         assert isinstance(attrs, FullyConnectedAttrs)
         return (n, attrs.out_features, 1, 1)
-    if op is OpKind.ADD:
-        if any(s != in_shapes[0] for s in in_shapes):
-            raise ValueError(f"add inputs differ in shape: {in_shapes}")
-        return in_shapes[0]
+    if op in ELEMENTWISE:
+        arity = ELEMENTWISE_ARITY[op]
+        if len(in_shapes) < 2 or (arity is not None and len(in_shapes) != arity):
+            raise ValueError(f"{op.value} takes {arity or 'two or more'} inputs, got {len(in_shapes)}")
+        return broadcast_shape(in_shapes)
     if op is OpKind.CONCAT:
         if any(s[0] != n or s[2:] != (h, w) for s in in_shapes):
             raise ValueError(f"concat inputs differ in N, H or W: {in_shapes}")

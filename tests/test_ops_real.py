@@ -1,0 +1,234 @@
+"""Operators of real detection / segmentation / OCR / pose models: elementwise ops of feature
+maps with broadcasting, ...
+
+Each operator gets hand-computed goldens (shape rule, region back-propagation, float value,
+int8 value against the TFLite-Micro formula) and a graph planned by every planner with a
+small SRAM (so groups fuse and tile) and verified bit-exactly."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from memplan.baselines import greedy, layer_by_layer
+from memplan.config import HardwareProfile, SolverConfig, load_profile
+from memplan.execute import prepare, verify_plan
+from memplan.execute.float_ref import run_float
+from memplan.frontend import load_model
+from memplan.frontend.export import save_onnx
+from memplan.geometry.backprop import input_regions
+from memplan.geometry.region import Region
+from memplan.ir.builder import GraphBuilder
+from memplan.ir.graph import Graph
+from memplan.ir.ops import Activation, ActKind, NoAttrs, OpKind, infer_output_shape
+from memplan.plan.model import Op, Plan
+from memplan.solve import solve_cpsat
+from test_kernels import _full, _single
+
+I8 = np.int8
+NPU = load_profile("generic-npu")
+CPSAT = SolverConfig(time_limit_s=5, deterministic=True, max_fuse_depth=6)
+SIGMOID = Activation(ActKind.SIGMOID)
+
+
+def _cpsat(g: Graph, hw: HardwareProfile) -> Plan:
+    return solve_cpsat(g, hw, "energy", CPSAT).plan
+
+
+PLANNERS: dict[str, Callable[[Graph, HardwareProfile], Plan]] = {
+    "layer": layer_by_layer, "greedy": greedy, "cpsat": _cpsat}
+
+
+def _verify_everywhere(g: Graph, srams: tuple[int, ...], fused: set[str]) -> None:
+    """Every planner's plan verifies bit-exactly; some plan computes each layer of ``fused`` in
+    a tiled group of several layers."""
+    prepared = prepare(g)
+    seen: set[str] = set()
+    for sram in srams:
+        hw = NPU.with_sram(sram)
+        for planner in PLANNERS.values():
+            plan = planner(g, hw)
+            report = verify_plan(g, plan, hw, prepared=prepared)
+            assert report.passed and report.bit_exact and report.counts_match, report.failure
+            for k, gd in enumerate(plan.decisions.groups):
+                tiles = {c.tile for c in plan.commands if c.op is Op.COMPUTE and c.group == k}
+                assert {c.layer for c in plan.commands if c.op is Op.COMPUTE and c.group == k} == {
+                    g.layers[i].id for i in range(gd.start, gd.stop)}
+                if gd.stop - gd.start > 1 and len(tiles) > 1:
+                    seen |= {g.layers[i].id for i in range(gd.start, gd.stop)}
+    assert fused <= seen, f"never fused and tiled: {sorted(fused - seen)}"
+
+
+def _inputs(g: Graph, **arrays: list[float]) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v, dtype=np.float64).reshape(g.shape(k)) for k, v in arrays.items()}
+
+
+# ---------------------------------------------------------------------------- elementwise
+def test_elementwise_shape_rule_broadcasts_size_one_axes() -> None:
+    full, se, gate = (1, 4, 6, 5), (1, 4, 1, 1), (1, 1, 6, 5)
+    for op in (OpKind.ADD, OpKind.SUB, OpKind.MUL, OpKind.MAX, OpKind.MIN):
+        assert infer_output_shape(op, NoAttrs(), (full, se)) == full
+        assert infer_output_shape(op, NoAttrs(), (gate, full)) == full
+        assert infer_output_shape(op, NoAttrs(), (se, gate)) == full  # both broadcast
+        with pytest.raises(ValueError, match="broadcast"):
+            infer_output_shape(op, NoAttrs(), (full, (1, 2, 6, 5)))
+        with pytest.raises(ValueError, match="broadcast"):
+            infer_output_shape(op, NoAttrs(), (full, (2, 4, 6, 5)))  # never the batch
+    with pytest.raises(ValueError, match="takes 2 inputs"):
+        infer_output_shape(OpKind.MUL, NoAttrs(), (full, full, full))
+    assert infer_output_shape(OpKind.MAX, NoAttrs(), (full, full, se)) == full
+
+
+def test_elementwise_backprop_reads_the_single_cell_of_broadcast_axes() -> None:
+    b = GraphBuilder("bp")
+    x, s, m = b.input((1, 4, 6, 6), "x"), b.input((1, 4, 1, 1), "s"), b.input((1, 1, 6, 6), "m")
+    y = b.mul(x, s)
+    z = b.sub(y, m)
+    g = b.build(z)
+    out = Region(1, 3, 2, 4, 0, 5)
+    assert input_regions(g, g.layers[0], out) == (out, Region(1, 3, 0, 1, 0, 1))
+    assert input_regions(g, g.layers[1], out) == (out, Region(0, 1, 2, 4, 0, 5))
+
+
+def test_elementwise_float_values() -> None:
+    b = GraphBuilder("f")
+    x, s, m = b.input((1, 2, 1, 2), "x"), b.input((1, 2, 1, 1), "s"), b.input((1, 1, 1, 2), "m")
+    outs = [b.mul(x, s), b.sub(x, m), b.maximum(x, m), b.minimum(x, s), b.add(x, s)]
+    g = b.build(tuple(outs))
+    v = run_float(g, _inputs(g, x=[1, -2, 3, 4], s=[10, -1], m=[2, 0]))
+    assert v[outs[0]].reshape(-1).tolist() == [10, -20, -3, -4]
+    assert v[outs[1]].reshape(-1).tolist() == [-1, -2, 1, 4]
+    assert v[outs[2]].reshape(-1).tolist() == [2, 0, 3, 4]
+    assert v[outs[3]].reshape(-1).tolist() == [1, -2, -1, -1]
+    assert v[outs[4]].reshape(-1).tolist() == [11, 8, 2, 3]
+
+
+def test_mul_int8_is_tflite_mul() -> None:
+    # a: scale 0.5 zp 3, b: scale 0.25 zp -2, out: scale 0.1 zp 1 -> M = 0.125 / 0.1 = 1.25
+    # (Q31 2**30 * 1.25 = 1342177280 with shift 1)
+    ql = _single(OpKind.MUL, NoAttrs(), [(1, 1, 1, 5)] * 2, params=[(0.5, 3), (0.25, -2), (0.1, 1)])
+    a = np.array([7, 3, 0, 127, 0], I8).reshape(1, 1, 1, 5)
+    b = np.array([5, 10, 4, 127, 0], I8).reshape(1, 1, 1, 5)
+    # products of (a - 3)(b + 2): 28, 0, -18, 15996, -6; times 1.25: 35, 0, -22.5, 19995, -7.5
+    # SRDHM rounds a positive tie up and a negative tie towards zero: -22.5 -> -22, -7.5 -> -7
+    assert _full(ql, a, b).reshape(-1).tolist() == [36, 1, -21, 127, -6]
+
+
+def test_mul_broadcasts_a_channel_scale_in_int8() -> None:
+    ql = _single(OpKind.MUL, NoAttrs(), [(1, 2, 2, 2), (1, 2, 1, 1)], params=[(1.0, 0), (1.0, 0), (1.0, 0)])
+    x = np.arange(1, 9, dtype=I8).reshape(1, 2, 2, 2)
+    s = np.array([2, -3], I8).reshape(1, 2, 1, 1)
+    assert _full(ql, x, s).reshape(-1).tolist() == [2, 4, 6, 8, -15, -18, -21, -24]
+
+
+def test_sub_int8_is_tflite_sub() -> None:
+    # as the add golden, with the second input subtracted:
+    # reals 1.5-1.5 = 0 -> -5; 0.5-0.25 = 0.25 -> 0 -> -5; -0.5-0 -> -1 (away from 0) -> -6; 63.5+34.5 = 98 -> 93
+    ql = _single(OpKind.SUB, NoAttrs(), [(1, 1, 1, 4)] * 2, params=[(0.5, 0), (0.25, 10), (1.0, -5)])
+    a = np.array([3, 1, -1, 127], I8).reshape(1, 1, 1, 4)
+    b = np.array([16, 11, 10, -128], I8).reshape(1, 1, 1, 4)
+    assert _full(ql, a, b).reshape(-1).tolist() == [-5, -5, -6, 93]
+
+
+def test_max_min_rescale_inputs_to_the_output_parameters() -> None:
+    params = [(0.5, 0), (1.0, 0), (1.0, 0)]
+    a = np.array([4, -3, 10], I8).reshape(1, 1, 1, 3)
+    b = np.array([1, -2, 7], I8).reshape(1, 1, 1, 3)
+    # a * 0.5 through SRDHM: 2, -1.5 -> -1, 5
+    for op, want in ((OpKind.MAX, [2, -1, 7]), (OpKind.MIN, [1, -2, 5])):
+        ql = _single(op, NoAttrs(), [(1, 1, 1, 3)] * 2, params=params)
+        assert ql.input_requants[1] is None
+        assert _full(ql, a, b).reshape(-1).tolist() == want
+
+
+def squeeze_excite() -> Graph:
+    """A MobileNetV3 / EfficientNet block: squeeze-excite channel scale, a spatial gate, and
+    sub / max / min of feature maps."""
+    b = GraphBuilder("se", seed=5)
+    x = b.input((1, 6, 16, 16))
+    x = b.conv(x, 16, 3, name="stem")
+    s = b.conv(b.conv(b.global_avg_pool(x), 4, 1), 16, 1, activation=SIGMOID)
+    x = b.mul(x, s, name="se_scale")
+    gate = b.conv(x, 1, 3, activation=SIGMOID)
+    y = b.mul(b.conv(x, 16, 3, name="body"), gate, name="spatial_gate")
+    z = b.sub(y, b.conv(x, 16, 1), name="diff")
+    z = b.maximum(z, x, activation=Activation(ActKind.RELU), name="max")
+    z = b.minimum(b.conv(z, 16, 3), z, name="min")
+    return b.build(z)
+
+
+def test_elementwise_graph_plans_fuse_tile_and_verify() -> None:
+    _verify_everywhere(squeeze_excite(), (8 * 1024, 32 * 1024), {"se_scale", "spatial_gate", "diff", "max", "min"})
+
+
+# ---------------------------------------------------------------------------- ONNX round trip
+def _ort_matches(g: Graph, path: Path) -> Graph:
+    """Export ``g``, check onnxruntime computes what the float reference does, reimport."""
+    ort = pytest.importorskip("onnxruntime")
+    save_onnx(g, path)
+    rng = np.random.default_rng(0)
+    feeds = {name: rng.standard_normal(g.shape(name)).astype(np.float32) for name in g.inputs}
+    got = ort.InferenceSession(str(path)).run(None, feeds)
+    want = run_float(g, feeds)
+    for name, value in zip(g.outputs, got, strict=True):
+        np.testing.assert_allclose(value.reshape(want[name].shape), want[name], rtol=1e-4, atol=1e-4)
+    return load_model(path)
+
+
+def test_elementwise_ops_round_trip_through_onnx(tmp_path: Path) -> None:
+    g = squeeze_excite()
+    back = _ort_matches(g, tmp_path / "se.onnx")
+    assert [layer.op for layer in back.layers] == [layer.op for layer in g.layers]
+
+
+def _onnx_model(nodes: list[onnx.NodeProto], inits: dict[str, np.ndarray], shape: tuple[int, ...],
+                out_shape: tuple[int, ...], opset: int = 13) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape))],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _import_and_compare(model: onnx.ModelProto, path: Path) -> Graph:
+    ort = pytest.importorskip("onnxruntime")
+    onnx.save(model, path)
+    g = load_model(path)
+    x = np.random.default_rng(1).standard_normal(g.shape("x")).astype(np.float32)
+    (want,) = ort.InferenceSession(str(path)).run(None, {"x": x})
+    got = run_float(g, {"x": x})[g.outputs[0]]
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-5)
+    return g
+
+
+def test_squeeze_excite_mul_of_nhwc_views_imports(tmp_path: Path) -> None:
+    """tflite2onnx's SE: ``Transpose(x) * Reshape(sigmoid(conv(gap)), (1, 1, 1, C))`` in NHWC,
+    transposed back; and Max / Min with a scalar constant become a Clip."""
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    w2 = rng.standard_normal((4, 4, 1, 1)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Transpose", ["c"], ["c_nhwc"], perm=[0, 2, 3, 1]),
+        helper.make_node("GlobalAveragePool", ["c"], ["gap"]),
+        helper.make_node("Conv", ["gap", "w2"], ["s0"]),
+        helper.make_node("Sigmoid", ["s0"], ["s1"]),
+        helper.make_node("Reshape", ["s1", "shape"], ["s_nhwc"]),
+        helper.make_node("Mul", ["c_nhwc", "s_nhwc"], ["m_nhwc"]),
+        helper.make_node("Transpose", ["m_nhwc"], ["m"], perm=[0, 3, 1, 2]),
+        helper.make_node("Max", ["m", "zero"], ["r"]),
+        helper.make_node("Min", ["r", "six"], ["y"]),
+    ]
+    inits = {"w1": w1, "w2": w2, "shape": np.array([1, 1, 1, 4], np.int64), "zero": np.float32(0.0),
+             "six": np.float32(0.5)}
+    g = _import_and_compare(_onnx_model(nodes, inits, (1, 3, 6, 6), (1, 4, 6, 6)), tmp_path / "se.onnx")
+    mul = next(layer for layer in g.layers if layer.op is OpKind.MUL)
+    assert [g.shape(t) for t in mul.inputs] == [(1, 4, 6, 6), (1, 4, 1, 1)]
+    assert mul.activation == Activation(ActKind.RELU)  # Max(m, 0); Min(r, 0.5) is a second activation
+    assert g.layers[-1].activation == Activation(ActKind.CLIP, (-math.inf, 0.5))

@@ -11,6 +11,7 @@ import threading
 import pytest
 from ortools.sat.python import cp_model
 
+from memplan.baselines import greedy, layer_by_layer
 from memplan.config import SolverConfig, load_profile
 from memplan.ir.builder import GraphBuilder
 from memplan.ir.graph import Graph
@@ -59,13 +60,30 @@ def test_tiny_limit_still_returns_a_valid_plan(resnet8: Graph, limit: float) -> 
     hw = HW.with_sram(8 << 10)
     r = solve_cpsat(resnet8, hw, "energy", SolverConfig(time_limit_s=limit))
     _check_consistent(r, resnet8, hw)
-    assert r.stats.plan_source in ("layer", "greedy", "dp0", "cpsat")
+    assert r.stats.plan_source in ("layer", "greedy", "greedy_partial", "dp0", "cpsat")
     if limit == 1e-3:
         # nothing but the layer-by-layer plan fits in a millisecond: said so, with the floor as bound
         assert r.stats.plan_source == "layer" and r.stats.status == "FEASIBLE"
         assert "greedy" in r.stats.cut_short and "candidates" in r.stats.cut_short
         assert r.stats.bound > 0
     assert r.plan.totals.energy_fj <= r.baselines["layer"].totals.energy_fj
+
+
+def test_greedy_cut_short_finishes_layer_by_layer(resnet8: Graph) -> None:
+    """Greedy under a time limit: stopped before its first group it is the layer-by-layer
+    plan; stopped after some groups, a valid plan between the two; either way marked partial."""
+    hw = HW.with_sram(8 << 10)
+    full, layer = greedy(resnet8, hw), layer_by_layer(resnet8, hw)
+    assert "partial" not in full.meta
+    at_once = greedy(resnet8, hw, halt=lambda: True)
+    assert at_once.meta["partial"] is True and at_once.decisions == layer.decisions
+    asked = iter(range(100))
+    halfway = greedy(resnet8, hw, halt=lambda: next(asked) >= 3)  # three groups, then layer by layer
+    validate_plan(halfway, resnet8, hw)
+    assert halfway.meta["partial"] is True
+    assert halfway.decisions.groups[:3] == full.decisions.groups[:3]
+    assert all(g.stop - g.start == 1 for g in halfway.decisions.groups[3:])
+    assert full.totals.energy_fj <= halfway.totals.energy_fj <= layer.totals.energy_fj
 
 
 def test_warm_start_at_the_dp_bound_is_optimal_without_search(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -105,7 +105,8 @@ def solve_summary(outcome: Any) -> dict[str, Any]:
     }
 
 
-_SOURCES = {"cpsat": "CP-SAT's plan", "greedy": "the greedy plan", "layer": "the layer-by-layer plan"}
+_SOURCES = {"cpsat": "CP-SAT's plan", "greedy": "the greedy plan", "layer": "the layer-by-layer plan",
+            "greedy_partial": "the greedy plan as far as it got, then layer by layer"}
 
 
 def solver_line(solver: Mapping[str, Any], timings: Mapping[str, float]) -> str:

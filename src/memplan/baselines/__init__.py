@@ -15,6 +15,7 @@ candidates takes an optional :class:`CostCache`: one shared cache between them (
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from memplan.config import HardwareProfile
@@ -136,16 +137,22 @@ def layer_by_layer(graph: Graph, hw: HardwareProfile, cache: CostCache | None = 
         raise InfeasibleError(f"profile {hw.name} keeps every feature map in SRAM: the layer-by-layer and greedy "
                               "baselines spill them, use the cpsat strategy")
     cache = _cache(graph, hw, cache)
-    groups, keep = [], set()
+    groups: list[GroupDecision] = []
+    keep: set[str] = set()
     for i in range(len(graph.layers)):
-        options = _fewest_tiles_fitting(cache, _layer_shape(cache, i))
-        if not options:
-            raise _infeasible(cache, i)
-        c, k = min(options, key=lambda ck: spilled_energy(ck[0], ck[1], hw))
-        groups.append(GroupDecision(c.start, c.stop, c.tiling))
-        if k:
-            keep.update(w.layer for w in c.weights)
+        _add_layer_alone(cache, i, groups, keep)
     return build_plan(graph, hw, Decisions(tuple(groups), frozenset(keep)), meta={"strategy": "layer"})
+
+
+def _add_layer_alone(cache: CostCache, index: int, groups: list[GroupDecision], keep: set[str]) -> None:
+    """Layer ``index`` as its own group, as layer_by_layer runs it."""
+    options = _fewest_tiles_fitting(cache, _layer_shape(cache, index))
+    if not options:
+        raise _infeasible(cache, index)
+    c, k = min(options, key=lambda ck: spilled_energy(ck[0], ck[1], cache.hw))
+    groups.append(GroupDecision(c.start, c.stop, c.tiling))
+    if k:
+        keep.update(w.layer for w in c.weights)
 
 
 class _Best:
@@ -200,17 +207,28 @@ def _energy_bound(c: Candidate, hw: HardwareProfile) -> int:
     return min(kept, spilled_energy(c, False, hw))
 
 
-def greedy(graph: Graph, hw: HardwareProfile, max_len: int = 12, cache: CostCache | None = None) -> Plan:
+def greedy(graph: Graph, hw: HardwareProfile, max_len: int = 12, cache: CostCache | None = None,
+           halt: Callable[[], bool] | None = None) -> Plan:
     """Grow each group from its first layer while fusing one more layer costs less energy
-    than closing the group and running that layer on its own."""
+    than closing the group and running that layer on its own.
+
+    ``halt`` (for a time limit) is asked before each group: once it is true, the layers left
+    run one per group as in layer_by_layer, and the plan's meta says ``"partial": True``."""
     if hw.feature_maps_in_sram:
         return layer_by_layer(graph, hw)  # raises the explanatory error
     cache = _cache(graph, hw, cache)
     n = len(graph.layers)
-    groups, keep = [], set()
+    groups: list[GroupDecision] = []
+    keep: set[str] = set()
     _best = _Best(cache)
     start = 0
+    meta: dict[str, object] = {"strategy": "greedy"}
     while start < n:
+        if halt is not None and halt():
+            for i in range(start, n):
+                _add_layer_alone(cache, i, groups, keep)
+            meta["partial"] = True
+            break
         best = _best(start, start + 1)
         if best is None:
             raise _infeasible(cache, start)
@@ -238,4 +256,4 @@ def greedy(graph: Graph, hw: HardwareProfile, max_len: int = 12, cache: CostCach
         if k:
             keep.update(w.layer for w in c.weights)
         start = stop
-    return build_plan(graph, hw, Decisions(tuple(groups), frozenset(keep)), meta={"strategy": "greedy"})
+    return build_plan(graph, hw, Decisions(tuple(groups), frozenset(keep)), meta=meta)

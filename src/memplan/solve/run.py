@@ -301,6 +301,12 @@ class _Request:
 
 
 @dataclass(frozen=True)
+class _FirstPlans:
+    baselines: Mapping[str, Plan]  # layer and greedy, complete: reported with the plan
+    partial: Plan | None = None  # greedy cut short by the time limit, the rest layer by layer
+
+
+@dataclass(frozen=True)
 class _Warm:
     """A warm start: candidate indexes, decisions over them, offsets that fit, its totals."""
 
@@ -354,25 +360,24 @@ class _Option:
 
 
 # ---------------------------------------------------------------------------- stages
-def _first_plans(req: _Request, cache: _BudgetCache, clock: Deadline, log: _Ledger,
-                 reserve: float) -> dict[str, Plan]:
+def _first_plans(req: _Request, cache: _BudgetCache, clock: Deadline, log: _Ledger, reserve: float) -> _FirstPlans:
     """The feasibility check and the layer-by-layer plan (whatever the limit: the cheapest
-    valid plan), then greedy within the deadline."""
+    valid plan), then greedy within the deadline: cut short, it finishes layer by layer and
+    is kept apart from the baselines (it is not the greedy baseline)."""
     graph, hw = req.graph, req.hw
-    baselines: dict[str, Plan] = {}
     if hw.feature_maps_in_sram:
         with log.stage("feasible", "checking that every layer fits"):
             check_feasible(graph, hw, cache)
-        return baselines
+        return _FirstPlans({})
     # layer_by_layer checks what check_feasible does, in the same order, with the same error
     with log.stage("layer", "checking that every layer fits: layer-by-layer plan"):
-        baselines["layer"] = layer_by_layer(graph, hw, cache)
-    with log.stage("greedy", "greedy plan"), cache.until(req.stopper(clock, reserve)):
-        try:
-            baselines["greedy"] = greedy(graph, hw, req.config.max_fuse_depth, cache)
-        except _Cut:
-            log.cut_short("greedy")
-    return baselines
+        layer = layer_by_layer(graph, hw, cache)
+    with log.stage("greedy", "greedy plan"):
+        plan = greedy(graph, hw, req.config.max_fuse_depth, cache, halt=req.stopper(clock, reserve))
+    if plan.meta.get("partial"):
+        log.cut_short("greedy")
+        return _FirstPlans({"layer": layer}, plan)
+    return _FirstPlans({"layer": layer, "greedy": plan})
 
 
 def _candidates(req: _Request, cache: _BudgetCache, clock: Deadline, log: _Ledger, reserve: float) -> CandidateSet | None:
@@ -652,7 +657,7 @@ def _search(req: _Request, cs: CandidateSet, baselines: Mapping[str, Plan], dps:
     """Build the model, hint it with the best warm start, search. None when a fallback plan
     is in hand and too little time is left to build the model and search a little."""
     graph, hw, config = req.graph, req.hw, req.config
-    have_fallback = req.fallback and bool(baselines)
+    have_fallback = req.fallback and bool(baselines)  # layer-by-layer at least
     if have_fallback and clock.left(reserve) < BUILD_S_PER_CANDIDATE * len(cs.candidates) + MIN_SEARCH_S:
         log.cut_short("search")
         return None
@@ -722,11 +727,12 @@ def _search(req: _Request, cs: CandidateSet, baselines: Mapping[str, Plan], dps:
     return _Searched(b, status_name, obj_value, bound, dec, offsets, dtime, conflicts, interrupted, units, extra)
 
 
-def _options(req: _Request, baselines: Mapping[str, Plan], dps: _DPStage, searched: _Searched | None) -> list[_Option]:
-    """The valid plans in hand: the warm start, CP-SAT's, greedy, layer-by-layer. The order
-    breaks ties: when CP-SAT proves the warm start optimal, the warm start is returned, since
-    it does not depend on how the parallel search ran (the same plan bytes on every run).
-    Plans made outside CP-SAT count only for the plain problem."""
+def _options(req: _Request, first: _FirstPlans, dps: _DPStage, searched: _Searched | None) -> list[_Option]:
+    """The valid plans in hand: the warm start, CP-SAT's, greedy, layer-by-layer, a greedy
+    plan cut short (finished layer by layer). The order breaks ties: when CP-SAT proves the
+    warm start optimal, the warm start is returned, since it does not depend on how the
+    parallel search ran (the same plan bytes on every run). Plans made outside CP-SAT count
+    only for the plain problem."""
     graph, hw = req.graph, req.hw
     out: list[_Option] = []
     if searched is not None and searched.decisions is not None and searched.objective is not None:
@@ -734,6 +740,7 @@ def _options(req: _Request, baselines: Mapping[str, Plan], dps: _DPStage, search
         out.append(_Option("cpsat", searched.objective, lambda: build_plan(graph, hw, dec, offsets)))
     if not req.fallback:
         return out
+    baselines = first.baselines
     layer = baselines.get("layer")
     best = dps.best
     if best is not None:
@@ -741,19 +748,19 @@ def _options(req: _Request, baselines: Mapping[str, Plan], dps: _DPStage, search
         warm = _Option(name, _objective_of(req, w.totals, layer), lambda: build_plan(graph, hw, w.decisions, w.offsets))
         # the normalised mixes compare floating-point values computed two ways: CP-SAT's first
         out.insert(0 if req.objective in ("energy", "latency") else len(out), warm)
-    for name in ("greedy", "layer"):
-        if name in baselines:
-            plan = baselines[name]  # built already, with first-fit offsets
+    plans = [("greedy", baselines.get("greedy")), ("layer", layer), ("greedy_partial", first.partial)]
+    for name, plan in plans:
+        if plan is not None:  # built already, with first-fit offsets
             out.append(_Option(name, _objective_of(req, plan.totals, layer), lambda plan=plan: plan))
     return out
 
 
-def _finish(req: _Request, cs: CandidateSet | None, baselines: Mapping[str, Plan], dps: _DPStage,
+def _finish(req: _Request, cs: CandidateSet | None, first: _FirstPlans, dps: _DPStage,
             searched: _Searched | None, log: _Ledger, clock: Deadline) -> SolveResult:
     """The cheapest plan in hand, rebuilt, validated and checked against its objective, with
     the best proven bound and an honest status."""
     graph, hw, objective = req.graph, req.hw, req.objective
-    options = _options(req, baselines, dps, searched)
+    options = _options(req, first, dps, searched)
     if not options:
         if searched is None or searched.status != "UNKNOWN":
             raise InfeasibleError(_why_infeasible(graph, hw, objective))
@@ -816,7 +823,7 @@ def _finish(req: _Request, cs: CandidateSet | None, baselines: Mapping[str, Plan
     elif objective == "energy" and plan.totals.energy_fj != round(value):
         raise MemplanError(f"internal error: the {best.source} plan costs {plan.totals.energy_fj} fJ, not {value}")
     log.timings["total"] = round(clock.elapsed(), 3)
-    return SolveResult(plan, stats, dict(baselines), dict(log.timings))
+    return SolveResult(plan, stats, dict(first.baselines), dict(log.timings))
 
 
 # ---------------------------------------------------------------------------- the solve
@@ -849,17 +856,17 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
     reserve = FINISH_S_PER_LAYER * len(graph.layers)  # for rebuilding and validating the plan
     # one memo of candidate costs for the feasibility check, the baselines and the candidates
     cache = _BudgetCache(graph, hw)
-    baselines = _first_plans(req, cache, clock, log, reserve)
+    first = _first_plans(req, cache, clock, log, reserve)
     cs = _candidates(req, cache, clock, log, reserve)
     del cache  # hundreds of MB on DenseNet; the candidates keep what the model needs
     if cs is None:
-        return _finish(req, None, baselines, _DPStage(None, {}), None, log, clock)
-    dps = _dp_stage(req, cs, baselines, clock, log, reserve)
+        return _finish(req, None, first, _DPStage(None, {}), None, log, clock)
+    dps = _dp_stage(req, cs, first.baselines, clock, log, reserve)
     best = dps.best
     if objective == "energy" and dps.dp is not None and best is not None and best[1].energy_fj == dps.dp.bound_fj:
-        return _finish(req, cs, baselines, dps, None, log, clock)  # proven optimal: no search
-    searched = _search(req, cs, baselines, dps, clock, log, reserve, live)
-    return _finish(req, cs, baselines, dps, searched, log, clock)
+        return _finish(req, cs, first, dps, None, log, clock)  # proven optimal: no search
+    searched = _search(req, cs, first.baselines, dps, clock, log, reserve, live)
+    return _finish(req, cs, first, dps, searched, log, clock)
 
 
 def _why_infeasible(graph: Graph, hw: HardwareProfile, objective: str) -> str:

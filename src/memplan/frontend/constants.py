@@ -318,6 +318,15 @@ def quant_params(scale: np.ndarray, zero_point: np.ndarray | None, dtype: str, a
     )
 
 
+def weight_quant(quant: QuantParams) -> QuantParams | None:
+    """The parameters a dequantised constant keeps: symmetric ones (zero point 0, or 128 for
+    uint8) only. An asymmetric weight keeps its exact real values, ``(q - zp) * scale``, and its
+    stored dtype, but not the parameters: memplan's int8 kernels take symmetric weights, so int8
+    execution quantises it again per output channel, as for a float weight."""
+    neutral = 128 if quant.dtype == "uint8" else 0
+    return quant if all(z == neutral for z in quant.zero_point) else None
+
+
 def _broadcastable(param: np.ndarray, rank: int, axis: int | None) -> np.ndarray:
     """A per-axis parameter reshaped to broadcast along ``axis`` of a rank-``rank`` tensor."""
     if param.ndim == 0 or param.size == 1 or axis is None:
@@ -366,7 +375,7 @@ def _dequantize(node: Node, inputs: list[Const | None], opset: int) -> list[Cons
     zp_b = _broadcastable(np.asarray(zp if zp is not None else 0, dtype=np.float64), x.ndim, axis)
     # exact: (q - zp) in float64 holds every int8/uint8/int32 difference, one rounding to float32
     real = (x.astype(np.float64) - zp_b) * _broadcastable(scale.astype(np.float64), x.ndim, axis)
-    quant = quant_params(scale, zp, x.dtype.name, 1 if axis is None else axis, max(x.ndim, 1))
+    quant = weight_quant(quant_params(scale, zp, x.dtype.name, 1 if axis is None else axis, max(x.ndim, 1)))
     return [Const(real.astype(scale.dtype), x.dtype.name, quant)]
 
 

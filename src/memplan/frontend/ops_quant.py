@@ -23,7 +23,7 @@ import onnx
 from onnx import numpy_helper
 
 from memplan.frontend.common import Node, NodeError, handles
-from memplan.frontend.constants import check_block_size, quant_dtype, quant_params
+from memplan.frontend.constants import check_block_size, quant_dtype, quant_params, weight_quant
 from memplan.frontend.draft import ConstInfo
 from memplan.frontend.layout import Ref
 from memplan.frontend.ops_nn import conv_layer, fc_layer
@@ -83,7 +83,7 @@ def _dequantised_weight(cv: Converter, node: Node, w_at: int, axis: int) -> tupl
     scale = np.asarray(quant.scale, dtype=np.float64).reshape(shape)
     zp = np.asarray(quant.zero_point, dtype=np.float64).reshape(shape)
     real = ((w.astype(np.float64) - zp) * scale).astype(np.float32)
-    return real, ConstInfo(w.dtype.name, quant), quant
+    return real, ConstInfo(w.dtype.name, weight_quant(quant)), quant
 
 
 def _input_params(cv: Converter, node: Node, x: str, scale_at: int) -> QuantParams:
@@ -132,7 +132,7 @@ def _qlinear_matmul(cv: Converter, node: Node) -> None:
         raise NodeError("a fully connected QLinearMatMul needs 2-D weights")
     t_quant = w_quant if w_quant.axis is None else QuantParams(w_quant.scale, w_quant.zero_point, w_quant.dtype, 0)
     y_quant = _output_params(cv, node, 6)
-    layer = fc_layer(cv, node, node.inputs[0], weight.T, ConstInfo(w_info.dtype, t_quant), None, None,
+    layer = fc_layer(cv, node, node.inputs[0], weight.T, ConstInfo(w_info.dtype, w_info.quant and t_quant), None, None,
                      dtype=y_quant.dtype)
     cv.draft.tensors[layer.output].quant = y_quant
 

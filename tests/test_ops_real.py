@@ -232,3 +232,44 @@ def test_squeeze_excite_mul_of_nhwc_views_imports(tmp_path: Path) -> None:
     assert [g.shape(t) for t in mul.inputs] == [(1, 4, 6, 6), (1, 4, 1, 1)]
     assert mul.activation == Activation(ActKind.RELU)  # Max(m, 0); Min(r, 0.5) is a second activation
     assert g.layers[-1].activation == Activation(ActKind.CLIP, (-math.inf, 0.5))
+
+
+# ---------------------------------------------------------------------------- decomposed hard-swish
+def _const_node(name: str, value: float) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(value, np.float32)))
+
+
+@pytest.mark.parametrize("form", ["div_after_mul", "mul_sixth_after_mul", "gate_then_mul", "hard_sigmoid"])
+def test_decomposed_hard_swish_fuses_as_hard_swish(form: str, tmp_path: Path) -> None:
+    """Paddle / Keras export ``x * relu6(x + 3) / 6``; the Clip bounds are Constant nodes that
+    come after the Add in the file, as in rapidocr."""
+    w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c", "three"], ["a"]),
+             _const_node("lo", 0.0), _const_node("hi", 6.0),
+             helper.make_node("Clip", ["a", "lo", "hi"], ["r6"])]
+    if form == "div_after_mul":
+        nodes += [helper.make_node("Mul", ["c", "r6"], ["m"]), helper.make_node("Div", ["m", "six"], ["y"])]
+    elif form == "mul_sixth_after_mul":
+        nodes += [helper.make_node("Mul", ["r6", "c"], ["m"]), helper.make_node("Mul", ["sixth", "m"], ["y"])]
+    elif form == "gate_then_mul":
+        nodes += [helper.make_node("Div", ["r6", "six"], ["hs"]), helper.make_node("Mul", ["c", "hs"], ["y"])]
+    else:
+        nodes += [helper.make_node("Div", ["r6", "six"], ["y"])]
+    inits = {"w": w, "three": np.float32(3.0), "six": np.float32(6.0), "sixth": np.float32(1 / 6)}
+    g = _import_and_compare(_onnx_model(nodes, inits, (1, 3, 5, 5), (1, 4, 5, 5)), tmp_path / "hs.onnx")
+    assert [layer.op for layer in g.layers] == [OpKind.CONV]
+    want = Activation(ActKind.HARD_SIGMOID, (1 / 6, 0.5)) if form == "hard_sigmoid" else Activation(ActKind.HARD_SWISH)
+    assert g.layers[0].activation == want
+
+
+def test_relu6_times_input_without_the_sixth_stays_arithmetic(tmp_path: Path) -> None:
+    """``x * relu6(x + 3)`` (no / 6) is not hard-swish: it imports as clip and mul layers."""
+    w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c", "three"], ["a"]),
+             helper.make_node("Clip", ["a", "lo", "hi"], ["r6"]),
+             helper.make_node("Mul", ["c", "r6"], ["y"])]
+    inits = {"w": w, "three": np.float32(3.0), "lo": np.float32(0.0), "hi": np.float32(6.0)}
+    g = _import_and_compare(_onnx_model(nodes, inits, (1, 3, 5, 5), (1, 4, 5, 5)), tmp_path / "r6.onnx")
+    assert OpKind.MUL in [layer.op for layer in g.layers]

@@ -76,8 +76,9 @@ class Converter:
         self._dtypes = dtypes
         self.consts: dict[str, Const] = {}
         self.refs: dict[str, Ref] = {}
-        #: Sigmoid / HardSigmoid outputs that only gate their own input: output -> (x, activation)
-        self.gates: dict[str, tuple[str, ActKind]] = {}
+        #: values inside an activation pattern (Sigmoid / HardSigmoid gating their own input,
+        #: a decomposed hard-swish): value -> (x, activation); the pattern's last node applies it
+        self.gates: dict[str, tuple[str, Activation]] = {}
         self._pending: dict[str, tuple[int, ...]] = {}  # model input -> its ONNX shape
         self._input_dtypes: dict[str, str] = {}
         self.float_dtype = "float32"

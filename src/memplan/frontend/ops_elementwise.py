@@ -175,7 +175,7 @@ def _extremum_clip(cv: Converter, node: Node, x: str, c: np.ndarray) -> None:
 def _arithmetic(cv: Converter, node: Node) -> None:
     names = [n for n in node.inputs if n]
     maps = [n for n in names if n not in cv.consts]
-    if node.op == "Mul" and len(names) == 2 and _swish(cv, node, names):
+    if _apply_gate(cv, node, names):
         return
     if len(maps) == len(names):
         if node.op not in _FMAP_OPS:
@@ -188,6 +188,8 @@ def _arithmetic(cv: Converter, node: Node) -> None:
     x = maps[0]
     c = cv.float_array(cv.consts[names[1] if names[0] == x else names[0]]).astype(np.float64)
     x_first = names[0] == x
+    if node.op == "Add" and c.size == 1 and c.reshape(-1)[0] == 3.0 and _hard_pattern(cv, node, x):
+        return
     if node.op in ("Max", "Min"):
         _extremum_clip(cv, node, x, c)
     elif node.op in ("Add", "Sum"):
@@ -259,14 +261,17 @@ def _activation(cv: Converter, node: Node) -> Activation:
     return Activation(simple[op])
 
 
+def _sole_consumer(cv: Converter, name: str) -> Node | None:
+    """The only node reading ``name`` (None if several do, or it is a model output)."""
+    users = cv.consumers(name)
+    return users[0] if len(users) == 1 and not cv.is_model_output(name) else None
+
+
 def _gate_kind(cv: Converter, node: Node) -> ActKind | None:
     """SiLU / HardSwish when this Sigmoid / HardSigmoid only multiplies its own input."""
     out = node.outputs[0]
-    users = cv.consumers(out)
-    if len(users) != 1 or users[0].op != "Mul" or cv.is_model_output(out):
-        return None
-    mul = users[0]
-    if sorted(mul.inputs) != sorted((out, node.inputs[0])):
+    mul = _sole_consumer(cv, out)
+    if mul is None or mul.op != "Mul" or sorted(mul.inputs) != sorted((out, node.inputs[0])):
         return None
     if node.op == "Sigmoid":
         return ActKind.SILU
@@ -274,12 +279,82 @@ def _gate_kind(cv: Converter, node: Node) -> ActKind | None:
     return ActKind.HARD_SWISH if math.isclose(alpha, 1 / 6, rel_tol=1e-5) and beta == 0.5 else None
 
 
-def _swish(cv: Converter, node: Node, names: list[str]) -> bool:
-    for gate, x in (names, names[::-1]):
-        if gate in cv.gates and cv.gates[gate][0] == x:
-            _emit_activation(cv, node, x, Activation(cv.gates[gate][1]))
-            return True
+def _scalar_const(cv: Converter, name: str | None) -> float | None:
+    """A scalar constant's value, looking ahead at a Constant node not converted yet (patterns
+    are matched at their first node); None if ``name`` is not a scalar constant."""
+    if not name:
+        return None
+    c = cv.maybe_const(name)
+    if c is not None:
+        array = np.asarray(c.array)
+    else:
+        node = next((n for n in cv.nodes if n.op == "Constant" and n.outputs[0] == name), None)
+        if node is None:
+            return None
+        array = np.asarray(node.attr("value", node.attr("value_float")))
+    return float(array.astype(np.float64).reshape(-1)[0]) if array.size == 1 else None
+
+
+def _is_relu6(cv: Converter, node: Node) -> bool:
+    if node.op != "Clip":
+        return False
+    if cv.opset < 11:
+        return node.attr("min") == 0.0 and node.attr("max") == 6.0
+    return _scalar_const(cv, node.input(1)) == 0.0 and _scalar_const(cv, node.input(2)) == 6.0
+
+
+def _is_sixth(cv: Converter, node: Node, value: str) -> bool:
+    """Whether ``node`` is ``value / 6`` or ``value * (1/6)``."""
+    if node.op == "Div" and node.inputs[0] == value:
+        k = _scalar_const(cv, node.inputs[1])
+        return k is not None and math.isclose(k, 6.0, rel_tol=1e-5)
+    if node.op == "Mul" and len(node.inputs) == 2 and value in node.inputs:
+        k = _scalar_const(cv, node.inputs[1] if node.inputs[0] == value else node.inputs[0])
+        return k is not None and math.isclose(k, 1 / 6, rel_tol=1e-5)
     return False
+
+
+def _hard_pattern(cv: Converter, node: Node, x: str) -> bool:
+    """Record ``node`` = ``x + 3`` as the start of a decomposed hard activation:
+    ``x * relu6(x + 3) / 6`` (or ``* (1/6)``, or ``x * (relu6(x + 3) / 6)``) is HardSwish,
+    ``relu6(x + 3) / 6`` alone HardSigmoid(1/6, 1/2). The values inside the pattern become
+    gates and its last node emits the activation."""
+    clip = _sole_consumer(cv, node.outputs[0])
+    if clip is None or not _is_relu6(cv, clip):
+        return False
+    relu6 = clip.outputs[0]
+    step = _sole_consumer(cv, relu6)
+    if step is None:
+        return False
+    if step.op == "Mul" and sorted(step.inputs) == sorted((relu6, x)):  # x * relu6(x + 3), then / 6
+        last = _sole_consumer(cv, step.outputs[0])
+        if last is None or not _is_sixth(cv, last, step.outputs[0]):
+            return False
+        inner, act = [node, clip, step], Activation(ActKind.HARD_SWISH)
+    elif _is_sixth(cv, step, relu6):  # relu6(x + 3) / 6, perhaps times x
+        last = _sole_consumer(cv, step.outputs[0])
+        if last is not None and last.op == "Mul" and sorted(last.inputs) == sorted((step.outputs[0], x)):
+            inner, act = [node, clip, step], Activation(ActKind.HARD_SWISH)
+        else:
+            inner, act = [node, clip], Activation(ActKind.HARD_SIGMOID, (1 / 6, 0.5))
+    else:
+        return False
+    for n in inner:
+        cv.gates[n.outputs[0]] = (x, act)
+    return True
+
+
+def _apply_gate(cv: Converter, node: Node, names: list[str]) -> bool:
+    """Inside an activation pattern: a node whose output is a gate does nothing; the node
+    reading the last gate applies the pattern's activation to the gated input."""
+    if node.outputs[0] in cv.gates:
+        return True
+    gate = next((n for n in names if n in cv.gates), None)
+    if gate is None:
+        return False
+    x, act = cv.gates[gate]
+    _emit_activation(cv, node, x, act)
+    return True
 
 
 def _emit_activation(cv: Converter, node: Node, x: str, act: Activation) -> None:
@@ -289,10 +364,12 @@ def _emit_activation(cv: Converter, node: Node, x: str, act: Activation) -> None
 
 @handles("Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh")
 def _act(cv: Converter, node: Node) -> None:
+    if _apply_gate(cv, node, [node.inputs[0]]):
+        return
     if node.op in ("Sigmoid", "HardSigmoid"):
         kind = _gate_kind(cv, node)
         if kind is not None:
-            cv.gates[node.outputs[0]] = (node.inputs[0], kind)
+            cv.gates[node.outputs[0]] = (node.inputs[0], Activation(kind))
             return
     _emit_activation(cv, node, node.inputs[0], _activation(cv, node))
 

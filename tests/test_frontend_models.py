@@ -71,7 +71,7 @@ def graph_of(name: str) -> Graph:
 
 
 def test_every_model_file_in_models_is_covered() -> None:
-    files = {p.stem for p in MODELS.glob("*.onnx")}
+    files = {p.stem for p in MODELS.glob("*.onnx")} - {"keras_mobilenetv2_035_96_int8_qdq"}  # in test_real_models
     assert len(files) == 8 and files <= set(EXPECTED)
     assert len([n for n in EXPECTED if n.startswith("light_")]) == 9
 

@@ -97,6 +97,7 @@ def solve_summary(outcome: Any) -> dict[str, Any]:
         "proof": solver.get("proof"),
         "interrupted": bool(solver.get("interrupted", False)),
         "cut_short": list(solver.get("cut_short", [])),
+        "limit_too_short": bool(solver.get("limit_too_short", False)),
         "groups": len(plan.decisions.groups),
         "totals": plan.totals.to_json(),
         "floor": outcome.floor.to_json(),
@@ -121,6 +122,8 @@ def solver_line(solver: Mapping[str, Any], timings: Mapping[str, float]) -> str:
         line += f"; {solver['candidates']:,} candidates"
     if solver.get("cut_short"):
         line += f"; cut short by the time limit: {', '.join(solver['cut_short'])}"
+    if solver.get("limit_too_short"):
+        line += "; the time limit is too short even for the layer-by-layer plan: returned as soon as validated"
     if solver.get("interrupted"):
         line += "; search interrupted (Ctrl-C): best plan so far"
     if "total" in timings:

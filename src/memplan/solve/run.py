@@ -2,22 +2,26 @@
 
 The solve is a sequence of stages, each handing a frozen record to the next::
 
-    _first_plans   feasibility check, layer-by-layer plan (always), greedy plan
+    _first_plans   feasibility check and layer-by-layer plan (always), greedy plan
     _candidates    every (group, tiling) candidate, pruned
     _dp_stage      the DP's proven lower bound; warm starts (greedy, the DP's path) placed
     _search        the CP-SAT model, hinted with the best warm start, searched
     _finish        the cheapest plan among all of them, rebuilt, validated, with its bound
 
 **Budget.** ``time_limit_s`` is the budget of the whole solve. Every stage after the
-layer-by-layer plan runs against one :class:`Deadline`; a stage that would run past it is cut
-short (named in the stats' ``cut_short``) and the solve goes on with what it has: the greedy
-plan, the DP path, CP-SAT's incumbent. The layer-by-layer plan is the cheapest valid plan to
-get, so it is computed whatever the limit. Time is kept back for rebuilding and validating
-the plan at the end. Deterministic configs bound CP-SAT's deterministic time instead and give
-preparation no wall-clock deadline, so their plans do not depend on the machine's speed.
-Fallback plans exist only for the plain problem (no memory objective, no forced weights, a
-profile that may spill): otherwise preparation runs to completion and only the search is
-bounded, since cutting it short could only end without a plan.
+layer-by-layer plan runs against one :class:`Deadline`, less a reserve for rebuilding and
+validating the plan at the end. A stage that reaches it stops (named in the stats'
+``cut_short``) and the solve goes on with what it has: greedy stopped between groups
+finishes layer by layer (``greedy_partial``); the candidate enumeration and the DP stop
+outright; the search starts only if the model can be built and searched a little in the time
+left, and its limit is what is left less a margin for CP-SAT's overrun. The layer-by-layer
+plan is the cheapest valid plan to get, so it is computed whatever the limit; when even it
+and its validation cannot be had within the limit, the stats say ``limit_too_short`` and it
+is returned as soon as it is validated. Deterministic configs bound CP-SAT's deterministic
+time instead and give preparation no wall-clock deadline, so their plans do not depend on
+the machine's speed. Fallback plans exist only for the plain problem (no memory objective,
+no forced weights, a profile that may spill): otherwise preparation runs to completion and
+only the search is bounded, since cutting it short could only end without a plan.
 
 **Proof.** A plan is OPTIMAL only when proven: CP-SAT proved it, or (energy objective) the
 warm start costs exactly the DP's proven lower bound, and then CP-SAT does not run at all
@@ -258,6 +262,7 @@ class _Ledger:
         self.progress = progress
         self.timings: dict[str, float] = {}
         self.cut: list[str] = []
+        self.too_short = False  # even the layer-by-layer plan and its validation overrun the limit
 
     @contextmanager
     def stage(self, key: str, text: str | None = None) -> Iterator[None]:
@@ -372,6 +377,8 @@ def _first_plans(req: _Request, cache: _BudgetCache, clock: Deadline, log: _Ledg
     # layer_by_layer checks what check_feasible does, in the same order, with the same error
     with log.stage("layer", "checking that every layer fits: layer-by-layer plan"):
         layer = layer_by_layer(graph, hw, cache)
+    if clock.left(reserve) < 0:
+        log.too_short = True  # the cheapest valid plan cannot be had within the limit: returned anyway
     with log.stage("greedy", "greedy plan"):
         plan = greedy(graph, hw, req.config.max_fuse_depth, cache, halt=req.stopper(clock, reserve))
     if plan.meta.get("partial"):
@@ -798,6 +805,8 @@ def _finish(req: _Request, cs: CandidateSet | None, first: _FirstPlans, dps: _DP
     warm = dps.best
     if warm is not None:
         extra["hint_energy_fj"] = warm[1].energy_fj
+    if log.too_short:
+        extra["limit_too_short"] = True
     if searched is not None:
         extra.update(search_status=searched.status, **searched.extra)
         log.timings["deterministic_time"] = round(searched.deterministic_time, 3)

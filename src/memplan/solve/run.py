@@ -785,14 +785,14 @@ def _finish(req: _Request, cs: CandidateSet | None, first: _FirstPlans, dps: _DP
         bounds.append(float(floor(graph, hw).energy_fj))  # compulsory traffic: a bound for every plan
     bound = max(bounds, default=0.0)
     value = best.objective
-    # proven optimal: by CP-SAT, or because the plan costs exactly a proven lower bound
-    # (integer objectives only: the normalised mixes are floating point)
+    # proven optimal: by CP-SAT, or because the plan costs exactly a proven lower bound of the
+    # energy (the model's energy is exact; its cycles only bound a plan's from above, and the
+    # normalised mixes are floating point)
     if best.source == "cpsat" and searched is not None and searched.status == "OPTIMAL":
         proof: str | None = "cpsat"
     elif objective == "energy" and dps.dp is not None and value <= dps.dp.bound_fj:
         proof = "dp_bound"
-    elif objective in ("energy", "latency") and searched is not None and searched.bound is not None \
-            and value <= searched.bound:
+    elif objective == "energy" and searched is not None and searched.bound is not None and value <= searched.bound:
         proof = "cpsat"
     else:
         proof = None

@@ -49,8 +49,9 @@ def print_inspect(stats: GraphStats, as_json: bool = False) -> None:
         print_json(stats.to_json())
         return
     table = Table(title=f"{stats.name}: {len(stats.layers)} layers")
-    for col in ("#", "layer", "op", "inputs", "output", "MACs", "weights", "out bytes"):
-        table.add_column(col, justify="right" if col in ("#", "MACs", "weights", "out bytes") else "left")
+    numeric = ("#", "MACs", "weight bytes (model)", "out bytes (model)")
+    for col in ("#", "layer", "op", "inputs", "output", "MACs", "weight bytes (model)", "out bytes (model)"):
+        table.add_column(col, justify="right" if col in numeric else "left")
     for i, s in enumerate(stats.layers):
         op = s.op + (f"+{s.activation}" if s.activation else "")
         table.add_row(str(i), s.id, op, ", ".join(_fmt_shape(x) for x in s.input_shapes), _fmt_shape(s.output_shape),
@@ -62,6 +63,10 @@ def print_inspect(stats: GraphStats, as_json: bool = False) -> None:
         f"largest activation {stats.largest_activation} {stats.largest_activation_bytes:,} B  "
         f"sum of activations {stats.sum_activation_bytes:,} B  input {stats.input_bytes:,} B  output {stats.output_bytes:,} B"
     )
+    stored = ", ".join(stats.feature_map_dtypes) or "none"
+    weights = f", weights {', '.join(stats.weight_dtypes)}" if stats.weight_dtypes else ""
+    _out.print(f"bytes at the model's own types (feature maps {stored}{weights}); plans use the hardware profile's "
+               "element size (1-byte int8 on the built-in profiles)")
 
 
 def print_zoo_list(zoo: Mapping[str, Any]) -> None:

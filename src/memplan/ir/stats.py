@@ -34,6 +34,10 @@ class GraphStats:
     sum_activation_bytes: int
     input_bytes: int
     output_bytes: int
+    #: element types of the feature maps and of the weights, as stored in the model: the byte
+    #: counts above are at these sizes, not at the planned (hardware profile) element size
+    feature_map_dtypes: tuple[str, ...] = ()
+    weight_dtypes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -79,4 +83,6 @@ def graph_stats(graph: Graph) -> GraphStats:
         sum_activation_bytes=sum(s.output_bytes for s in layers),
         input_bytes=sum(graph.tensors[t].numel * graph.tensors[t].elem_bytes for t in graph.inputs),
         output_bytes=sum(graph.tensors[t].numel * graph.tensors[t].elem_bytes for t in graph.outputs),
+        feature_map_dtypes=tuple(sorted({t.dtype for t in graph.tensors.values() if t.is_feature_map})),
+        weight_dtypes=tuple(sorted({graph.tensors[layer.weight].dtype for layer in graph.layers if layer.weight})),
     )

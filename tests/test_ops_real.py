@@ -24,9 +24,11 @@ from memplan.frontend import load_model
 from memplan.frontend.export import save_onnx
 from memplan.geometry.backprop import input_regions
 from memplan.geometry.region import Region
-from memplan.ir.builder import GraphBuilder
+from memplan.execute.kernels import Tile, run_layer
+from memplan.execute.quantize import QParams, activation_lut, quantize_graph
+from memplan.ir.builder import GraphBuilder, prelu
 from memplan.ir.graph import Graph
-from memplan.ir.ops import Activation, ActKind, NoAttrs, OpKind, infer_output_shape
+from memplan.ir.ops import Activation, ActKind, ConvAttrs, NoAttrs, OpKind, infer_output_shape
 from memplan.plan.model import Op, Plan
 from memplan.solve import solve_cpsat
 from test_kernels import _full, _single
@@ -273,3 +275,62 @@ def test_relu6_times_input_without_the_sixth_stays_arithmetic(tmp_path: Path) ->
     inits = {"w": w, "three": np.float32(3.0), "lo": np.float32(0.0), "hi": np.float32(6.0)}
     g = _import_and_compare(_onnx_model(nodes, inits, (1, 3, 5, 5), (1, 4, 5, 5)), tmp_path / "r6.onnx")
     assert OpKind.MUL in [layer.op for layer in g.layers]
+
+
+# ---------------------------------------------------------------------------- PRelu
+def test_prelu_lut_is_one_table_per_channel() -> None:
+    stage, out = QParams(0.5, 0), QParams(0.25, 10)
+    lut = activation_lut(prelu([0.3, -1.0]), stage, out)
+    assert lut.shape == (2, 256)
+    # q = -7: x = -3.5; slope 0.3: -1.05 / 0.25 = -4.2 -> -4 + 10 = 6; slope -1: 3.5 -> 14 + 10 = 24
+    # q = 5: x = 2.5 -> 10 + 10 = 20 on both channels
+    assert [lut[0, -7 + 128], lut[1, -7 + 128], lut[0, 5 + 128], lut[1, 5 + 128]] == [6, 24, 20, 20]
+
+
+def test_prelu_float_and_channel_tiles_in_int8() -> None:
+    b = GraphBuilder("p")
+    x = b.input((1, 2, 1, 2), "x")
+    w = np.ones((2, 1, 1, 1), np.float32)
+    y = b.add_layer(OpKind.CONV, (x,), ConvAttrs((1, 1), groups=2), 2, w, None, prelu([0.5, -2.0]))
+    g = b.build(y)
+    assert run_float(g, _inputs(g, x=[-4, 3, -1, 2]))[y].reshape(-1).tolist() == [-2, 3, 2, 2]
+    ql = quantize_graph(g).layers[0]
+    q = np.array([-100, 50, -20, 90], I8).reshape(1, 2, 1, 2)
+    whole = _full(ql, q)
+    # the second channel alone uses the second channel's table
+    part = run_layer(ql, [Tile.cut(q, Region(1, 2, 0, 1, 0, 2))], Region(1, 2, 0, 1, 0, 2))
+    assert np.array_equal(part, whole[:, 1:2])
+    assert ql.weight is not None and ql.requant is not None
+    acc = (q.astype(np.int64) - ql.in_q[0].zero_point) * ql.weight.astype(np.int64).reshape(1, 2, 1, 1)
+    stage = ql.requant.apply(acc) + ql.stage_q.zero_point
+    assert ql.lut is not None and whole[0, 1, 0, 0] == ql.lut[1, int(stage[0, 1, 0, 0]) + 128]
+
+
+def prelu_net() -> Graph:
+    b = GraphBuilder("prelu", seed=7)
+    x = b.input((1, 8, 12, 12))
+    rng = np.random.default_rng(0)
+    x = b.conv(x, 32, 3, activation=prelu(rng.uniform(-0.5, 0.5, 32)), name="p1")
+    x = b.conv(x, 24, 1, activation=prelu(rng.uniform(-0.5, 0.5, 24)), name="p2")
+    x = b.depthwise(x, 3, activation=prelu(rng.uniform(-0.5, 0.5, 24)), name="p3")
+    return b.build(x)
+
+
+def test_prelu_graph_plans_split_channels_and_verify() -> None:
+    g = prelu_net()
+    _verify_everywhere(g, (4 * 1024, 16 * 1024), {"p1", "p2"})
+    plan = greedy(g, NPU.with_sram(4 * 1024))
+    assert any(c.op is Op.COMPUTE and c.region.channels < g.shape(c.output.tensor)[1] for c in plan.commands)
+
+
+def test_per_channel_prelu_imports(tmp_path: Path) -> None:
+    w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("PRelu", ["c", "slope"], ["y"])]
+    slope = np.array([0.1, -0.2, 0.3, 0.25], np.float32).reshape(4, 1, 1)
+    g = _import_and_compare(_onnx_model(nodes, {"w": w, "slope": slope}, (1, 3, 5, 5), (1, 4, 5, 5)),
+                            tmp_path / "prelu.onnx")
+    assert [layer.op for layer in g.layers] == [OpKind.CONV]
+    assert g.layers[0].activation == prelu(slope)
+    back = _ort_matches(g, tmp_path / "back.onnx")
+    assert back.layers[0].activation == g.layers[0].activation

@@ -64,8 +64,9 @@ def activation_params(act: Activation) -> tuple[float, ...]:
     return ()
 
 
-def apply_activation(x: F64, act: Activation | None) -> F64:
-    """Apply a fused activation elementwise (float64)."""
+def apply_activation(x: F64, act: Activation | None, channel_axis: int = 1) -> F64:
+    """Apply a fused activation elementwise (float64); a per-channel one (PRelu) takes its
+    channels along ``channel_axis``."""
     if act is None:
         return x
     kind = act.kind
@@ -86,6 +87,10 @@ def apply_activation(x: F64, act: Activation | None) -> F64:
         return np.tanh(x)
     if kind is ActKind.SILU:
         return x * _sigmoid(x)
+    if kind is ActKind.PRELU:
+        shape = [1] * x.ndim
+        shape[channel_axis] = len(act.params)
+        return np.where(x >= 0, x, np.asarray(act.params, dtype=np.float64).reshape(shape) * x)
     raise UnsupportedOpError(f"activation {kind.value} is not supported by the reference")
 
 

@@ -295,27 +295,30 @@ def _resize_sources(attrs: ResizeAttrs, out: Region, in_hw: tuple[int, int]) -> 
 
 
 # ---------------------------------------------------------------------------- epilogues
-def _activate(ql: QLayer, stage: I64) -> I8:
-    """Clamp a stage-domain value to the activation range, then apply the table if any."""
+def _activate(ql: QLayer, stage: I64, out: Region) -> I8:
+    """Clamp a stage-domain value (output region ``out``) to the activation range, then apply
+    the table if any (a per-channel table: that of each output channel)."""
     lo, hi = ql.act_range
     clamped = np.clip(stage, max(lo, INT8_MIN), min(hi, INT8_MAX))
-    if ql.lut is not None:
-        return ql.lut[clamped + 128]
-    return clamped.astype(np.int8)
+    if ql.lut is None:
+        return clamped.astype(np.int8)
+    if ql.lut.ndim == 2:
+        return ql.lut[np.arange(out.c0, out.c1)[None, :, None, None], clamped + 128]
+    return ql.lut[clamped + 128]
 
 
-def _finish_accumulator(ql: QLayer, acc: I64, channels: slice) -> I8:
-    """Bias-added int32 accumulators of output ``channels`` -> int8 output."""
+def _finish_accumulator(ql: QLayer, acc: I64, out: Region) -> I8:
+    """Bias-added int32 accumulators of output region ``out`` -> int8 output."""
     acc = np.clip(acc, INT32_MIN, INT32_MAX)  # saturating int32 accumulator (never binds in practice)
     assert ql.requant is not None
-    return _activate(ql, ql.requant.apply(acc, channels) + ql.stage_q.zero_point)
+    return _activate(ql, ql.requant.apply(acc, slice(out.c0, out.c1)) + ql.stage_q.zero_point, out)
 
 
-def _finish_input_domain(ql: QLayer, q: I64) -> I8:
+def _finish_input_domain(ql: QLayer, q: I64, out: Region) -> I8:
     """A value in the input's quantised domain -> int8 output (identity fast path)."""
     if ql.requant is not None:
         q = ql.requant.apply(q - ql.in_q[0].zero_point) + ql.stage_q.zero_point
-    return _activate(ql, q)
+    return _activate(ql, q, out)
 
 
 def _to_exact_int(acc: npt.NDArray[np.float64]) -> I64:
@@ -346,7 +349,7 @@ def _conv(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
     acc = conv_window(_offset(ql, windows[0]), ql.weight_taps[:, :, g0:g1], attrs.stride, attrs.dilation,
                       (out.rows, out.cols))
     acc_i = _to_exact_int(acc[:, out.c0 - g0 * co_g: out.c1 - g0 * co_g])
-    return _finish_accumulator(ql, _add_bias(ql, acc_i, out), slice(out.c0, out.c1))
+    return _finish_accumulator(ql, _add_bias(ql, acc_i, out), out)
 
 
 def _conv_transpose(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
@@ -362,7 +365,7 @@ def _conv_transpose(ql: QLayer, windows: Windows, out: Region, accesses: Accesse
                                 attrs.stride, (attrs.pads[0], attrs.pads[1]), attrs.dilation, (out.y0, out.y1),
                                 (out.x0, out.x1))
     acc_i = _to_exact_int(acc[:, out.c0 - g0 * co_g: out.c1 - g0 * co_g])
-    return _finish_accumulator(ql, _add_bias(ql, acc_i, out), slice(out.c0, out.c1))
+    return _finish_accumulator(ql, _add_bias(ql, acc_i, out), out)
 
 
 def _pool_taps(window: I32, attrs: PoolAttrs, out: Region) -> list[I32]:
@@ -375,7 +378,7 @@ def _max_pool(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> 
     attrs = ql.layer.attrs
     assert isinstance(attrs, PoolAttrs) and windows[0] is not None
     result = np.maximum.reduce(_pool_taps(windows[0], attrs, out)).astype(np.int64)
-    return _finish_input_domain(ql, np.maximum(result, INT8_MIN))  # all-padding window -> -128
+    return _finish_input_domain(ql, np.maximum(result, INT8_MIN), out)  # all-padding window -> -128
 
 
 def _avg_pool(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
@@ -393,7 +396,7 @@ def _avg_pool(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> 
         raise ValueError(f"layer {ql.layer.id!r}: an average-pool window counts no cell")
     # counted padding cells hold real 0, i.e. the zero point
     total = total + ql.in_q[0].zero_point * (counted - valid)
-    return _finish_input_domain(ql, divide_round_half_away(total, counted))
+    return _finish_input_domain(ql, divide_round_half_away(total, counted), out)
 
 
 def _global_avg_pool(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
@@ -401,20 +404,20 @@ def _global_avg_pool(ql: QLayer, windows: Windows, out: Region, accesses: Access
     assert window is not None
     count = window.shape[2] * window.shape[3]
     total = window.astype(np.int64).sum(axis=(2, 3), keepdims=True)
-    return _finish_input_domain(ql, divide_round_half_away(total, count))
+    return _finish_input_domain(ql, divide_round_half_away(total, count), out)
 
 
 def _global_max_pool(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
     window = windows[0]
     assert window is not None
-    return _finish_input_domain(ql, window.astype(np.int64).max(axis=(2, 3), keepdims=True))
+    return _finish_input_domain(ql, window.astype(np.int64).max(axis=(2, 3), keepdims=True), out)
 
 
 def _fully_connected(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
     x = _offset(ql, windows[0])
     assert_exact_float_accumulation(x[0].size, _MAX_PRODUCT)
     acc = x.reshape(x.shape[0], -1) @ ql.weight_f64[out.c0:out.c1].T
-    return _finish_accumulator(ql, _add_bias(ql, _to_exact_int(acc)[:, :, None, None], out), slice(out.c0, out.c1))
+    return _finish_accumulator(ql, _add_bias(ql, _to_exact_int(acc)[:, :, None, None], out), out)
 
 
 def _broadcast(ql: QLayer, q: I64, out: Region) -> I64:
@@ -433,7 +436,7 @@ def _add(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
         raw = scaled if raw is None else (raw - scaled if ql.op is OpKind.SUB else raw + scaled)
     assert raw is not None and ql.requant is not None
     stage = ql.requant.apply(np.clip(raw, INT32_MIN, INT32_MAX)) + ql.stage_q.zero_point
-    return _activate(ql, _broadcast(ql, stage, out))
+    return _activate(ql, _broadcast(ql, stage, out), out)
 
 
 def _mul(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
@@ -441,14 +444,14 @@ def _mul(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
     ``s1 * s2 / s_out`` with one fixed-point multiplier, plus the output zero point."""
     a, b = (_centred(ql, windows, i) for i in (0, 1))
     assert ql.requant is not None
-    return _activate(ql, _broadcast(ql, ql.requant.apply(a * b) + ql.stage_q.zero_point, out))
+    return _activate(ql, _broadcast(ql, ql.requant.apply(a * b) + ql.stage_q.zero_point, out), out)
 
 
 def _extremum(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
     """MAX and MIN: every input rescaled to the stage domain (as concat), then compared."""
     reduce = np.maximum if ql.op is OpKind.MAX else np.minimum
     parts = [_in_stage(ql, i, w) for i, w in enumerate(windows)]
-    return _activate(ql, _broadcast(ql, functools.reduce(reduce, parts), out))
+    return _activate(ql, _broadcast(ql, functools.reduce(reduce, parts), out), out)
 
 
 def _centred(ql: QLayer, windows: Windows, i: int) -> I64:
@@ -466,7 +469,7 @@ def _in_stage(ql: QLayer, i: int, window: I32 | None) -> I64:
 
 
 def _concat(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
-    return _activate(ql, np.concatenate([_in_stage(ql, i, w) for i, w in enumerate(windows) if w is not None], axis=1))
+    return _activate(ql, np.concatenate([_in_stage(ql, i, w) for i, w in enumerate(windows) if w is not None], axis=1), out)
 
 
 def _resize(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
@@ -480,14 +483,14 @@ def _resize(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8
     q = window.astype(np.int64)
     if attrs.mode == "nearest":
         iy, ix = _resize_sources(attrs, out, (h, w))
-        return _finish_input_domain(ql, q[:, :, iy - oy][:, :, :, ix - ox])
+        return _finish_input_domain(ql, q[:, :, iy - oy][:, :, :, ix - ox], out)
     one = 1 << RESIZE_FRAC_BITS
     y0, y1, wy = (a[out.y0:out.y1] for a in resize_linear_fixed(oh, h, attrs.coord))
     x0, x1, wx = (a[out.x0:out.x1] for a in resize_linear_fixed(ow, w, attrs.coord))
     wy, wx = wy[:, None], wx[None, :]
     rows = q[:, :, y0 - oy] * (one - wy) + q[:, :, y1 - oy] * wy  # scaled by 2**10
     both = rows[:, :, :, x0 - ox] * (one - wx) + rows[:, :, :, x1 - ox] * wx  # scaled by 2**20
-    return _finish_input_domain(ql, divide_round_half_away(both, one * one))
+    return _finish_input_domain(ql, divide_round_half_away(both, one * one), out)
 
 
 def _channel_shuffle(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
@@ -495,7 +498,7 @@ def _channel_shuffle(ql: QLayer, windows: Windows, out: Region, accesses: Access
     window = windows[0]
     assert isinstance(attrs, ChannelShuffleAttrs) and window is not None
     src = np.asarray(attrs.perm[out.c0:out.c1], dtype=np.int64)
-    return _finish_input_domain(ql, window.astype(np.int64)[:, src - int(src.min())])
+    return _finish_input_domain(ql, window.astype(np.int64)[:, src - int(src.min())], out)
 
 
 def _softmax(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
@@ -506,7 +509,7 @@ def _softmax(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I
     total = e.sum(axis=1, keepdims=True)
     num = e[:, out.c0:out.c1] * ql.table_mul
     den = total << SOFTMAX_MUL_BITS
-    return _activate(ql, (2 * num + den) // (2 * den) + ql.stage_q.zero_point)
+    return _activate(ql, (2 * num + den) // (2 * den) + ql.stage_q.zero_point, out)
 
 
 def _lrn(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
@@ -519,7 +522,7 @@ def _lrn(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
     sq = csum[:, attrs.size: attrs.size + n] - csum[:, :n]  # the box starts at out.c0's window start
     centre = (attrs.size - 1) // 2
     scaled = v[:, centre: centre + n] * ql.table[sq]
-    return _activate(ql, divide_round_half_away(scaled, 1 << LRN_TABLE_BITS) + ql.stage_q.zero_point)
+    return _activate(ql, divide_round_half_away(scaled, 1 << LRN_TABLE_BITS) + ql.stage_q.zero_point, out)
 
 
 _KERNELS: dict[OpKind, Callable[[QLayer, Windows, Region, Accesses], I8]] = {

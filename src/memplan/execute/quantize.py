@@ -27,7 +27,7 @@ Scheme
   hard-swish, leaky ReLU and SiLU requantise to an intermediate ("stage") int8 scale
   calibrated on the pre-activation values, then look up a 256-entry table:
   ``lut[q + 128] = sat8(round_half_away(f(stage.scale * (q - stage.zp)) / out.scale) + out.zp)``
-  (:func:`activation_lut`).
+  (:func:`activation_lut`); PRelu (per-channel slopes) has one such table per channel.
 * Softmax over channels: ``d = max_c q - q`` indexes ``E[d] = round(2**20 * exp(-s_in * d))``;
   ``q_out = zp + floor((2 * E * K + S * 2**16) / (S * 2**17))`` with ``S`` the channel sum of
   ``E`` and ``K = round(2**16 / s_out)``: round half up of ``E / S / s_out``.
@@ -172,9 +172,13 @@ class Requant:
 
 
 def activation_lut(act: Activation, stage: QParams, out: QParams) -> I8:
-    """The 256-entry int8 -> int8 table of a non-clamping activation (index ``q + 128``)."""
+    """The 256-entry int8 -> int8 table of a non-clamping activation (index ``q + 128``); a
+    per-channel activation (PRelu) has one table per output channel, ``(C, 256)``."""
     q = np.arange(INT8_MIN, INT8_MAX + 1, dtype=np.float64)
-    y = apply_activation(stage.scale * (q - stage.zero_point), act)
+    x = stage.scale * (q - stage.zero_point)
+    if act.kind is ActKind.PRELU:
+        x = np.broadcast_to(x, (len(act.params), x.size))
+    y = apply_activation(x, act, channel_axis=0)
     lut = out.quantize(y)
     lut.setflags(write=False)
     return lut

@@ -236,6 +236,11 @@ def _slice_requant(rq: Requant | None, c0: int, c1: int) -> Requant | None:
     return Requant(_frozen(rq.real[c0:c1].copy()), _frozen(rq.multiplier[c0:c1].copy()), _frozen(rq.shift[c0:c1].copy()))
 
 
+def _slice_lut(lut: I8 | None, c0: int, c1: int) -> I8 | None:
+    """The tables of output channels ``[c0, c1)`` of a per-channel activation (PRelu)."""
+    return lut if lut is None or lut.ndim == 1 else _frozen(lut[c0:c1].copy())
+
+
 def _layer_with_weights(ql: QLayer, c0: int, c1: int, rows: I8, biases: I32 | None) -> tuple[QLayer, int]:
     """A :class:`QLayer` that computes output channels ``[c0, c1)`` with the given weights
     (``rows``: channel-major) and biases, and the channel its output starts at.
@@ -250,7 +255,8 @@ def _layer_with_weights(ql: QLayer, c0: int, c1: int, rows: I8, biases: I32 | No
         weight_scale = None if ql.weight_scale is None else _frozen(ql.weight_scale[c0:c1].copy())
         return dataclasses.replace(
             ql, out_shape=out_shape, weight=_frozen(_natural(ql, rows, 1)), weight_scale=weight_scale,
-            bias=None if biases is None else _frozen(biases), requant=_slice_requant(ql.requant, c0, c1)), c0
+            bias=None if biases is None else _frozen(biases), requant=_slice_requant(ql.requant, c0, c1),
+            lut=_slice_lut(ql.lut, c0, c1)), c0
     c_out = ql.out_shape[1]
     full = np.zeros((c_out, rows.shape[1]), dtype=np.int8)
     full[c0:c1] = rows

@@ -387,6 +387,10 @@ class _Exporter:
             self._node("Clip", [x, self._scalar(dtype, p[0]), self._scalar(dtype, p[1])], [y], name)
         elif kind is ActKind.LEAKY_RELU:
             self._node("LeakyRelu", [x], [y], name, alpha=p[0] if p else 0.01)
+        elif kind is ActKind.PRELU:
+            slope = self._fresh(f"{name}.slope")
+            self._initializer(slope, np.asarray(p, dtype=self._dtype(layer.output)).reshape(-1, 1, 1))
+            self._node("PRelu", [x, slope], [y], name)
         elif kind is ActKind.SIGMOID:
             self._node("Sigmoid", [x], [y], name)
         elif kind is ActKind.TANH:

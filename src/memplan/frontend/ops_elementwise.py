@@ -239,10 +239,16 @@ def _clip(cv: Converter, node: Node) -> Activation:
 
 
 def _prelu(cv: Converter, node: Node) -> Activation:
-    slope = cv.float_array(cv.const(node.input(1), "slope")).reshape(-1)
-    if not np.all(slope == slope[0]):
-        raise NodeError("PRelu with per-channel slopes is not supported (a single slope maps to LeakyRelu)")
-    return Activation(ActKind.LEAKY_RELU, (float(slope[0]),))
+    """One slope: LeakyRelu; a slope per channel (broadcast against the input view): PRelu."""
+    slope = cv.float_array(cv.const(node.input(1), "slope")).astype(np.float64)
+    if np.all(slope == slope.reshape(-1)[0]):
+        return Activation(ActKind.LEAKY_RELU, (float(slope.reshape(-1)[0]),))
+    ref, base_shape = cv.view(node.inputs[0])
+    per = per_channel(ref, base_shape, slope)
+    if per is None:
+        raise NodeError(f"PRelu slopes of shape {slope.shape} vary along N, H or W of {base_shape}; "
+                        "memplan supports one slope or one per channel")
+    return Activation(ActKind.PRELU, tuple(float(v) for v in per))
 
 
 def _activation(cv: Converter, node: Node) -> Activation:

@@ -35,6 +35,11 @@ RELU = Activation(ActKind.RELU)
 RELU6 = Activation(ActKind.CLIP, (0.0, 6.0))
 
 
+def prelu(slopes: object) -> Activation:
+    """A PRelu activation with one slope per output channel."""
+    return Activation(ActKind.PRELU, tuple(float(v) for v in np.asarray(slopes, dtype=np.float64).reshape(-1)))
+
+
 def _pair(v: int | Pair) -> Pair:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from memplan.errors import GraphError
 from memplan.ir.graph import Graph, Role
-from memplan.ir.ops import ATTRS_OF, WEIGHTED, infer_output_shape, weight_shape
+from memplan.ir.ops import ATTRS_OF, WEIGHTED, ActKind, infer_output_shape, weight_shape
 
 
 def check_graph(graph: Graph) -> None:
@@ -54,6 +54,9 @@ def check_graph(graph: Graph) -> None:
                 raise GraphError(f"{where}: weight tensor has role {graph.tensors[layer.weight].role.value}")
         elif layer.weight is not None:
             raise GraphError(f"{where}: op takes no weights")
+        act = layer.activation
+        if act is not None and act.kind is ActKind.PRELU and len(act.params) != out[1]:
+            raise GraphError(f"{where}: prelu has {len(act.params)} slopes for {out[1]} channels")
         if layer.bias is not None:
             b = graph.weights.get(layer.bias)
             if b is None or tuple(b.shape) != (out[1],):

@@ -58,6 +58,7 @@ class ActKind(str, enum.Enum):
     HARD_SWISH = "hard_swish"
     TANH = "tanh"
     SILU = "silu"  # x * sigmoid(x)
+    PRELU = "prelu"  # params: one slope per output channel (ONNX PRelu with per-channel slopes)
 
 
 @dataclass(frozen=True)

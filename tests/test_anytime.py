@@ -178,3 +178,18 @@ def test_not_interrupted_by_default(resnet8: Graph) -> None:
     r = solve_cpsat(resnet8, HW.with_sram(16 << 10), "energy", WALL)
     assert r.stats.interrupted is False and r.plan.meta["solver"]["interrupted"] is False
     _check_consistent(r, resnet8, HW.with_sram(16 << 10))
+
+
+def test_ctrl_c_outside_the_search_exits_130_and_writes_nothing(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from memplan.cli import main
+
+    model, out = tmp_path / "resnet8.onnx", tmp_path / "plan.json"
+    assert main(["zoo", "resnet8", "-o", str(model)]) == 0
+
+    def ctrl_c(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # as a SIGINT during the candidate enumeration would
+
+    monkeypatch.setattr(run, "_candidates", ctrl_c)
+    assert main(["solve", str(model), "--sram", "8KiB", "-o", str(out)]) == 130
+    assert "memplan: interrupted" in capsys.readouterr().err
+    assert not out.exists()

@@ -158,7 +158,9 @@ class SolveResult:
     plan: Plan
     stats: SolverStats
     baselines: Mapping[str, Plan] = field(default_factory=dict)  # layer and greedy, computed on the way
-    timings: Mapping[str, float] = field(default_factory=dict)  # seconds per stage, "search_limit", "total"
+    # this run's seconds per stage ("layer", "greedy", "candidates", "dp_bound", "warm_start",
+    # "model", "search", "finish"), "search_limit", CP-SAT's "deterministic_time", "total"
+    timings: Mapping[str, float] = field(default_factory=dict)
 
 
 def parse_weights(text: str) -> dict[str, float]:

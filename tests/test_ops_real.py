@@ -28,7 +28,7 @@ from memplan.execute.kernels import Tile, run_layer
 from memplan.execute.quantize import QParams, activation_lut, quantize_graph
 from memplan.ir.builder import GraphBuilder, prelu
 from memplan.ir.graph import Graph
-from memplan.ir.ops import Activation, ActKind, ConvAttrs, NoAttrs, OpKind, infer_output_shape
+from memplan.ir.ops import Activation, ActKind, ConvAttrs, NoAttrs, OpKind, ZeroPadAttrs, infer_output_shape
 from memplan.plan.model import Op, Plan
 from memplan.solve import solve_cpsat
 from test_kernels import _full, _single
@@ -334,3 +334,52 @@ def test_per_channel_prelu_imports(tmp_path: Path) -> None:
     assert g.layers[0].activation == prelu(slope)
     back = _ort_matches(g, tmp_path / "back.onnx")
     assert back.layers[0].activation == g.layers[0].activation
+
+
+# ---------------------------------------------------------------------------- zero pad
+def test_pad_shape_backprop_float_and_int8() -> None:
+    attrs = ZeroPadAttrs((1, 2), (1, 0, 0, 2))
+    assert infer_output_shape(OpKind.PAD, attrs, ((1, 2, 3, 3),)) == (1, 5, 4, 5)
+    b = GraphBuilder("pad")
+    x = b.input((1, 2, 3, 3), "x")
+    y = b.pad(x, (1, 2), (1, 0, 0, 2))
+    g = b.build(y)
+    # output channels [0, 2) read input channel 0 only; rows [0, 2) read rows [-1, 1) (row -1 is padding)
+    assert input_regions(g, g.layers[0], Region(0, 2, 0, 2, 3, 5)) == (Region(0, 1, -1, 1, 3, 5),)
+    assert input_regions(g, g.layers[0], Region(3, 5, 0, 4, 0, 5))[0].clip(g.shape(x)).empty
+    v = run_float(g, _inputs(g, x=list(range(1, 19))))[y]
+    assert v[0, 1].tolist() == [[0] * 5, [1, 2, 3, 0, 0], [4, 5, 6, 0, 0], [7, 8, 9, 0, 0]]
+    assert not v[0, 0].any() and not v[0, 3:].any()
+    # int8: padding is the zero point (real 0); the output keeps the input's parameters
+    ql = _single(OpKind.PAD, attrs, [(1, 2, 3, 3)], params=[(0.5, -7), (0.5, -7)])
+    q = np.arange(18, dtype=I8).reshape(1, 2, 3, 3)
+    got = _full(ql, q)
+    assert got[0, 2, 1].tolist() == [9, 10, 11, -7, -7] and (got[0, 0] == -7).all()
+    # a region of padding only reads nothing
+    assert run_layer(ql, [None], Region(3, 5, 0, 1, 0, 5)).tolist() == [[[[-7] * 5]] * 2]
+
+
+def channel_pad_residual() -> Graph:
+    """iris_landmark's residual: the shortcut is max-pooled and zero-padded to more channels."""
+    b = GraphBuilder("chpad", seed=9)
+    x = b.input((1, 4, 16, 16))
+    x = b.conv(x, 8, 3, activation=prelu(np.linspace(-0.2, 0.3, 8)))
+    body = b.conv(b.conv(x, 8, 3, stride=2), 16, 1, activation=None)
+    short = b.pad(b.max_pool(x, 2), (0, 8), name="chpad")
+    y = b.add(body, short, activation=prelu(np.linspace(0.1, 0.2, 16)), name="res")
+    z = b.pad(b.conv(y, 8, 1), (0, 0), (1, 1, 1, 1), name="spatial_pad")
+    return b.build(b.avg_pool(z, 3, 1))
+
+
+def test_pad_graph_plans_fuse_tile_and_verify() -> None:
+    _verify_everywhere(channel_pad_residual(), (4 * 1024, 16 * 1024), {"chpad", "res", "spatial_pad"})
+
+
+def test_channel_pad_imports_and_round_trips(tmp_path: Path) -> None:
+    nodes = [helper.make_node("MaxPool", ["x"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Pad", ["m", "p"], ["t"]), helper.make_node("Relu", ["t"], ["y"])]
+    inits = {"p": np.array([0, 0, 0, 0, 0, 3, 1, 0], np.int64)}
+    g = _import_and_compare(_onnx_model(nodes, inits, (1, 2, 4, 4), (1, 5, 3, 2)), tmp_path / "pad.onnx")
+    assert [layer.op for layer in g.layers] == [OpKind.MAX_POOL, OpKind.PAD]
+    assert g.layers[1].attrs == ZeroPadAttrs((0, 3), (0, 0, 1, 0))
+    assert [layer.attrs for layer in _ort_matches(g, tmp_path / "back.onnx").layers] == [l.attrs for l in g.layers]

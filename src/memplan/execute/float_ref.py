@@ -44,6 +44,7 @@ from memplan.ir.ops import (
     OpKind,
     PoolAttrs,
     ResizeAttrs,
+    ZeroPadAttrs,
 )
 
 F64 = npt.NDArray[np.float64]
@@ -222,6 +223,10 @@ def layer_preactivation(graph: Graph, layer: Layer, xs: list[F64]) -> F64:
         y = _lrn(x, attrs)
     elif op is OpKind.SOFTMAX:
         y = _softmax(x)
+    elif op is OpKind.PAD:
+        assert isinstance(attrs, ZeroPadAttrs)
+        t, l, b, r = attrs.pads
+        y = np.pad(x, ((0, 0), attrs.channels, (t, b), (l, r)))
     elif op is OpKind.CHANNEL_SHUFFLE:
         assert isinstance(attrs, ChannelShuffleAttrs)
         y = x[:, list(attrs.perm)]

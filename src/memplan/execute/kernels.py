@@ -59,6 +59,7 @@ from memplan.ir.ops import (
     PoolAttrs,
     ResizeAttrs,
     Shape,
+    ZeroPadAttrs,
     broadcast_span,
     ceil_div,
 )
@@ -238,6 +239,13 @@ def _accesses(ql: QLayer, out: Region) -> list[_Access | None]:
     if op in ELEMENTWISE:  # a broadcast axis reads its single cell
         return [_same_access(_region(broadcast_span(s[1], out.c0, out.c1), broadcast_span(s[2], out.y0, out.y1),
                                      broadcast_span(s[3], out.x0, out.x1))) for s in ql.in_shapes]
+    if op is OpKind.PAD:  # the output region shifted into the input; outside it: the zero point
+        assert isinstance(attrs, ZeroPadAttrs)
+        t, l = attrs.pads[0], attrs.pads[1]
+        box = Region(out.c0 - attrs.channels[0], out.c1 - attrs.channels[0], out.y0 - t, out.y1 - t, out.x0 - l,
+                     out.x1 - l)
+        need = box.clip(ql.in_shapes[0])
+        return [_Access(box, EMPTY if need.empty else need, ql.in_q[0].zero_point)]
     if op is OpKind.CONCAT:
         accesses: list[_Access | None] = []
         offset = 0
@@ -493,6 +501,12 @@ def _resize(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8
     return _finish_input_domain(ql, divide_round_half_away(both, one * one), out)
 
 
+def _pad(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
+    window = windows[0]
+    assert window is not None
+    return _finish_input_domain(ql, window.astype(np.int64), out)
+
+
 def _channel_shuffle(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
     attrs = ql.layer.attrs
     window = windows[0]
@@ -538,6 +552,7 @@ _KERNELS: dict[OpKind, Callable[[QLayer, Windows, Region, Accesses], I8]] = {
     OpKind.MUL: _mul,
     OpKind.MAX: _extremum,
     OpKind.MIN: _extremum,
+    OpKind.PAD: _pad,
     OpKind.CONCAT: _concat,
     OpKind.RESIZE: _resize,
     OpKind.CHANNEL_SHUFFLE: _channel_shuffle,

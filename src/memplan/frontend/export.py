@@ -42,6 +42,7 @@ from memplan.ir.ops import (
     OpKind,
     PoolAttrs,
     ResizeAttrs,
+    ZeroPadAttrs,
     ceil_div,
 )
 
@@ -261,6 +262,7 @@ class _Exporter:
             OpKind.MUL: self._elementwise,
             OpKind.MAX: self._elementwise,
             OpKind.MIN: self._elementwise,
+            OpKind.PAD: self._pad,
             OpKind.CONCAT: self._concat,
             OpKind.RESIZE: self._resize,
             OpKind.LRN: self._lrn,
@@ -333,6 +335,13 @@ class _Exporter:
 
     def _elementwise(self, layer: Layer, ins: list[str], out: str) -> None:
         self._node(_ELEMENTWISE_ONNX[layer.op], ins, [out], layer.id)
+
+    def _pad(self, layer: Layer, ins: list[str], out: str) -> None:
+        a = layer.attrs
+        assert isinstance(a, ZeroPadAttrs)
+        t, l, b, r = a.pads
+        pads = self._int64s(f"{layer.id}.pads", [0, a.channels[0], t, l, 0, a.channels[1], b, r])
+        self._node("Pad", [ins[0], pads], [out], layer.id, mode="constant")
 
     def _concat(self, layer: Layer, ins: list[str], out: str) -> None:
         self._node("Concat", ins, [out], layer.id, axis=1)

@@ -1,7 +1,9 @@
 """Converters of elementwise operators, activations, layout ops and Pad.
 
 Per-channel arithmetic with a constant (BatchNormalization, Mul, Add, Sub, Div) becomes a draft
-AFFINE; arithmetic of feature maps (Add, Sum, Sub, Mul, Max, Min, broadcasting) an IR layer; an activation a draft ACT, a zero Pad a draft PAD: :mod:`memplan.frontend.normalize`
+AFFINE; arithmetic of feature maps (Add, Sum, Sub, Mul, Max, Min, broadcasting) an IR layer;
+a zero Pad read only by Conv / pools a draft PAD, any other zero Pad (of channels, too) an IR
+PAD layer; an activation a draft ACT, a zero Pad a draft PAD: :mod:`memplan.frontend.normalize`
 folds them into neighbouring layers. Layout ops only create views.
 """
 
@@ -24,7 +26,7 @@ from memplan.frontend.common import (
 from memplan.frontend.constants import Const
 from memplan.frontend.draft import AffineAttrs, PadAttrs, Pseudo
 from memplan.frontend.layout import Ref, per_channel, positions, reshaped, transposed
-from memplan.ir.ops import Activation, ActKind, NoAttrs, OpKind, Shape, infer_output_shape
+from memplan.ir.ops import Activation, ActKind, NoAttrs, OpKind, Shape, ZeroPadAttrs, infer_output_shape
 
 if TYPE_CHECKING:
     from memplan.frontend.convert import Converter
@@ -406,13 +408,23 @@ def _pad(cv: Converter, node: Node) -> None:
         raise NodeError(f"padding with {value} is not supported; memplan folds zero padding only")
     if min(pads) < 0:
         raise NodeError("negative pads (cropping) are not supported")
-    if pads[0] or pads[1] or pads[4] or pads[5]:
-        raise NodeError("padding N or C is not supported; memplan folds spatial (H, W) padding only")
-    top, left, bottom, right = pads[2], pads[3], pads[6], pads[7]
-    if top == left == bottom == right == 0:
+    if pads[0] or pads[4]:
+        raise NodeError("padding the batch is not supported")
+    spatial = (pads[2], pads[3], pads[6], pads[7])
+    if not any(pads):
         cv.set_ref(node.outputs[0], ref)
         return
     n, c, h, w = base_shape
-    out_shape = (n, c, h + top + bottom, w + left + right)
-    cv.emit(node, Pseudo.PAD, [ref.base], PadAttrs((top, left, bottom, right)), out_shape)
+    out_shape = (n, c + pads[1] + pads[5], h + spatial[0] + spatial[2], w + spatial[1] + spatial[3])
+    users = cv.consumers(node.outputs[0])
+    if pads[1] or pads[5] or cv.is_model_output(node.outputs[0]) or not users or any(
+            u.op not in _FOLDS_PAD for u in users):
+        # channel padding (a residual's channel expansion), or nothing to fold into: a layer
+        cv.emit(node, OpKind.PAD, [ref.base], ZeroPadAttrs((pads[1], pads[5]), spatial), out_shape)
+        return
+    cv.emit(node, Pseudo.PAD, [ref.base], PadAttrs(spatial), out_shape)
+
+
+#: ONNX operators a spatial zero Pad folds into (see memplan.frontend.normalize.fold_pads)
+_FOLDS_PAD = frozenset({"Conv", "MaxPool", "AveragePool"})
 

@@ -24,6 +24,7 @@ from memplan.ir.ops import (
     PoolAttrs,
     ResizeAttrs,
     SPATIALLY_GLOBAL,
+    ZeroPadAttrs,
     broadcast_span,
     macs_per_output_element,
 )
@@ -115,6 +116,9 @@ def input_spans(graph: Graph, layer: Layer, axis: int, lo: int, hi: int) -> tupl
         return (_resize_span(a, lo, hi, a.out_hw[k], n_in),)
     if op in ELEMENTWISE:
         return tuple(broadcast_span(s[axis], lo, hi) for s in shapes)
+    if op is OpKind.PAD:  # an offset; cells outside the input are the padding
+        assert isinstance(a, ZeroPadAttrs)
+        return ((lo - a.pads[k], hi - a.pads[k]),)
     if op in (OpKind.CONCAT, OpKind.LRN, OpKind.SOFTMAX, OpKind.CHANNEL_SHUFFLE):
         return tuple((lo, hi) for _ in layer.inputs)
     raise ValueError(f"no region rule for {op}")
@@ -151,6 +155,10 @@ def input_channel_spans(graph: Graph, layer: Layer, c0: int, c1: int) -> tuple[S
         return ((min(src), max(src) + 1),)
     if op in ELEMENTWISE:
         return tuple(broadcast_span(s[1], c0, c1) for s in shapes)
+    if op is OpKind.PAD:  # channel spans stay inside the tensor: clip (empty when only padding)
+        assert isinstance(a, ZeroPadAttrs)
+        lo = min(max(c0 - a.channels[0], 0), c_in)
+        return ((lo, max(min(c1 - a.channels[0], c_in), lo)),)
     # pools, global pools, resize: channel-wise
     return tuple((c0, c1) for _ in layer.inputs)
 

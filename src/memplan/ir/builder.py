@@ -27,6 +27,7 @@ from memplan.ir.ops import (
     Pads,
     PoolAttrs,
     ResizeAttrs,
+    ZeroPadAttrs,
     infer_output_shape,
     weight_shape,
 )
@@ -187,6 +188,10 @@ class GraphBuilder:
 
     def minimum(self, *xs: str, activation: Activation | None = None, name: str | None = None) -> str:
         return self.elementwise(OpKind.MIN, *xs, activation=activation, name=name)
+
+    def pad(self, x: str, channels: Pair = (0, 0), pads: Pads = (0, 0, 0, 0), name: str | None = None) -> str:
+        """Zero padding of channels (front, back) and rows / columns (top, left, bottom, right)."""
+        return self.add_layer(OpKind.PAD, (x,), ZeroPadAttrs(channels, pads), name=name)
 
     def concat(self, *xs: str, name: str | None = None) -> str:
         return self.add_layer(OpKind.CONCAT, tuple(xs), NoAttrs(), name=name)

@@ -47,6 +47,7 @@ class OpKind(str, enum.Enum):
     MUL = "mul"
     MAX = "max"
     MIN = "min"
+    PAD = "pad"
 
 
 class ActKind(str, enum.Enum):
@@ -136,6 +137,19 @@ class ChannelShuffleAttrs:
 
 
 @dataclass(frozen=True)
+class ZeroPadAttrs:
+    """Zero padding of a feature map: ``channels`` (front, back) and spatial ``pads`` (top,
+    left, bottom, right), all >= 0 (a pad folded into a following conv never becomes a layer)."""
+
+    channels: Pair = (0, 0)
+    pads: Pads = (0, 0, 0, 0)
+
+    def __post_init__(self) -> None:
+        if min(*self.channels, *self.pads) < 0:
+            raise ValueError(f"negative padding {self.channels} {self.pads}")
+
+
+@dataclass(frozen=True)
 class NoAttrs:
     """Ops without attributes (add, concat on channels, softmax over channels, global pools)."""
 
@@ -148,6 +162,7 @@ Attrs = (
     | ResizeAttrs
     | LRNAttrs
     | ChannelShuffleAttrs
+    | ZeroPadAttrs
     | NoAttrs
 )
 
@@ -169,6 +184,7 @@ ATTRS_OF: dict[OpKind, type] = {
     OpKind.MUL: NoAttrs,
     OpKind.MAX: NoAttrs,
     OpKind.MIN: NoAttrs,
+    OpKind.PAD: ZeroPadAttrs,
 }
 
 #: ops whose output at a pixel depends on the whole input plane: they cannot be row/col tiled
@@ -276,6 +292,10 @@ def infer_output_shape(
         return (n, c, *attrs.out_hw)
     if op in (OpKind.LRN, OpKind.SOFTMAX):
         return (n, c, h, w)
+    if op is OpKind.PAD:
+        assert isinstance(attrs, ZeroPadAttrs)
+        t, l, b, r = attrs.pads
+        return (n, c + sum(attrs.channels), h + t + b, w + l + r)
     if op is OpKind.CHANNEL_SHUFFLE:
         assert isinstance(attrs, ChannelShuffleAttrs)
         if sorted(attrs.perm) != list(range(c)):

@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from memplan.baselines import greedy, layer_by_layer
 from memplan.config import HardwareProfile, SolverConfig, load_profile
+from memplan.errors import ModelError
 from memplan.execute import prepare, verify_plan
 from memplan.execute.float_ref import run_float
 from memplan.frontend import load_model
@@ -383,3 +384,25 @@ def test_channel_pad_imports_and_round_trips(tmp_path: Path) -> None:
     assert [layer.op for layer in g.layers] == [OpKind.MAX_POOL, OpKind.PAD]
     assert g.layers[1].attrs == ZeroPadAttrs((0, 3), (0, 0, 1, 0))
     assert [layer.attrs for layer in _ort_matches(g, tmp_path / "back.onnx").layers] == [l.attrs for l in g.layers]
+
+
+# ---------------------------------------------------------------------------- ReduceMean
+@pytest.mark.parametrize("layout, keepdims", [("NCHW", 1), ("NCHW", 0), ("NHWC", 1), ("NHWC", 0)])
+def test_spatial_reduce_mean_is_a_global_average_pool(layout: str, keepdims: int, tmp_path: Path) -> None:
+    w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1])]
+    src, axes = "c", [2, 3]
+    if layout == "NHWC":
+        nodes.append(helper.make_node("Transpose", ["c"], ["t"], perm=[0, 2, 3, 1]))
+        src, axes = "t", [1, -2]
+    nodes.append(helper.make_node("ReduceMean", [src], ["y"], axes=axes, keepdims=keepdims))
+    out = {(1, "NCHW"): (1, 4, 1, 1), (1, "NHWC"): (1, 1, 1, 4)}.get((keepdims, layout), (1, 4))
+    g = _import_and_compare(_onnx_model(nodes, {"w": w}, (1, 3, 5, 5), out), tmp_path / "rm.onnx")
+    assert [layer.op for layer in g.layers] == [OpKind.CONV, OpKind.GLOBAL_AVG_POOL]
+
+
+def test_reduce_mean_over_channels_is_refused(tmp_path: Path) -> None:
+    nodes = [helper.make_node("ReduceMean", ["x"], ["y"], axes=[1], keepdims=1)]
+    onnx.save(_onnx_model(nodes, {}, (1, 3, 5, 5), (1, 1, 5, 5)), tmp_path / "rc.onnx")
+    with pytest.raises(ModelError, match="not over H and W"):
+        load_model(tmp_path / "rc.onnx")

@@ -10,7 +10,7 @@ import numpy as np
 
 from memplan.frontend.common import Node, NodeError, handles, normalize_axis
 from memplan.frontend.draft import ConstInfo, DraftLayer
-from memplan.frontend.layout import reduces_channels
+from memplan.frontend.layout import positions, reduces_channels
 from memplan.ir.graph import QuantParams
 from memplan.ir.ops import (
     ConvAttrs,
@@ -192,6 +192,36 @@ def _global_pool(cv: Converter, node: Node) -> None:
     base, shape = cv.fmap(node.inputs[0])
     op = OpKind.GLOBAL_AVG_POOL if node.op == "GlobalAveragePool" else OpKind.GLOBAL_MAX_POOL
     cv.emit(node, op, [base], NoAttrs(), (shape[0], shape[1], 1, 1))
+
+
+@handles("ReduceMean", "ReduceMax")
+def _reduce_spatial(cv: Converter, node: Node) -> None:
+    """ReduceMean / ReduceMax over exactly H and W (of an NCHW map, or of its NHWC transpose):
+    a global average / max pool, keepdims or not."""
+    ref, base_shape = cv.view(node.inputs[0])
+    rank = len(ref.shape)
+    if cv.opset < 18:
+        axes = node.ints("axes")
+    else:
+        c = cv.maybe_const(node.input(1))
+        if node.input(1) and c is None:
+            raise NodeError("axes must be a constant")
+        axes = None if c is None else tuple(int(v) for v in c.array.reshape(-1))
+    n, ch, h, w = base_shape
+    if ref.shape == base_shape and ref.index is None:
+        spatial = [2, 3]
+    elif ref.shape == (n, h, w, ch) and np.array_equal(
+            positions(ref), np.arange(n * ch * h * w).reshape(base_shape).transpose(0, 2, 3, 1)):
+        spatial = [1, 2]
+    else:
+        spatial = None
+    if axes is None or spatial is None or sorted(normalize_axis(a, rank) for a in axes) != spatial:
+        raise NodeError(f"{node.op} over axes {axes} of {ref.shape} is not over H and W of a feature map; memplan "
+                        "supports a spatial reduction (a global pool) only")
+    kept = [1 if a in spatial else d for a, d in enumerate(ref.shape)]
+    onnx_shape = tuple(kept) if int(node.attr("keepdims", 1)) else tuple(d for a, d in enumerate(kept) if a not in spatial)
+    op = OpKind.GLOBAL_AVG_POOL if node.op == "ReduceMean" else OpKind.GLOBAL_MAX_POOL
+    cv.emit(node, op, [ref.base], NoAttrs(), (n, ch, 1, 1), onnx_shape=onnx_shape)
 
 
 @handles("LRN")

@@ -406,3 +406,21 @@ def test_reduce_mean_over_channels_is_refused(tmp_path: Path) -> None:
     onnx.save(_onnx_model(nodes, {}, (1, 3, 5, 5), (1, 1, 5, 5)), tmp_path / "rc.onnx")
     with pytest.raises(ModelError, match="not over H and W"):
         load_model(tmp_path / "rc.onnx")
+
+
+def test_pad_of_an_nhwc_model_input_before_its_transpose_folds_into_the_conv(tmp_path: Path) -> None:
+    """pose_detection (tf2onnx): ``Pad`` of the NHWC input, then the NHWC->NCHW ``Transpose``."""
+    ort = pytest.importorskip("onnxruntime")
+    w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Pad", ["x", "p"], ["t"]),
+             helper.make_node("Transpose", ["t"], ["u"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["u", "w"], ["y"], strides=[2, 2])]
+    inits = {"w": w, "p": np.array([0, 1, 1, 0, 0, 1, 1, 0], np.int64)}  # H and W of (N, H, W, C)
+    path = tmp_path / "nhwc_pad.onnx"
+    onnx.save(_onnx_model(nodes, inits, (1, 8, 8, 3), (1, 4, 4, 4)), path)
+    g = load_model(path)
+    assert g.input_layouts["x"] == "NHWC" and [layer.op for layer in g.layers] == [OpKind.CONV]
+    assert g.layers[0].attrs.pads == (1, 1, 1, 1)
+    x = np.random.default_rng(1).standard_normal((1, 8, 8, 3)).astype(np.float32)
+    (want,) = ort.InferenceSession(str(path)).run(None, {"x": x})
+    np.testing.assert_allclose(run_float(g, {"x": x.transpose(0, 3, 1, 2)})["y"], want, rtol=1e-4, atol=1e-5)

@@ -388,7 +388,8 @@ def _pad(cv: Converter, node: Node) -> None:
     mode = node.attr("mode", "constant")
     if mode != "constant":
         raise NodeError(f"Pad mode {mode!r} is not supported; memplan folds zero (constant) padding only")
-    ref, base_shape = cv.view(node.inputs[0])
+    nhwc = _nhwc_pad(cv, node)
+    ref, base_shape = cv.view(nhwc[0] if nhwc else node.inputs[0])
     if cv.opset < 11:
         pads = node.ints("pads") or node.ints("paddings")
         value = float(node.attr("value", 0.0))
@@ -408,6 +409,8 @@ def _pad(cv: Converter, node: Node) -> None:
         raise NodeError(f"padding with {value} is not supported; memplan folds zero padding only")
     if min(pads) < 0:
         raise NodeError("negative pads (cropping) are not supported")
+    if nhwc and len(pads) == 8:  # pads of (N, H, W, C) -> of (N, C, H, W)
+        pads = (pads[0], pads[3], pads[1], pads[2], pads[4], pads[7], pads[5], pads[6])
     if pads[0] or pads[4]:
         raise NodeError("padding the batch is not supported")
     spatial = (pads[2], pads[3], pads[6], pads[7])
@@ -416,13 +419,31 @@ def _pad(cv: Converter, node: Node) -> None:
         return
     n, c, h, w = base_shape
     out_shape = (n, c + pads[1] + pads[5], h + spatial[0] + spatial[2], w + spatial[1] + spatial[3])
-    users = cv.consumers(node.outputs[0])
+    users = nhwc[1] if nhwc else cv.consumers(node.outputs[0])
+    # the NHWC view of the padded map, which the Transpose after the Pad makes NCHW again
+    like = transposed(Ref(node.outputs[0], out_shape), (0, 2, 3, 1)) if nhwc else None
     if pads[1] or pads[5] or cv.is_model_output(node.outputs[0]) or not users or any(
             u.op not in _FOLDS_PAD for u in users):
         # channel padding (a residual's channel expansion), or nothing to fold into: a layer
-        cv.emit(node, OpKind.PAD, [ref.base], ZeroPadAttrs((pads[1], pads[5]), spatial), out_shape)
+        cv.emit(node, OpKind.PAD, [ref.base], ZeroPadAttrs((pads[1], pads[5]), spatial), out_shape, like=like)
         return
-    cv.emit(node, Pseudo.PAD, [ref.base], PadAttrs(spatial), out_shape)
+    cv.emit(node, Pseudo.PAD, [ref.base], PadAttrs(spatial), out_shape, like=like)
+
+
+def _nhwc_pad(cv: Converter, node: Node) -> tuple[str, list[Node]] | None:
+    """A Pad of NHWC data (tf2onnx pads a model input before its NHWC->NCHW Transpose): when
+    the Pad's only reader is that Transpose and the transposed input is an NCHW map, the name of
+    that NCHW view (reading it makes a pending model input NHWC) and the Transpose's readers."""
+    raw = cv.ref(node.inputs[0])
+    user = _sole_consumer(cv, node.outputs[0])
+    if len(raw.shape) != 4 or user is None or user.op != "Transpose" or user.ints("perm") != (0, 3, 1, 2):
+        return None
+    name = f"{node.outputs[0]}~nchw_source"
+    cv.set_ref(name, transposed(raw, (0, 3, 1, 2)))
+    ref, base_shape = cv.view(name)
+    if ref.index is not None or ref.shape != base_shape:
+        return None
+    return name, cv.consumers(user.outputs[0])
 
 
 #: ONNX operators a spatial zero Pad folds into (see memplan.frontend.normalize.fold_pads)

@@ -222,6 +222,40 @@ def test_a_chain_that_is_not_a_dequantisation_is_not_folded(tmp_path: Path) -> N
     assert "\n" not in str(info.value)
 
 
+def test_rescaling_before_the_input_transpose_is_absorbed(tmp_path: Path) -> None:
+    """tf2onnx QDQ of a Keras Rescaling layer (MobileNetV3Small): the NHWC->NCHW Transpose comes
+    after a per-tensor Mul and Add of the input; they commute with it."""
+    # the values after Mul, 0.125 * (q + 3), are exactly the mid-point grid (no rounding, no clipping)
+    c = {"s_in": (0.5, np.float32), "z_in": (-3, np.int8), "k": (1, np.int8), "k_s": (0.25, np.float32),
+         "s_mid": (0.125, np.float32), "z_mid": (-3, np.int8), "off": (-1.0, np.float32)}
+    inits = [numpy_helper.from_array(np.array(v, dtype=t), k) for k, (v, t) in c.items()]
+    inits.append(numpy_helper.from_array(np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3, 1, 1), "w"))
+    nodes = [helper.make_node("DequantizeLinear", ["x", "s_in", "z_in"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["k", "k_s"], ["kd"]),  # a dequantised constant factor
+             helper.make_node("Mul", ["xd", "kd"], ["m"]),
+             helper.make_node("QuantizeLinear", ["m", "s_mid", "z_mid"], ["mq"]),
+             helper.make_node("DequantizeLinear", ["mq", "s_mid", "z_mid"], ["md"]),
+             helper.make_node("Add", ["md", "off"], ["a"]),
+             helper.make_node("Transpose", ["a"], ["t"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["t", "w"], ["y"], name="conv")]
+    path = _save(tmp_path, nodes, [helper.make_tensor_value_info("x", TensorProto.INT8, [1, 6, 5, 3])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    graph = load_model(path)
+    assert graph.input_layouts["x"] == "NHWC" and graph.tensors["x"].shape == (1, 3, 6, 5)
+    assert graph.tensors["x"].quant == QuantParams((0.5,), (-3,), "int8")
+    assert graph.layers[-1].op is OpKind.CONV
+    ort = pytest.importorskip("onnxruntime")
+    from memplan.execute.float_ref import run_float_detailed
+
+    x = np.random.default_rng(0).integers(-128, 128, (1, 6, 5, 3)).astype(np.int8)
+    want = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    values, _ = run_float_detailed(graph, {"x": (0.5 * (x.astype(np.float64) + 3)).transpose(0, 3, 1, 2)})
+    np.testing.assert_allclose(values["y"], want, rtol=1e-5, atol=1e-5)
+    plan = tmp_path / "plan.json"
+    assert main(["solve", str(path), "--strategy", "greedy", "--sram", "1KiB", "-o", str(plan)]) == 0
+    assert main(["verify", str(path), str(plan)]) == 0
+
+
 # ---------------------------------------------------------------------------- 6. onnxruntime quantize_static
 def _float_cnn(path: Path) -> None:
     """conv + relu, depthwise conv + relu, residual add, global average pool, gemm."""

@@ -65,8 +65,8 @@ class Prepared:
     reference: Mapping[str, I8]
     seed: int
     times: Mapping[str, float]
-    #: memo of recomputed baseline totals, per (profile, greedy depth), for verifying many
-    #: plans of this graph
+    #: memo of recomputed baseline totals, per (profile, greedy depth, baseline), for
+    #: verifying many plans of this graph
     baselines: dict[Any, dict[str, Any]] = field(default_factory=dict, compare=False)
 
 
@@ -234,8 +234,17 @@ def verify_document(graph: Graph, doc: Mapping[str, Any], sha256: str | None, se
     if sha256 is not None and want != sha256:
         raise VerificationError(f"the plan was made for a model with sha256 {str(want)[:12]}..., but this model has "
                                 f"sha256 {sha256[:12]}...: re-run memplan solve on this model")
+    shapes = {k: list(v) for k, v in graph.input_shapes.items()} or None  # what the model was loaded at
+    if plan.meta.get("model_input_shapes") != shapes:
+        raise VerificationError(f"plan field model.input_shapes is {plan.meta.get('model_input_shapes')}, but the model's "
+                                f"inputs were loaded at {shapes}: re-run memplan solve, or verify at the plan's shapes")
     if graph.name != plan.graph_name:  # the same bytes under another file name
         graph = dataclasses.replace(graph, name=plan.graph_name)
+    got = data["model"].get("input_shapes")
+    want = {k: list(v) for k, v in graph.input_shapes.items()} if graph.input_shapes else None
+    if got != want:
+        raise VerificationError(f"plan field model.input_shapes is {got}, but the model was loaded with input shapes "
+                                f"{want}: re-run memplan solve")
     check_derived(data, plan, hw, [layer.id for layer in graph.layers])
     check_plan(graph, plan, hw, data, None if prepared is None else prepared.baselines)
     return verify_plan(graph, plan, hw, seed, prepared=prepared, static_checks=False)
@@ -306,7 +315,7 @@ def _check_solver_record(plan: Plan) -> None:
 def _check_summaries(graph: Graph, plan: Plan, hw: HardwareProfile, doc: Mapping[str, Any],
                      memo: dict[Any, dict[str, Any]]) -> None:
     """The floor and the baseline summaries a plan carries equal memplan's own, recomputed
-    (``memo``: baseline totals already recomputed for this graph, per profile and depth)."""
+    (``memo``: baseline totals already recomputed for this graph)."""
     from memplan.baselines import CostCache, floor, greedy, layer_by_layer
     from memplan.plan.serialize import json_path
 
@@ -329,13 +338,14 @@ def _check_summaries(graph: Graph, plan: Plan, hw: HardwareProfile, doc: Mapping
     if longest > depth:
         raise VerificationError(f"plan field settings.max_fuse_depth is {depth}, but the plan fuses {longest} layers "
                                 "in one group")
-    key = (hw, depth)
-    if key not in memo:
-        cache = CostCache(graph, hw)
-        memo[key] = {"layer": layer_by_layer(graph, hw, cache).totals.to_json(),
-                     "greedy": greedy(graph, hw, depth, cache).totals.to_json()}
+    cache: CostCache | None = None
     for name in sorted(claimed):
-        differ(("baselines", name), claimed[name], memo[key][name])
+        key = (hw, depth, name)
+        if key not in memo:
+            cache = cache or CostCache(graph, hw)
+            base = layer_by_layer(graph, hw, cache) if name == "layer" else greedy(graph, hw, depth, cache)
+            memo[key] = base.totals.to_json()
+        differ(("baselines", name), claimed[name], memo[key])
     strategy = plan.meta.get("strategy")
     if strategy in claimed and claimed[strategy] != plan.totals.to_json():
         raise VerificationError(f"plan field baselines.{strategy} differs from the totals of this {strategy} plan")

@@ -8,7 +8,9 @@
    ``{"input_1": (1, 49, 10, 1)}`` for an NHWC model; a dynamic batch not given becomes 1, with
    a note in ``Graph.notes``) and run ONNX shape inference;
 3. fold the Cast/Sub/Mul dequantisation of an int8 model input (tf2onnx ``--dequantize``) into
-   a DequantizeLinear (:func:`~memplan.frontend.ops_quant.fold_input_dequantize`), convert nodes
+   a DequantizeLinear (:func:`~memplan.frontend.ops_quant.fold_input_dequantize`), move an input
+   transpose above the per-element ops before it
+   (:func:`~memplan.frontend.layout.hoist_input_transposes`), convert nodes
    into a draft graph, folding constants and absorbing layout ops
    (:mod:`~memplan.frontend.convert` and the ``ops_*`` modules);
 4. fold BatchNormalization / per-channel Mul-Add / Pad and fuse activations
@@ -32,6 +34,7 @@ import numpy as np
 from memplan.errors import MemplanError, ModelError
 from memplan.frontend import ops_elementwise, ops_nn, ops_quant  # noqa: F401 - register the op handlers
 from memplan.frontend.convert import Converter
+from memplan.frontend.layout import hoist_input_transposes
 from memplan.frontend.model_file import infer_types, pin_input_shapes, read_model
 from memplan.frontend.normalize import normalize
 from memplan.ir.graph import Graph
@@ -51,6 +54,7 @@ def load_model(path: str | os.PathLike[str], input_shapes: Mapping[str, tuple[in
         model = read_model(file)
         pinned, notes = pin_input_shapes(model, input_shapes or {})
         ops_quant.fold_input_dequantize(model)
+        hoist_input_transposes(model)
         shapes, dtypes = infer_types(model)
         # folding constants may divide by zero and the like: no numpy warnings on stderr, the
         # weights that result are checked below

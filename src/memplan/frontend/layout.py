@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import onnx
 
 from memplan.frontend.common import NodeError
 from memplan.ir.ops import Shape
@@ -171,3 +172,91 @@ def reduces_channels(ref: Ref, base_shape: Shape, axes: Sequence[int]) -> bool:
         return False
     rows = np.sort(index.reshape(-1, group), axis=1)
     return bool(np.all(rows - rows[:, :1] == np.arange(c) * (h * w)) and np.all(rows[:, 0] // (h * w) % c == 0))
+
+
+# ---------------------------------------------------------------------------- model-level rewrite
+#: elementwise ops that treat every element alike (their other inputs, if any, are constants)
+_ELEMENTWISE_UNARY = ("Relu", "Clip", "Identity", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Tanh")
+_ELEMENTWISE_BINARY = ("Mul", "Add", "Sub", "Div")
+_PER_TENSOR_QUANT = ("QuantizeLinear", "DequantizeLinear")
+
+
+def hoist_input_transposes(model: onnx.ModelProto) -> list[str]:
+    """Move an NHWC->NCHW Transpose up to the model input it comes from, across the ops between
+    them that act on every element alike: per-tensor QuantizeLinear/DequantizeLinear, Mul, Add,
+    Sub, Div by a one-element constant, and unary activations (a Keras ``Rescaling`` layer before
+    tf2onnx's transpose). Those ops commute with a transpose, so the converter can absorb it
+    into the model input as usual. Every value in between must be read by the next node only and
+    be no model output. Returns the inputs whose transpose moved."""
+    graph = model.graph
+    initializers = {t.name: t for t in graph.initializer}
+    constant_size = {name: int(np.prod(t.dims)) for name, t in initializers.items()}
+    for node in graph.node:
+        if node.op_type == "Constant" and len(node.output) == 1:
+            value = next((a for a in node.attribute if a.name == "value" and a.HasField("t")), None)
+            constant_size[node.output[0]] = int(np.prod(value.t.dims)) if value is not None else 1
+        elif node.op_type in (*_PER_TENSOR_QUANT, "Cast", "Identity") and node.input and all(
+                i in constant_size for i in node.input if i):  # a dequantised constant keeps its size
+            constant_size[node.output[0]] = constant_size[node.input[0]]
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+
+    def single(name: str) -> onnx.NodeProto | None:
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 and name not in outputs else None
+
+    def passes(node: onnx.NodeProto, value: str) -> bool:
+        others = [i for i in node.input if i and i != value]
+        if list(node.input).count(value) != 1 or len(node.output) != 1:
+            return False
+        if node.op_type in _ELEMENTWISE_UNARY:
+            return node.input[0] == value and all(i in constant_size for i in others)
+        if node.op_type in _ELEMENTWISE_BINARY:
+            return len(others) == 1 and constant_size.get(others[0]) == 1
+        if node.op_type in _PER_TENSOR_QUANT:
+            return node.input[0] == value and all(constant_size.get(i) == 1 for i in others)
+        return False
+
+    moved: list[str] = []
+    rewired: list[tuple[list[onnx.NodeProto], onnx.NodeProto, str]] = []
+    for inp in (i.name for i in graph.input if i.name not in initializers):
+        chain: list[onnx.NodeProto] = []
+        value, node = inp, single(inp)
+        while node is not None and node.op_type != "Transpose" and passes(node, value) and len(chain) < 16:
+            chain.append(node)
+            value = node.output[0]
+            node = single(value)
+        if not chain or node is None or node.op_type != "Transpose" or node.input[0] != value:
+            continue
+        rewired.append((chain, node, inp))
+        moved.append(inp)
+    if not rewired:
+        return moved
+    nodes = list(graph.node)
+    gone: set[str] = set()
+    for chain, transpose, inp in rewired:
+        transposed = f"{inp}.memplan_transposed"
+        out = transpose.output[0]
+        gone.update(n.output[0] for n in chain)
+        first, last = chain[0], chain[-1]
+        for k, name in enumerate(first.input):
+            if name == inp:
+                first.input[k] = transposed
+        last.output[0] = out
+        transpose.input[0], transpose.output[0] = inp, transposed
+        nodes = [n for n in nodes if n is not transpose]
+        nodes.insert(next(i for i, n in enumerate(nodes) if n is first), transpose)
+    copies = []
+    for n in nodes:
+        copy = onnx.NodeProto()
+        copy.CopyFrom(n)
+        copies.append(copy)
+    del graph.node[:]
+    graph.node.extend(copies)
+    stale = [vi for vi in graph.value_info if vi.name in gone]
+    for vi in stale:
+        graph.value_info.remove(vi)
+    return moved

@@ -223,19 +223,22 @@ def test_a_chain_that_is_not_a_dequantisation_is_not_folded(tmp_path: Path) -> N
 
 
 def test_rescaling_before_the_input_transpose_is_absorbed(tmp_path: Path) -> None:
-    """tf2onnx QDQ of a Keras Rescaling layer (MobileNetV3Small): the NHWC->NCHW Transpose comes
-    after a per-tensor Mul and Add of the input; they commute with it."""
+    """tf2onnx QDQ of a Keras Rescaling layer (MobileNetV3Small) and ZeroPadding2D (DenseNet121):
+    the NHWC->NCHW Transpose comes after a per-tensor Mul and Add and a Pad of the input; they
+    commute with it (the pads permuted)."""
     # the values after Mul, 0.125 * (q + 3), are exactly the mid-point grid (no rounding, no clipping)
     c = {"s_in": (0.5, np.float32), "z_in": (-3, np.int8), "k": (1, np.int8), "k_s": (0.25, np.float32),
          "s_mid": (0.125, np.float32), "z_mid": (-3, np.int8), "off": (-1.0, np.float32)}
     inits = [numpy_helper.from_array(np.array(v, dtype=t), k) for k, (v, t) in c.items()]
     inits.append(numpy_helper.from_array(np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3, 1, 1), "w"))
+    inits.append(numpy_helper.from_array(np.array([0, 1, 2, 0, 0, 2, 1, 0], dtype=np.int64), "pads"))
     nodes = [helper.make_node("DequantizeLinear", ["x", "s_in", "z_in"], ["xd"]),
              helper.make_node("DequantizeLinear", ["k", "k_s"], ["kd"]),  # a dequantised constant factor
              helper.make_node("Mul", ["xd", "kd"], ["m"]),
              helper.make_node("QuantizeLinear", ["m", "s_mid", "z_mid"], ["mq"]),
              helper.make_node("DequantizeLinear", ["mq", "s_mid", "z_mid"], ["md"]),
-             helper.make_node("Add", ["md", "off"], ["a"]),
+             helper.make_node("Add", ["md", "off"], ["a0"]),
+             helper.make_node("Pad", ["a0", "pads"], ["a"]),  # NHWC zero padding (DenseNet's ZeroPadding2D)
              helper.make_node("Transpose", ["a"], ["t"], perm=[0, 3, 1, 2]),
              helper.make_node("Conv", ["t", "w"], ["y"], name="conv")]
     path = _save(tmp_path, nodes, [helper.make_tensor_value_info("x", TensorProto.INT8, [1, 6, 5, 3])],

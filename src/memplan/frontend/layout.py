@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from memplan.frontend.common import NodeError
 from memplan.ir.ops import Shape
@@ -218,6 +219,12 @@ def hoist_input_transposes(model: onnx.ModelProto) -> list[str]:
             return len(others) == 1 and constant_size.get(others[0]) == 1
         if node.op_type in _PER_TENSOR_QUANT:
             return node.input[0] == value and all(constant_size.get(i) == 1 for i in others)
+        if node.op_type == "Pad":  # constant padding given as an initializer: its pads are permuted
+            mode = next((a.s for a in node.attribute if a.name == "mode"), b"constant")
+            fill = node.input[2] if len(node.input) > 2 and node.input[2] else None
+            return (node.input[0] == value and mode == b"constant" and len(node.input) >= 2 and node.input[1] in
+                    initializers and (fill is None or constant_size.get(fill) == 1)
+                    and not (len(node.input) > 3 and node.input[3]))
         return False
 
     moved: list[str] = []
@@ -246,6 +253,15 @@ def hoist_input_transposes(model: onnx.ModelProto) -> list[str]:
             if name == inp:
                 first.input[k] = transposed
         last.output[0] = out
+        perm = next((list(a.ints) for a in transpose.attribute if a.name == "perm"), None)
+        for pad in (n for n in chain if n.op_type == "Pad"):
+            pads = numpy_helper.to_array(initializers[pad.input[1]]).reshape(2, -1)
+            order = perm if perm is not None else list(reversed(range(pads.shape[1])))
+            name = f"{pad.input[1]}.memplan_{'_'.join(map(str, order))}"
+            if name not in initializers:
+                initializers[name] = numpy_helper.from_array(np.ascontiguousarray(pads[:, order].reshape(-1)), name)
+                graph.initializer.append(initializers[name])
+            pad.input[1] = name
         transpose.input[0], transpose.output[0] = inp, transposed
         nodes = [n for n in nodes if n is not transpose]
         nodes.insert(next(i for i, n in enumerate(nodes) if n is first), transpose)

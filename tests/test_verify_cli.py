@@ -132,3 +132,15 @@ def test_verify_memory_follows_the_sram_used_not_the_sram_declared(tmp_path: Pat
     assert run.returncode == 0, run.stderr
     peak_kib = int(run.stdout.strip().splitlines()[-1])
     assert peak_kib < 512 * 1024, f"verify of a 2 GiB-profile plan peaked at {peak_kib / 1024:.0f} MiB"
+
+
+@pytest.mark.parametrize("options", [["--objective", "latency"], ["--objective", "balanced"],
+                                     ["--weights", "energy=0.3,latency=0.7"],
+                                     ["--objective", "memory", "--hardware", "mcu-sram", "--sram", "64KiB"]])
+def test_every_objective_verifies(solved: tuple[Path, Path], tmp_path: Path, options: list[str]) -> None:
+    """The solver record of each objective (units, bound, gap, status) passes verify's checks."""
+    model, _ = solved
+    plan = tmp_path / "plan.json"
+    sram = [] if "--sram" in options else ["--sram", "12KiB"]
+    assert main(["solve", str(model), *sram, "--time-limit", "10", *options, "-o", str(plan)]) == 0
+    assert main(["verify", str(model), str(plan)]) == 0

@@ -48,7 +48,7 @@ def _check_consistent(r: SolveResult, g: Graph, hw) -> None:  # type: ignore[no-
     assert 0 <= s.bound <= s.objective
     assert s.gap >= 0
     if s.status == "OPTIMAL":
-        assert s.proof in ("cpsat", "dp_bound") and s.gap == 0
+        assert s.proof in ("cpsat", "dp_bound", "floor") and s.gap == 0 and s.objective <= s.bound
     else:
         assert s.proof is None
         assert s.gap == pytest.approx((s.objective - s.bound) / s.objective)

@@ -120,7 +120,8 @@ def solver_line(solver: Mapping[str, Any], timings: Mapping[str, float]) -> str:
     proof, what the time limit cut short, an interruption, the wall time."""
     source = solver.get("plan_source", "cpsat")
     what = _SOURCES.get(source, f"the DP path ({source})" if source.startswith("dp") else source)
-    proof = {"cpsat": ", proven by CP-SAT", "dp_bound": ", proven by the DP bound (no search)"}.get(solver.get("proof") or "", "")
+    proof = {"cpsat": ", proven by CP-SAT", "dp_bound": ", proven by the DP bound (no search)",
+             "floor": ", proven: it costs the compulsory-traffic floor"}.get(solver.get("proof") or "", "")
     line = (f"{solver['status']}: objective {solver['objective']:,.0f} {solver['objective_units']}, "
             f"bound {solver['bound']:,.0f}, gap {solver['gap']:.2%}; {what}{proof}")
     if solver.get("candidates"):

@@ -24,9 +24,10 @@ no forced weights, a profile that may spill): otherwise preparation runs to comp
 only the search is bounded, since cutting it short could only end without a plan.
 
 **Proof.** A plan is OPTIMAL only when proven: CP-SAT proved it, or (energy objective) the
-warm start costs exactly the DP's proven lower bound, and then CP-SAT does not run at all
-(``proof: "dp_bound"``). The bound is the best of the DP's and CP-SAT's; without either, for
-the energy objective, the compulsory-traffic floor. ``gap = (objective - bound) / objective``.
+plan costs exactly a proven lower bound. When the warm start costs the DP's bound, CP-SAT
+does not run at all (``proof: "dp_bound"``). The bound is the best of the DP's and CP-SAT's;
+without either, for the energy objective, the compulsory-traffic floor (``proof: "floor"``
+if a plan reaches it). ``gap = (objective - bound) / objective``.
 
 **Ctrl-C** during the search stops it (a SIGINT handler installed in the main thread for the
 search only, calling ``stop_search``); the best plan in hand is returned, marked
@@ -778,24 +779,22 @@ def _finish(req: _Request, cs: CandidateSet | None, first: _FirstPlans, dps: _DP
         raise InfeasibleError(f"CP-SAT found no plan within {req.config.time_limit_s:g} s (status UNKNOWN): "
                               "raise time_limit_s in the solver config, or use --strategy greedy")
     best = min(options, key=lambda o: o.objective)  # the first of equals (see _options)
-    bounds = []
+    bounds: list[tuple[float, str]] = []  # proven lower bounds, and what proves them
     if objective == "energy" and dps.dp is not None:
-        bounds.append(float(dps.dp.bound_fj))
+        bounds.append((float(dps.dp.bound_fj), "dp_bound"))
     if searched is not None and searched.bound is not None:
-        bounds.append(searched.bound)
+        bounds.append((searched.bound, "cpsat"))
     if objective == "energy" and not bounds:
-        bounds.append(float(floor(graph, hw).energy_fj))  # compulsory traffic: a bound for every plan
-    bound = max(bounds, default=0.0)
+        bounds.append((float(floor(graph, hw).energy_fj), "floor"))  # compulsory traffic: below every plan
+    bound = max((b for b, _ in bounds), default=0.0)
     value = best.objective
     # proven optimal: by CP-SAT, or because the plan costs exactly a proven lower bound of the
     # energy (the model's energy is exact; its cycles only bound a plan's from above, and the
     # normalised mixes are floating point)
     if best.source == "cpsat" and searched is not None and searched.status == "OPTIMAL":
         proof: str | None = "cpsat"
-    elif objective == "energy" and dps.dp is not None and value <= dps.dp.bound_fj:
-        proof = "dp_bound"
-    elif objective == "energy" and searched is not None and searched.bound is not None and value <= searched.bound:
-        proof = "cpsat"
+    elif objective == "energy" and value <= bound:
+        proof = next(name for b, name in bounds if value <= b)
     else:
         proof = None
     status = "OPTIMAL" if proof else "FEASIBLE"

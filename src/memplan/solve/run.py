@@ -2,7 +2,8 @@
 
 The solve is a sequence of stages, each handing a frozen record to the next::
 
-    _first_plans   feasibility check and layer-by-layer plan (always), greedy plan
+    _layer_plan    feasibility check and layer-by-layer plan (always)
+    _first_plans   the greedy plan
     _candidates    every (group, tiling) candidate, pruned
     _dp_stage      the DP's proven lower bound; warm starts (greedy, the DP's path) placed
     _search        the CP-SAT model, hinted with the best warm start, searched
@@ -90,6 +91,7 @@ DP_SLACKS = (0.0, 0.01, 0.03, 0.05)  # capacity margins tried for the DP path un
 # layer, and CP-SAT overruns its time limit by up to ~1.3 s (presolve) on DenseNet-121
 BUILD_S_PER_CANDIDATE = 0.25e-3
 FINISH_S_PER_LAYER = 0.006
+FINISH_PER_LAYER_PLAN = 2.0  # the reserve is at least this many times the layer-by-layer stage
 MIN_SEARCH_S = 1.0  # a search shorter than this is not started when a fallback plan is in hand
 OVERRUN_SHARE, OVERRUN_MAX_S = 0.2, 1.5  # of the search time left, kept back for CP-SAT's presolve overrun
 MIN_SEARCH_SHARE = 0.1  # without a fallback plan, CP-SAT searches at least this share of the limit
@@ -368,18 +370,33 @@ class _Option:
 
 
 # ---------------------------------------------------------------------------- stages
-def _first_plans(req: _Request, cache: _BudgetCache, clock: Deadline, log: _Ledger, reserve: float) -> _FirstPlans:
-    """The feasibility check and the layer-by-layer plan (whatever the limit: the cheapest
-    valid plan), then greedy within the deadline: cut short, it finishes layer by layer and
-    is kept apart from the baselines (it is not the greedy baseline)."""
+def _layer_plan(req: _Request, cache: _BudgetCache, log: _Ledger) -> Plan | None:
+    """The feasibility check and the layer-by-layer plan, whatever the limit: the cheapest
+    valid plan (None on profiles that keep every feature map in SRAM: no baseline applies)."""
     graph, hw = req.graph, req.hw
     if hw.feature_maps_in_sram:
         with log.stage("feasible", "checking that every layer fits"):
             check_feasible(graph, hw, cache)
-        return _FirstPlans({})
+        return None
     # layer_by_layer checks what check_feasible does, in the same order, with the same error
     with log.stage("layer", "checking that every layer fits: layer-by-layer plan"):
-        layer = layer_by_layer(graph, hw, cache)
+        return layer_by_layer(graph, hw, cache)
+
+
+def _reserve(graph: Graph, log: _Ledger) -> float:
+    """Seconds kept back for rebuilding and validating the plan: per layer, or, on a slow or
+    busy machine, a multiple of what the layer-by-layer plan took (measured: validating takes
+    1-2x as long as costing and building that plan)."""
+    return max(FINISH_S_PER_LAYER * len(graph.layers), FINISH_PER_LAYER_PLAN * log.timings.get("layer", 0.0))
+
+
+def _first_plans(req: _Request, cache: _BudgetCache, clock: Deadline, log: _Ledger, layer: Plan | None,
+                 reserve: float) -> _FirstPlans:
+    """The layer-by-layer plan, then greedy within the deadline: cut short, it finishes layer
+    by layer and is kept apart from the baselines (it is not the greedy baseline)."""
+    graph, hw = req.graph, req.hw
+    if layer is None:
+        return _FirstPlans({})
     if clock.left(reserve) < 0:
         log.too_short = True  # the cheapest valid plan cannot be had within the limit: returned anyway
     with log.stage("greedy", "greedy plan"):
@@ -863,10 +880,11 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
     clock = Deadline.after(None if config.deterministic else config.time_limit_s)
     live = progress is not None  # callbacks only when someone listens: the search stays the same
     log = _Ledger(progress or _NoProgress())
-    reserve = FINISH_S_PER_LAYER * len(graph.layers)  # for rebuilding and validating the plan
     # one memo of candidate costs for the feasibility check, the baselines and the candidates
     cache = _BudgetCache(graph, hw)
-    first = _first_plans(req, cache, clock, log, reserve)
+    layer = _layer_plan(req, cache, log)
+    reserve = _reserve(graph, log)  # for rebuilding and validating the plan
+    first = _first_plans(req, cache, clock, log, layer, reserve)
     cs = _candidates(req, cache, clock, log, reserve)
     del cache  # hundreds of MB on DenseNet; the candidates keep what the model needs
     if cs is None:

@@ -60,7 +60,8 @@ def main() -> None:
             row = {
                 "model": name, "sram": size, "status": res.stats.status, "gap_pct": round(100 * res.stats.gap, 3),
                 "time_limit_s": config.time_limit_s, "wall_s": round(t_total, 1),
-                "prepare_s": extra.get("prepare_s"), "dp_s": extra.get("dp_s"), "search_s": extra.get("search_limit_s"),
+                "prepare_s": round(sum(v for k, v in res.timings.items() if k in ("layer", "greedy", "candidates")), 3),
+                "dp_s": res.timings.get("dp_bound"), "search_s": res.timings.get("search_limit"),
                 "candidates": res.stats.candidates,
                 "bound_uJ": round(res.stats.bound / 1e9, 3), "dp_bound_uJ": extra.get("dp_bound_fj", 0) / 1e9,
                 "hint": res.stats.hint, "hint_uJ": extra.get("hint_energy_fj", 0) / 1e9,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from memplan.errors import GraphError
 from memplan.ir.graph import Graph, Role
-from memplan.ir.ops import ATTRS_OF, WEIGHTED, ActKind, infer_output_shape, weight_shape
+from memplan.ir.ops import ATTRS_OF, WEIGHTED, ActKind, OpKind, infer_output_shape, weight_shape
 
 
 def check_graph(graph: Graph) -> None:
@@ -12,10 +12,12 @@ def check_graph(graph: Graph) -> None:
 
     Checks: unique layer ids; every tensor produced once; every layer input is a model input or
     produced by an earlier layer (so the order is topological and the graph acyclic); model
-    outputs are produced; attribute types match op kinds; weights exist with the shape the op
+    outputs are produced; attribute types match op kinds; only host layers read tensors that
+    are not 4-D (or int32), and host layers have no weights; weights exist with the shape the op
     needs; every output shape equals the one inferred from the inputs."""
     seen_ids: set[str] = set()
     available: set[str] = set(graph.inputs)
+    integer: set[str] = set()  # int32 outputs of host layers
     for name in graph.inputs:
         if name not in graph.tensors or len(graph.tensors[name].shape) != 4:
             raise GraphError(f"model input {name!r} is not a 4-D feature map")
@@ -35,8 +37,18 @@ def check_graph(graph: Graph) -> None:
             raise GraphError(f"{where}: tensor {layer.output!r} is produced twice")
         if layer.output not in graph.tensors:
             raise GraphError(f"{where}: output {layer.output!r} has no tensor entry")
-        in_shapes = tuple(graph.shape(t) for t in layer.inputs)
         out = graph.tensors[layer.output].shape
+        if layer.op is OpKind.HOST:
+            if layer.weight is not None or layer.bias is not None or layer.activation is not None:
+                raise GraphError(f"{where}: a host layer has no weights, bias or activation")
+            if layer.attrs.out_dtype == "int32":
+                integer.add(layer.output)
+            available.add(layer.output)
+            continue
+        for t in layer.inputs:
+            if len(graph.tensors[t].shape) != 4 or t in integer:
+                raise GraphError(f"{where}: input {t!r} is not a 4-D feature map (only host layers read it)")
+        in_shapes = tuple(graph.shape(t) for t in layer.inputs)
         try:
             expected = infer_output_shape(layer.op, layer.attrs, in_shapes, out[1])
         except ValueError as exc:

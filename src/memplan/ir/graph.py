@@ -46,7 +46,10 @@ class QuantParams:
 
 @dataclass(frozen=True)
 class Tensor:
-    """A tensor of the graph. Feature maps are 4-D NCHW; weights keep their natural shape."""
+    """A tensor of the graph. Feature maps are 4-D NCHW; weights keep their natural shape. A
+    tensor only host layers produce and read (or a model output a host layer produces) may have
+    any rank; ``int32`` feature maps hold exact integers (e.g. ArgMax indices) and exist only
+    in DRAM, between host layers."""
 
     name: str
     shape: tuple[int, ...]
@@ -133,6 +136,20 @@ class Graph:
         return MappingProxyType({t: q for t in (*self.inputs, *self.outputs)
                                  if (q := self.tensors[t].quant) is not None})
 
+    @cached_property
+    def host_layers(self) -> tuple[int, ...]:
+        """Indexes of the host layers (op ``host``: run untiled on the host CPU)."""
+        return tuple(i for i, layer in enumerate(self.layers) if layer.op is OpKind.HOST)
+
+    @cached_property
+    def dram_only(self) -> frozenset[str]:
+        """Tensors a host layer reads or writes: they live in DRAM (never resident in SRAM)."""
+        out: set[str] = set()
+        for i in self.host_layers:
+            out.update(self.layers[i].inputs)
+            out.add(self.layers[i].output)
+        return frozenset(out)
+
     def layer(self, layer_id: str) -> Layer:
         return self.layers[self.layer_index[layer_id]]
 
@@ -150,6 +167,8 @@ class Graph:
         from memplan.geometry.backprop import region_macs
         from memplan.geometry.region import Region
 
+        if layer.op is OpKind.HOST:
+            return 0  # runs on the host CPU: no NPU MACs
         return region_macs(self, layer, Region.full(self.shape(layer.output)))
 
     def weight_elems(self, layer: Layer) -> int:

@@ -9,6 +9,9 @@ Conventions
 * Feature maps are 4-D NCHW. A fully connected layer's output is ``(N, K, 1, 1)``; its input
   may be any ``(N, C, H, W)`` and is flattened in C, H, W order.
 * Padding is ``(top, left, bottom, right)``.
+* A host layer (:data:`OpKind.HOST`) is an operator memplan does not tile: it runs untiled on
+  the host CPU, reading and writing DRAM only; its tensors may have any rank (see
+  :mod:`memplan.host`). It counts zero MACs.
 * Elementwise ops of feature maps (add, sub, mul, max, min: :data:`ELEMENTWISE`) broadcast
   like numpy over axes of size 1: a squeeze-excite scale ``(N, C, 1, 1)`` or a spatial gate
   ``(N, 1, H, W)`` against ``(N, C, H, W)``. The batch is never broadcast.
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 Shape = tuple[int, int, int, int]
 Pair = tuple[int, int]
@@ -48,6 +51,7 @@ class OpKind(str, enum.Enum):
     MAX = "max"
     MIN = "min"
     PAD = "pad"
+    HOST = "host"  # an operator memplan does not tile: it runs untiled on the host CPU (memplan.host)
 
 
 class ActKind(str, enum.Enum):
@@ -150,6 +154,20 @@ class ZeroPadAttrs:
 
 
 @dataclass(frozen=True)
+class HostAttrs:
+    """A host layer: ``model`` is a serialised ONNX model that computes the layer's output from
+    its inputs in float (inputs ``x0``, ``x1``... with the IR tensors' shapes, output ``y``;
+    see :mod:`memplan.host`). ``op_type`` is the ONNX operator, ``reason`` why memplan does not
+    tile it, ``out_dtype`` the DRAM dtype of the output: ``int8`` (quantised) or ``int32``
+    (integer values, e.g. ArgMax indices, stored exactly)."""
+
+    op_type: str
+    reason: str
+    model: bytes = field(repr=False)
+    out_dtype: str = "int8"
+
+
+@dataclass(frozen=True)
 class NoAttrs:
     """Ops without attributes (add, concat on channels, softmax over channels, global pools)."""
 
@@ -163,6 +181,7 @@ Attrs = (
     | LRNAttrs
     | ChannelShuffleAttrs
     | ZeroPadAttrs
+    | HostAttrs
     | NoAttrs
 )
 
@@ -185,6 +204,7 @@ ATTRS_OF: dict[OpKind, type] = {
     OpKind.MAX: NoAttrs,
     OpKind.MIN: NoAttrs,
     OpKind.PAD: ZeroPadAttrs,
+    OpKind.HOST: HostAttrs,
 }
 
 #: ops whose output at a pixel depends on the whole input plane: they cannot be row/col tiled

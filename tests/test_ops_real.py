@@ -23,13 +23,24 @@ from memplan.execute import prepare, verify_plan
 from memplan.execute.float_ref import run_float
 from memplan.frontend import load_model
 from memplan.frontend.export import save_onnx
-from memplan.geometry.backprop import input_regions
+from memplan.geometry.backprop import block_region, input_regions
 from memplan.geometry.region import Region
-from memplan.execute.kernels import Tile, run_layer
-from memplan.execute.quantize import QParams, activation_lut, quantize_graph
+from memplan.execute.kernels import Tile, required_input_regions, run_layer
+from memplan.execute.quantize import QLayer, QParams, activation_lut, quantize_graph
 from memplan.ir.builder import GraphBuilder, prelu
 from memplan.ir.graph import Graph
-from memplan.ir.ops import Activation, ActKind, ConvAttrs, NoAttrs, OpKind, ZeroPadAttrs, infer_output_shape
+from memplan.ir.ops import (
+    Activation,
+    ActKind,
+    Attrs,
+    BlockAttrs,
+    ConvAttrs,
+    NoAttrs,
+    OpKind,
+    SliceAttrs,
+    ZeroPadAttrs,
+    infer_output_shape,
+)
 from memplan.plan.model import Op, Plan
 from memplan.solve import solve_cpsat
 from test_kernels import _full, _single
@@ -424,3 +435,107 @@ def test_pad_of_an_nhwc_model_input_before_its_transpose_folds_into_the_conv(tmp
     x = np.random.default_rng(1).standard_normal((1, 8, 8, 3)).astype(np.float32)
     (want,) = ort.InferenceSession(str(path)).run(None, {"x": x})
     np.testing.assert_allclose(run_float(g, {"x": x.transpose(0, 3, 1, 2)})["y"], want, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- depth to space / space to depth
+def _float_layer(op: OpKind, attrs: Attrs, x: np.ndarray) -> np.ndarray:
+    """The float reference of one layer on ``x``."""
+    b = GraphBuilder("one")
+    name = b.input(tuple(x.shape), "x")  # type: ignore[arg-type]
+    g = b.build(b.add_layer(op, (name,), attrs))
+    return run_float(g, {"x": x.astype(np.float64)})[g.outputs[0]]
+
+
+def _reads_exactly_its_box(ql: QLayer, q: np.ndarray, regions: list[Region]) -> None:
+    """The int8 layer is the float permutation of its input; for each output region the kernel
+    reads the back-propagated box, and computes from a tile of only that box what it computes
+    from the whole input."""
+    full = _full(ql, q)
+    np.testing.assert_array_equal(full, _float_layer(ql.op, ql.layer.attrs, q).astype(I8))
+    for r in regions:
+        (need,) = required_input_regions(ql, r)
+        assert need == block_region(ql.op, ql.layer.attrs, ql.in_shapes[0], r)  # type: ignore[arg-type]
+        np.testing.assert_array_equal(run_layer(ql, [Tile.cut(q, need)], r), full[(slice(None), *r.slices())])
+
+
+def _regions(c: int, h: int, w: int) -> list[Region]:
+    spans = lambda n: [(0, 1), (1, 2), (1, min(4, n)), (0, n)]  # noqa: E731
+    return [Region(*a, *b, *d) for a in spans(c) for b in spans(h) for d in spans(w)]
+
+
+def test_depth_to_space_shape_backprop_float_and_int8() -> None:
+    dcr, crd = BlockAttrs(2), BlockAttrs(2, "CRD")
+    assert infer_output_shape(OpKind.DEPTH_TO_SPACE, dcr, ((1, 8, 3, 5),)) == (1, 2, 6, 10)
+    with pytest.raises(ValueError):
+        infer_output_shape(OpKind.DEPTH_TO_SPACE, dcr, ((1, 6, 3, 5),))
+    b = GraphBuilder("d2s")
+    x = b.input((1, 8, 3, 3), "x")
+    y, z = b.depth_to_space(x, 2), b.depth_to_space(x, 2, "CRD")
+    g = b.build((y, z))
+    d, c = g.layers
+    # DCR: output channel c of block cell (dy, dx) is input channel (2 dy + dx) * 2 + c
+    assert input_regions(g, d, Region(0, 1, 0, 2, 0, 6)) == (Region(0, 7, 0, 1, 0, 3),)
+    assert input_regions(g, d, Region(1, 2, 1, 2, 0, 6)) == (Region(5, 8, 0, 1, 0, 3),)  # row 1: dy = 1 only
+    assert input_regions(g, d, Region(0, 2, 3, 6, 2, 3)) == (Region(0, 6, 1, 3, 1, 2),)  # column 2: dx = 0 only
+    # CRD: input channel 4 c + 2 dy + dx; a channel tile reads exactly its four channels
+    assert input_regions(g, c, Region(1, 2, 0, 6, 0, 6)) == (Region(4, 8, 0, 3, 0, 3),)
+    assert input_regions(g, c, Region(0, 1, 2, 3, 0, 6)) == (Region(0, 2, 1, 2, 0, 3),)
+    v = run_float(g, _inputs(g, x=[10 * k for k in range(8) for _ in range(9)]))
+    assert v[y][0, :, :2, :2].tolist() == [[[0, 20], [40, 60]], [[10, 30], [50, 70]]]
+    assert v[z][0, :, :2, :2].tolist() == [[[0, 10], [20, 30]], [[40, 50], [60, 70]]]
+    # int8: a pure permutation in the input's parameters (as TFLite)
+    q = np.arange(-36, 36, dtype=I8).reshape(1, 8, 3, 3)
+    for attrs in (dcr, crd):
+        ql = _single(OpKind.DEPTH_TO_SPACE, attrs, [(1, 8, 3, 3)])
+        assert ql.out_q == ql.in_q[0] and ql.requant is None
+        _reads_exactly_its_box(ql, q, _regions(2, 6, 6))
+
+
+def test_space_to_depth_shape_backprop_float_and_int8() -> None:
+    attrs = BlockAttrs(2)
+    assert infer_output_shape(OpKind.SPACE_TO_DEPTH, attrs, ((1, 3, 4, 6),)) == (1, 12, 2, 3)
+    with pytest.raises(ValueError):
+        infer_output_shape(OpKind.SPACE_TO_DEPTH, attrs, ((1, 3, 4, 5),))
+    b = GraphBuilder("s2d")
+    x = b.input((1, 2, 2, 4), "x")
+    y = b.space_to_depth(x, 2)
+    g = b.build(y)
+    # output channel (2 dy + dx) * 2 + c reads input channel c at row 2 y + dy, column 2 x + dx
+    assert input_regions(g, g.layers[0], Region(0, 2, 0, 1, 0, 2)) == (Region(0, 2, 0, 1, 0, 3),)
+    assert input_regions(g, g.layers[0], Region(3, 4, 0, 1, 1, 2)) == (Region(1, 2, 0, 1, 3, 4),)
+    assert input_regions(g, g.layers[0], Region(0, 8, 0, 1, 0, 2)) == (Region(0, 2, 0, 2, 0, 4),)
+    v = run_float(g, _inputs(g, x=list(range(16))))[y]
+    assert v[0, :, 0].tolist() == [[0, 2], [8, 10], [1, 3], [9, 11], [4, 6], [12, 14], [5, 7], [13, 15]]
+    ql = _single(OpKind.SPACE_TO_DEPTH, attrs, [(1, 3, 4, 6)], params=[(0.25, 3), (0.25, 3)])
+    _reads_exactly_its_box(ql, np.arange(-36, 36, dtype=I8).reshape(1, 3, 4, 6), _regions(12, 2, 3))
+
+
+def pixel_shuffle_net() -> Graph:
+    """pose_detection's upsampling: conv -> relu6 -> DepthToSpace, and a SpaceToDepth stem."""
+    b = GraphBuilder("d2s_net", seed=4)
+    x = b.input((1, 4, 16, 16))
+    s = b.space_to_depth(b.conv(x, 4, 3, activation=Activation(ActKind.RELU)), 2, name="s2d")
+    t = b.conv(s, 16, 3, activation=Activation(ActKind.CLIP, (0.0, 6.0)))
+    u = b.depth_to_space(t, 2, name="d2s")
+    v = b.depth_to_space(b.conv(u, 32, 1), 2, "CRD", name="d2s_crd")
+    return b.build(b.conv(b.max_pool(v, 2), 8, 3, name="head"))
+
+
+def test_depth_to_space_graph_plans_fuse_tile_and_verify() -> None:
+    _verify_everywhere(pixel_shuffle_net(), (4 * 1024, 16 * 1024), {"s2d", "d2s", "d2s_crd"})
+
+
+@pytest.mark.parametrize("op, attrs, out_shape", [
+    ("DepthToSpace", {"mode": "DCR"}, (1, 2, 8, 10)), ("DepthToSpace", {"mode": "CRD"}, (1, 2, 8, 10)),
+    ("DepthToSpace", {}, (1, 2, 8, 10)), ("SpaceToDepth", {}, (1, 32, 2, 3))])
+def test_depth_to_space_imports_and_round_trips(op: str, attrs: dict[str, str], out_shape: tuple[int, ...],
+                                                tmp_path: Path) -> None:
+    w = np.random.default_rng(0).standard_normal((8, 3, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node(op, ["c"], ["y"], blocksize=2, **attrs)]
+    in_shape = (1, 3, 4, 5) if op == "DepthToSpace" else (1, 3, 4, 6)
+    g = _import_and_compare(_onnx_model(nodes, {"w": w}, in_shape, out_shape), tmp_path / "m.onnx")
+    kind = OpKind.DEPTH_TO_SPACE if op == "DepthToSpace" else OpKind.SPACE_TO_DEPTH
+    assert [layer.op for layer in g.layers] == [OpKind.CONV, kind]
+    assert g.layers[1].attrs == BlockAttrs(2, attrs.get("mode", "DCR"))
+    assert [layer.attrs for layer in _ort_matches(g, tmp_path / "back.onnx").layers] == [l.attrs for l in g.layers]

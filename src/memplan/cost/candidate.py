@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from memplan.config import HardwareProfile
 from memplan.geometry.backprop import region_macs, transpose_taps
 from memplan.geometry.group import (
+    HOST_TILING,
     GroupGeometry,
     GroupShape,
     SpanCache,
     Tiling,
     group_geometry,
     group_shape,
+    is_host,
     tiling_options,
 )
 from memplan.geometry.region import Region
@@ -153,10 +155,19 @@ def _transpose_macs(graph: Graph, geo: GroupGeometry, layer: Layer) -> int:
     return n * ty * tx * (c_in // a.groups) * geo.chan_axis.total[t]
 
 
+def host_candidate(shape: GroupShape) -> Candidate:
+    """A host layer's group: it costs the accelerator nothing. Its inputs are in DRAM already
+    (a tensor a host layer reads is never resident, so its producer stores it) and the host
+    writes its output there: that traffic is the host's, reported apart (``host_totals``)."""
+    return Candidate(shape.start, shape.stop, HOST_TILING, 1, shape.anchor, (), 0, 0, (), 0, 0, 0, ())
+
+
 def candidate_cost(graph: Graph, shape: GroupShape, tiling: Tiling, hw: HardwareProfile,
                    cache: SpanCache | None = None) -> Candidate:
     """Every exact cost of the group with this tiling. A ``cache`` shared across the calls
     for one graph saves recomputing spans (see group_geometry)."""
+    if is_host(graph, shape):
+        return host_candidate(shape)
     return _candidate(group_facts(graph, shape, hw), group_geometry(graph, shape, tiling, cache), hw)
 
 
@@ -267,6 +278,8 @@ class CostCache:
         """:func:`candidate_cost` of the group with this tiling."""
         key = (shape.start, shape.stop, tiling)
         found = self._candidates.get(key)
+        if found is None and is_host(self.graph, shape):
+            found = self._candidates[key] = host_candidate(shape)
         if found is None:
             facts = self._facts.get(key[:2])
             if facts is None:

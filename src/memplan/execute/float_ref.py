@@ -37,6 +37,7 @@ from memplan.ir.graph import Graph, Layer
 from memplan.ir.ops import (
     ActKind,
     Activation,
+    BlockAttrs,
     ChannelShuffleAttrs,
     ConvAttrs,
     ConvTransposeAttrs,
@@ -44,6 +45,7 @@ from memplan.ir.ops import (
     OpKind,
     PoolAttrs,
     ResizeAttrs,
+    SliceAttrs,
     ZeroPadAttrs,
 )
 
@@ -179,6 +181,19 @@ def _softmax(x: F64) -> F64:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _block_move(x: F64, to_space: bool, attrs: BlockAttrs) -> F64:
+    """ONNX DepthToSpace (DCR / CRD) and SpaceToDepth, by reshape and transpose."""
+    n, c, h, w = x.shape
+    b = attrs.block
+    if not to_space:
+        return x.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4).reshape(n, c * b * b, h // b, w // b)
+    if attrs.mode == "DCR":
+        t = x.reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2)
+    else:
+        t = x.reshape(n, c // (b * b), b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
+    return t.reshape(n, c // (b * b), h * b, w * b)
+
+
 def layer_preactivation(graph: Graph, layer: Layer, xs: list[F64]) -> F64:
     """The layer's output before its fused activation."""
     op, attrs = layer.op, layer.attrs
@@ -227,6 +242,12 @@ def layer_preactivation(graph: Graph, layer: Layer, xs: list[F64]) -> F64:
         assert isinstance(attrs, ZeroPadAttrs)
         t, l, b, r = attrs.pads
         y = np.pad(x, ((0, 0), attrs.channels, (t, b), (l, r)))
+    elif op is OpKind.SLICE:
+        assert isinstance(attrs, SliceAttrs)
+        y = x[:, slice(*attrs.channels), slice(*attrs.rows), slice(*attrs.cols)]
+    elif op in (OpKind.DEPTH_TO_SPACE, OpKind.SPACE_TO_DEPTH):
+        assert isinstance(attrs, BlockAttrs)
+        y = _block_move(x, op is OpKind.DEPTH_TO_SPACE, attrs)
     elif op is OpKind.CHANNEL_SHUFFLE:
         assert isinstance(attrs, ChannelShuffleAttrs)
         y = x[:, list(attrs.perm)]

@@ -48,8 +48,10 @@ from memplan.execute.windows import (
     resize_linear_fixed,
     resize_nearest_index,
 )
+from memplan.geometry.backprop import block_region, block_sources
 from memplan.geometry.region import Region
 from memplan.ir.ops import (
+    BlockAttrs,
     ChannelShuffleAttrs,
     ConvAttrs,
     ConvTransposeAttrs,
@@ -59,6 +61,7 @@ from memplan.ir.ops import (
     PoolAttrs,
     ResizeAttrs,
     Shape,
+    SliceAttrs,
     ZeroPadAttrs,
     broadcast_span,
     ceil_div,
@@ -246,6 +249,13 @@ def _accesses(ql: QLayer, out: Region) -> list[_Access | None]:
                      out.x1 - l)
         need = box.clip(ql.in_shapes[0])
         return [_Access(box, EMPTY if need.empty else need, ql.in_q[0].zero_point)]
+    if op is OpKind.SLICE:  # the output region shifted into the input
+        assert isinstance(attrs, SliceAttrs)
+        c, y, x = attrs.channels[0], attrs.rows[0], attrs.cols[0]
+        return [_same_access(Region(out.c0 + c, out.c1 + c, out.y0 + y, out.y1 + y, out.x0 + x, out.x1 + x))]
+    if op in (OpKind.DEPTH_TO_SPACE, OpKind.SPACE_TO_DEPTH):  # the bounding box of the cells copied
+        assert isinstance(attrs, BlockAttrs)
+        return [_same_access(block_region(op, attrs, ql.in_shapes[0], out))]
     if op is OpKind.CONCAT:
         accesses: list[_Access | None] = []
         offset = 0
@@ -507,6 +517,15 @@ def _pad(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
     return _finish_input_domain(ql, window.astype(np.int64), out)
 
 
+def _block_move(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
+    """DEPTH_TO_SPACE / SPACE_TO_DEPTH (TFLite): a permutation of cells, in the input's domain."""
+    attrs, window, access = ql.layer.attrs, windows[0], accesses[0]
+    assert isinstance(attrs, BlockAttrs) and window is not None and access is not None
+    c, y, x = block_sources(ql.op, attrs, ql.in_shapes[0], out)
+    box = access.box
+    return _finish_input_domain(ql, window.astype(np.int64)[:, c - box.c0, y - box.y0, x - box.x0], out)
+
+
 def _channel_shuffle(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
     attrs = ql.layer.attrs
     window = windows[0]
@@ -553,6 +572,9 @@ _KERNELS: dict[OpKind, Callable[[QLayer, Windows, Region, Accesses], I8]] = {
     OpKind.MAX: _extremum,
     OpKind.MIN: _extremum,
     OpKind.PAD: _pad,
+    OpKind.SLICE: _pad,
+    OpKind.DEPTH_TO_SPACE: _block_move,
+    OpKind.SPACE_TO_DEPTH: _block_move,
     OpKind.CONCAT: _concat,
     OpKind.RESIZE: _resize,
     OpKind.CHANNEL_SHUFFLE: _channel_shuffle,

@@ -14,7 +14,7 @@ Scheme
   the range ``[min(lo, 0), max(hi, 0)]`` maps onto [-128, 127] with an integer zero point, so
   0.0 is exactly representable.
 * Ops that only move or average values (max/avg/global pools, resize, channel shuffle, zero
-  pad: the padding is the zero point) keep
+  pad: the padding is the zero point, slice, depth-to-space and space-to-depth) keep
   their input's parameters when calibrated; softmax outputs use scale 1/256, zero point -128
   (as TFLite). Concat requantises each input to the output parameters (identity fast path).
 * Weights: per-output-channel symmetric int8 in [-127, 127], ``scale = max|w| / 127``.
@@ -91,7 +91,8 @@ F64 = npt.NDArray[np.float64]
 CLAMP_ACTIVATIONS = frozenset({ActKind.RELU, ActKind.CLIP})
 #: ops whose result lives in their input's quantisation domain (they move or average values)
 INPUT_DOMAIN_OPS = frozenset({OpKind.MAX_POOL, OpKind.AVG_POOL, OpKind.GLOBAL_AVG_POOL, OpKind.GLOBAL_MAX_POOL,
-                              OpKind.RESIZE, OpKind.CHANNEL_SHUFFLE, OpKind.PAD})
+                              OpKind.RESIZE, OpKind.CHANNEL_SHUFFLE, OpKind.PAD, OpKind.SLICE,
+                              OpKind.DEPTH_TO_SPACE, OpKind.SPACE_TO_DEPTH})
 #: TFLite's add: inputs are shifted left by this many bits before scaling
 ADD_LEFT_SHIFT = 20
 #: fixed-point precision of the softmax exponential table and output multiplier

@@ -1,7 +1,8 @@
 """The untiled integer reference: every layer computed on its whole output region.
 
 The tiled executor must reproduce these arrays bit for bit: both call the same kernels
-(:func:`memplan.execute.kernels.run_layer`) with the same :class:`QuantizedGraph`.
+(:func:`memplan.execute.kernels.run_layer`) with the same :class:`QuantizedGraph`; host layers
+run :func:`memplan.host.run_host_int` in both.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import numpy.typing as npt
 from memplan.execute.kernels import Tile, run_layer
 from memplan.execute.quantize import QuantizedGraph
 from memplan.geometry.region import Region
+from memplan.host import run_host_int
+from memplan.ir.ops import HostAttrs, OpKind
 
 I8 = npt.NDArray[np.int8]
 
@@ -35,6 +38,10 @@ def run_reference(qgraph: QuantizedGraph, inputs: Mapping[str, npt.ArrayLike]) -
             raise ValueError(f"input {name!r} has shape {arr.shape}, expected (N, {want[1]}, {want[2]}, {want[3]})")
         values[name] = arr
     for ql in qgraph.layers:
+        if ql.op is OpKind.HOST:  # the same host implementation the tiled executor calls
+            assert isinstance(ql.layer.attrs, HostAttrs)
+            values[ql.layer.output] = run_host_int(ql.layer.attrs, ql.in_q, ql.out_q, [values[t] for t in ql.layer.inputs])
+            continue
         tiles = [Tile.whole(values[t]) for t in ql.layer.inputs]
         values[ql.layer.output] = run_layer(ql, tiles, Region.full(ql.out_shape))
     return values

@@ -14,7 +14,9 @@ same IR:
 * Add of two inputs is ``Add``, of more ``Sum``; sub, mul, max and min are ``Sub``, ``Mul``,
   ``Max``, ``Min`` (ONNX broadcasting is the IR's); concat is ``Concat(axis=1)``; resize is
   ``Resize`` with explicit output ``sizes``; softmax is ``Softmax(axis=1)``; a channel shuffle
-  is ``Reshape-Transpose-Reshape`` when the permutation is a group shuffle, else ``Gather``.
+  is ``Reshape-Transpose-Reshape`` when the permutation is a group shuffle, else ``Gather``;
+  depth-to-space, space-to-depth and slice are ``DepthToSpace``, ``SpaceToDepth`` and ``Slice``
+  (constant starts / ends on axes 1, 2, 3).
 * A model input recorded as NHWC is exported NHWC followed by a ``Transpose`` to NCHW.
 
 The same graph always serialises to the same bytes.
@@ -35,6 +37,7 @@ from memplan.ir.graph import Graph, Layer
 from memplan.ir.ops import (
     Activation,
     ActKind,
+    BlockAttrs,
     ChannelShuffleAttrs,
     ConvAttrs,
     ConvTransposeAttrs,
@@ -42,6 +45,7 @@ from memplan.ir.ops import (
     OpKind,
     PoolAttrs,
     ResizeAttrs,
+    SliceAttrs,
     ZeroPadAttrs,
     ceil_div,
 )
@@ -263,6 +267,9 @@ class _Exporter:
             OpKind.MAX: self._elementwise,
             OpKind.MIN: self._elementwise,
             OpKind.PAD: self._pad,
+            OpKind.SLICE: self._slice,
+            OpKind.DEPTH_TO_SPACE: self._block_move,
+            OpKind.SPACE_TO_DEPTH: self._block_move,
             OpKind.CONCAT: self._concat,
             OpKind.RESIZE: self._resize,
             OpKind.LRN: self._lrn,
@@ -342,6 +349,23 @@ class _Exporter:
         t, l, b, r = a.pads
         pads = self._int64s(f"{layer.id}.pads", [0, a.channels[0], t, l, 0, a.channels[1], b, r])
         self._node("Pad", [ins[0], pads], [out], layer.id, mode="constant")
+
+    def _slice(self, layer: Layer, ins: list[str], out: str) -> None:
+        a = layer.attrs
+        assert isinstance(a, SliceAttrs)
+        spans = (a.channels, a.rows, a.cols)
+        starts = self._int64s(f"{layer.id}.starts", [lo for lo, _ in spans])
+        ends = self._int64s(f"{layer.id}.ends", [hi for _, hi in spans])
+        axes = self._int64s(f"{layer.id}.axes", [1, 2, 3])
+        self._node("Slice", [ins[0], starts, ends, axes], [out], layer.id)
+
+    def _block_move(self, layer: Layer, ins: list[str], out: str) -> None:
+        a = layer.attrs
+        assert isinstance(a, BlockAttrs)
+        if layer.op is OpKind.SPACE_TO_DEPTH:
+            self._node("SpaceToDepth", ins, [out], layer.id, blocksize=a.block)
+        else:
+            self._node("DepthToSpace", ins, [out], layer.id, blocksize=a.block, mode=a.mode)
 
     def _concat(self, layer: Layer, ins: list[str], out: str) -> None:
         self._node("Concat", ins, [out], layer.id, axis=1)

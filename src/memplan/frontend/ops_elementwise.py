@@ -4,7 +4,9 @@ Per-channel arithmetic with a constant (BatchNormalization, Mul, Add, Sub, Div) 
 AFFINE; arithmetic of feature maps (Add, Sum, Sub, Mul, Max, Min, broadcasting) an IR layer;
 a zero Pad read only by Conv / pools a draft PAD, any other zero Pad (of channels, too) an IR
 PAD layer; an activation a draft ACT, a zero Pad a draft PAD: :mod:`memplan.frontend.normalize`
-folds them into neighbouring layers. Layout ops only create views.
+folds them into neighbouring layers. Layout ops only create views; a Slice or Split of a view
+that picks a box of its feature map (channels, rows, columns; step 1) is an IR SLICE layer (one
+per Split output) whose output is viewed the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from memplan.frontend.common import (
     NodeError,
     flatten_shape,
     handles,
+    normalize_axis,
     reshape_target,
     squeeze_shape,
     unsqueeze_shape,
@@ -26,7 +29,16 @@ from memplan.frontend.common import (
 from memplan.frontend.constants import Const
 from memplan.frontend.draft import AffineAttrs, PadAttrs, Pseudo
 from memplan.frontend.layout import Ref, per_channel, positions, reshaped, transposed
-from memplan.ir.ops import Activation, ActKind, NoAttrs, OpKind, Shape, ZeroPadAttrs, infer_output_shape
+from memplan.ir.ops import (
+    Activation,
+    ActKind,
+    NoAttrs,
+    OpKind,
+    Shape,
+    SliceAttrs,
+    ZeroPadAttrs,
+    infer_output_shape,
+)
 
 if TYPE_CHECKING:
     from memplan.frontend.convert import Converter
@@ -86,6 +98,86 @@ def _transpose(cv: Converter, node: Node) -> None:
     ref = cv.ref(node.inputs[0])
     perm = node.ints("perm") or tuple(reversed(range(len(ref.shape))))
     cv.set_ref(node.outputs[0], transposed(ref, perm))
+
+
+def _box_of(cv: Converter, node: Node, ref: Ref, base_shape: Shape, picked: np.ndarray, k: int = 0) -> None:
+    """Output ``k`` of ``node`` is the part ``picked`` (base positions, shaped like the output)
+    of view ``ref``: a view of the base if nothing is cut, else of a SLICE layer of the box."""
+    name = node.outputs[k]
+    coords = np.unravel_index(picked.reshape(-1), base_shape)
+    lo = [int(a.min()) for a in coords]
+    hi = [int(a.max()) + 1 for a in coords]
+    box = tuple(b - a for a, b in zip(lo, hi))
+    if lo[0] != 0 or hi[0] != base_shape[0] or picked.size != math.prod(box):
+        raise NodeError(f"{node.op} output {name!r} is not a box of channels, rows and columns of feature map "
+                        f"{ref.base!r} {base_shape}; memplan slices C, H and W with step 1")
+    if box == base_shape:  # nothing is cut: the view reorders at most
+        flat = picked.reshape(-1)
+        cv.set_ref(name, Ref(ref.base, picked.shape, None if np.array_equal(flat, np.arange(flat.size)) else picked))
+        return
+    attrs = SliceAttrs((lo[1], hi[1]), (lo[2], hi[2]), (lo[3], hi[3]))
+    inner = np.ravel_multi_index(tuple(a - b for a, b in zip(coords, lo)), box).reshape(picked.shape)
+    simple = np.array_equal(inner.reshape(-1), np.arange(inner.size))
+    layer_node = node if k == 0 else Node(f"{node.id}:{k}", node.op, node.inputs, (name,), node.attrs)
+    cv.emit(layer_node, OpKind.SLICE, [ref.base], attrs, box,  # type: ignore[arg-type]
+            like=Ref(name, picked.shape, None if simple else inner))
+
+
+def _ints(cv: Converter, node: Node, i: int, what: str) -> tuple[int, ...] | None:
+    name = node.input(i)
+    return None if name is None else tuple(int(v) for v in cv.const(name, what).array.reshape(-1))
+
+
+@handles("Slice")
+def _slice(cv: Converter, node: Node) -> None:
+    ref, base_shape = cv.view(node.inputs[0])
+    rank = len(ref.shape)
+    if cv.opset < 10:
+        starts, ends, axes, steps = node.ints("starts"), node.ints("ends"), node.ints("axes"), None
+    else:
+        starts, ends = _ints(cv, node, 1, "starts"), _ints(cv, node, 2, "ends")
+        axes, steps = _ints(cv, node, 3, "axes"), _ints(cv, node, 4, "steps")
+    if starts is None or ends is None or len(starts) != len(ends):
+        raise NodeError("Slice needs starts and ends of one length")
+    axes = axes if axes is not None else tuple(range(len(starts)))
+    if steps is not None and any(s != 1 for s in steps):
+        raise NodeError(f"Slice steps {steps} are not supported; memplan slices with step 1")
+    index: list[slice] = [slice(None)] * rank
+    for start, end, axis in zip(starts, ends, axes, strict=True):
+        a = normalize_axis(axis, rank)
+        d = ref.shape[a]
+        lo, hi = (min(max(v + d if v < 0 else v, 0), d) for v in (start, end))
+        if hi <= lo:
+            raise NodeError(f"Slice of axis {a} from {start} to {end} is empty")
+        index[a] = slice(lo, hi)
+    _box_of(cv, node, ref, base_shape, positions(ref)[tuple(index)])
+
+
+@handles("Split")
+def _split(cv: Converter, node: Node) -> None:
+    ref, base_shape = cv.view(node.inputs[0])
+    rank = len(ref.shape)
+    axis = normalize_axis(int(node.attr("axis", 0)), rank)
+    d = ref.shape[axis]
+    sizes = node.ints("split") if cv.opset < 13 else _ints(cv, node, 1, "split")
+    parts = len(node.outputs)
+    if sizes is None and node.attr("num_outputs") is not None:  # opset 18: the last part may be smaller
+        chunk = math.ceil(d / parts)
+        sizes = (chunk,) * (parts - 1) + (d - chunk * (parts - 1),)
+    elif sizes is None:
+        if d % parts:
+            raise NodeError(f"Split of {d} into {parts} equal parts")
+        sizes = (d // parts,) * parts
+    if len(sizes) != parts or sum(sizes) != d or min(sizes) < 1:
+        raise NodeError(f"Split sizes {sizes} do not cut {d} into {parts} non-empty parts")
+    pos = positions(ref)
+    start = 0
+    for k, (name, size) in enumerate(zip(node.outputs, sizes)):
+        if name and (cv.consumers(name) or cv.is_model_output(name)):
+            index: list[slice] = [slice(None)] * rank
+            index[axis] = slice(start, start + size)
+            _box_of(cv, node, ref, base_shape, pos[tuple(index)], k)
+        start += size
 
 
 @handles("Cast")

@@ -1,5 +1,5 @@
 """Converters of the layer operators: convolutions, pooling, fully connected, resize, LRN,
-softmax and concat."""
+softmax, concat, DepthToSpace and SpaceToDepth."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from memplan.frontend.draft import ConstInfo, DraftLayer
 from memplan.frontend.layout import positions, reduces_channels
 from memplan.ir.graph import QuantParams
 from memplan.ir.ops import (
+    BlockAttrs,
     ConvAttrs,
     ConvTransposeAttrs,
     FullyConnectedAttrs,
@@ -437,3 +438,17 @@ def _concat(cv: Converter, node: Node) -> None:
         raise NodeError(str(exc)) from None
     cv.emit(node, OpKind.CONCAT, [b for b, _ in maps], NoAttrs(), out)
 
+
+
+@handles("DepthToSpace", "SpaceToDepth")
+def _block_move(cv: Converter, node: Node) -> None:
+    """DepthToSpace (DCR or CRD) and SpaceToDepth of an NCHW feature map."""
+    x, shape = cv.fmap(node.inputs[0])
+    to_space = node.op == "DepthToSpace"
+    op = OpKind.DEPTH_TO_SPACE if to_space else OpKind.SPACE_TO_DEPTH
+    try:
+        attrs = BlockAttrs(int(node.attr("blocksize")), str(node.attr("mode", "DCR")).upper() if to_space else "DCR")
+        out = infer_output_shape(op, attrs, (shape,))
+    except ValueError as exc:
+        raise NodeError(str(exc)) from None
+    cv.emit(node, op, [x], attrs, out)

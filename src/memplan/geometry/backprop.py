@@ -15,6 +15,7 @@ import numpy as np
 from memplan.geometry.region import Region
 from memplan.ir.graph import Graph, Layer
 from memplan.ir.ops import (
+    BlockAttrs,
     ChannelShuffleAttrs,
     ConvAttrs,
     ConvTransposeAttrs,
@@ -24,8 +25,11 @@ from memplan.ir.ops import (
     PoolAttrs,
     ResizeAttrs,
     SPATIALLY_GLOBAL,
+    Shape,
+    SliceAttrs,
     ZeroPadAttrs,
     broadcast_span,
+    deep_channel,
     macs_per_output_element,
 )
 
@@ -119,6 +123,16 @@ def input_spans(graph: Graph, layer: Layer, axis: int, lo: int, hi: int) -> tupl
     if op is OpKind.PAD:  # an offset; cells outside the input are the padding
         assert isinstance(a, ZeroPadAttrs)
         return ((lo - a.pads[k], hi - a.pads[k]),)
+    if op is OpKind.SLICE:  # an offset into the input
+        assert isinstance(a, SliceAttrs)
+        start = (a.rows, a.cols)[k][0]
+        return ((lo + start, hi + start),)
+    if op is OpKind.DEPTH_TO_SPACE:  # output row y copies input row y // b
+        assert isinstance(a, BlockAttrs)
+        return ((lo // a.block, (hi - 1) // a.block + 1),)
+    if op is OpKind.SPACE_TO_DEPTH:  # every cell of the blocks (the block cell is in the channel)
+        assert isinstance(a, BlockAttrs)
+        return ((lo * a.block, hi * a.block),)
     if op in (OpKind.CONCAT, OpKind.LRN, OpKind.SOFTMAX, OpKind.CHANNEL_SHUFFLE):
         return tuple((lo, hi) for _ in layer.inputs)
     raise ValueError(f"no region rule for {op}")
@@ -159,13 +173,51 @@ def input_channel_spans(graph: Graph, layer: Layer, c0: int, c1: int) -> tuple[S
         assert isinstance(a, ZeroPadAttrs)
         lo = min(max(c0 - a.channels[0], 0), c_in)
         return ((lo, max(min(c1 - a.channels[0], c_in), lo)),)
+    if op is OpKind.SLICE:
+        assert isinstance(a, SliceAttrs)
+        return ((c0 + a.channels[0], c1 + a.channels[0]),)
+    if op is OpKind.DEPTH_TO_SPACE:  # every cell of the block, at any row and column
+        assert isinstance(a, BlockAttrs)
+        bb, shallow = a.block * a.block, c_in // (a.block * a.block)
+        if a.mode == "DCR":
+            return ((c0, (bb - 1) * shallow + c1),)
+        return ((c0 * bb, c1 * bb),)
+    if op is OpKind.SPACE_TO_DEPTH:  # deep channel k * C + c copies shallow channel c
+        k0, k1 = c0 // c_in, (c1 - 1) // c_in
+        return ((c0 - k0 * c_in, c1 - k0 * c_in) if k0 == k1 else (0, c_in),)
     # pools, global pools, resize: channel-wise
     return tuple((c0, c1) for _ in layer.inputs)
+
+
+def block_sources(op: OpKind, attrs: BlockAttrs, in_shape: Shape, out: Region) -> tuple[np.ndarray, ...]:
+    """For each cell of output region ``out`` of a depth-to-space or space-to-depth layer, the
+    input channel, row and column it copies: three int64 arrays that broadcast to
+    ``(channels, rows, cols)`` of the region."""
+    b = attrs.block
+    c = np.arange(out.c0, out.c1, dtype=np.int64)[:, None, None]
+    y = np.arange(out.y0, out.y1, dtype=np.int64)[None, :, None]
+    x = np.arange(out.x0, out.x1, dtype=np.int64)[None, None, :]
+    if op is OpKind.DEPTH_TO_SPACE:
+        return deep_channel(attrs, in_shape[1] // (b * b), c, y % b, x % b), y // b, x // b
+    cell = c // in_shape[1]  # DCR: deep channel (dy * b + dx) * C + c
+    return c % in_shape[1], y * b + cell // b, x * b + cell % b
+
+
+def block_region(op: OpKind, attrs: BlockAttrs, in_shape: Shape, out: Region) -> Region:
+    """The bounding box of the input cells :func:`block_sources` names (exact when the region
+    spans whole blocks; a row or column tile narrower than a block reads fewer channels)."""
+    if out.empty:
+        return Region(0, 0, 0, 0, 0, 0)
+    spans = [(int(s.min()), int(s.max()) + 1) for s in block_sources(op, attrs, in_shape, out)]
+    return Region(*spans[0], *spans[1], *spans[2])
 
 
 def input_regions(graph: Graph, layer: Layer, out: Region) -> tuple[Region, ...]:
     """The region of each input that ``layer`` reads to compute output region ``out``
     (rows and columns unclipped: cells outside the tensor are padding)."""
+    if layer.op in (OpKind.DEPTH_TO_SPACE, OpKind.SPACE_TO_DEPTH):  # rows and channels are linked
+        assert isinstance(layer.attrs, BlockAttrs)
+        return (block_region(layer.op, layer.attrs, graph.shape(layer.inputs[0]), out),)
     rows = input_spans(graph, layer, 2, out.y0, out.y1)
     cols = input_spans(graph, layer, 3, out.x0, out.x1)
     chans = input_channel_spans(graph, layer, out.c0, out.c1)

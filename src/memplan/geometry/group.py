@@ -4,6 +4,7 @@ A group is a range [start, stop) of the graph's topological order (a contiguous 
 topological order is always convex). It runs tile by tile: each tile is a region of the
 group's *anchor*, the output of its last layer; every other tensor the group produces is
 consumed inside the group only, so it exists as tile buffers in SRAM and never as a whole.
+A host layer (:mod:`memplan.host`) is always a group of its own, with :data:`HOST_TILING`.
 Residual blocks, inception branches and concats can sit inside one group; a tensor consumed
 after the group must be the anchor (a group ends at a fork that leaves it).
 
@@ -26,7 +27,7 @@ from memplan.config import TilingRules
 from memplan.geometry.backprop import Span, input_channel_spans, input_spans
 from memplan.geometry.region import Region
 from memplan.ir.graph import Graph
-from memplan.ir.ops import ceil_div
+from memplan.ir.ops import OpKind, ceil_div
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ def group_shape(graph: Graph, start: int, stop: int) -> GroupShape | None:
     needed after the group (or is a model output)."""
     if not 0 <= start < stop <= len(graph.layers):
         raise ValueError(f"bad group range [{start}, {stop})")
+    if stop - start > 1 and any(start <= i < stop for i in graph.host_layers):
+        return None  # a host layer runs alone: it is never fused
     outputs = set(graph.outputs)
     internal: list[str] = []
     for i in range(start, stop - 1):
@@ -83,6 +86,15 @@ class Tiling:
         return [self.tile_h, self.tile_w, self.tile_c]
 
 
+#: the tiling of a host layer's group: the layer runs once, untiled, on the host CPU
+HOST_TILING = Tiling(1, 1, 1)
+
+
+def is_host(graph: Graph, shape: GroupShape) -> bool:
+    """Whether the group is a host layer (always a group of its own)."""
+    return len(shape) == 1 and graph.layers[shape.start].op is OpKind.HOST
+
+
 def split_axis(length: int, size: int) -> tuple[Span, ...]:
     """Consecutive spans of ``size`` covering [0, length) (the last may be shorter)."""
     return tuple((lo, min(lo + size, length)) for lo in range(0, length, size))
@@ -107,7 +119,10 @@ def channel_splittable(graph: Graph, shape: GroupShape) -> bool:
 
 
 def tiling_options(graph: Graph, shape: GroupShape, rules: TilingRules) -> list[Tiling]:
-    """Every tiling of the group's anchor that the rules allow (at most ``max_tiles`` tiles)."""
+    """Every tiling of the group's anchor that the rules allow (at most ``max_tiles`` tiles);
+    a host layer runs untiled: :data:`HOST_TILING` only."""
+    if is_host(graph, shape):
+        return [HOST_TILING]
     _, c, h, w = graph.shape(shape.anchor)
     rows = _axis_sizes(h, rules.tile_multiple, rules.max_tiles)
     cols = [w] if rules.row_only else _axis_sizes(w, rules.tile_multiple, rules.max_tiles)
@@ -126,6 +141,8 @@ def tiling_options(graph: Graph, shape: GroupShape, rules: TilingRules) -> list[
 def tile_count(graph: Graph, shape: GroupShape, tiling: Tiling) -> int:
     """Tiles the group runs with this tiling (edge tiles included): what GroupGeometry.n_tiles
     counts, without the spans."""
+    if is_host(graph, shape):
+        return 1
     _, c, h, w = graph.shape(shape.anchor)
     return ceil_div(c, tiling.tile_c) * ceil_div(h, tiling.tile_h) * ceil_div(w, tiling.tile_w)
 

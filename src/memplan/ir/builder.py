@@ -16,6 +16,7 @@ from memplan.ir.ops import (
     Activation,
     ActKind,
     Attrs,
+    BlockAttrs,
     ChannelShuffleAttrs,
     ConvAttrs,
     ConvTransposeAttrs,
@@ -27,6 +28,7 @@ from memplan.ir.ops import (
     Pads,
     PoolAttrs,
     ResizeAttrs,
+    SliceAttrs,
     ZeroPadAttrs,
     infer_output_shape,
     weight_shape,
@@ -192,6 +194,19 @@ class GraphBuilder:
     def pad(self, x: str, channels: Pair = (0, 0), pads: Pads = (0, 0, 0, 0), name: str | None = None) -> str:
         """Zero padding of channels (front, back) and rows / columns (top, left, bottom, right)."""
         return self.add_layer(OpKind.PAD, (x,), ZeroPadAttrs(channels, pads), name=name)
+
+    def depth_to_space(self, x: str, block: int, mode: str = "DCR", name: str | None = None) -> str:
+        return self.add_layer(OpKind.DEPTH_TO_SPACE, (x,), BlockAttrs(block, mode), name=name)
+
+    def space_to_depth(self, x: str, block: int, name: str | None = None) -> str:
+        return self.add_layer(OpKind.SPACE_TO_DEPTH, (x,), BlockAttrs(block), name=name)
+
+    def slice(self, x: str, channels: Pair | None = None, rows: Pair | None = None, cols: Pair | None = None,
+              name: str | None = None) -> str:
+        """The box [start, end) of channels, rows and columns (None: the whole axis)."""
+        _, c, h, w = self.shape(x)
+        attrs = SliceAttrs(channels or (0, c), rows or (0, h), cols or (0, w))
+        return self.add_layer(OpKind.SLICE, (x,), attrs, name=name)
 
     def concat(self, *xs: str, name: str | None = None) -> str:
         return self.add_layer(OpKind.CONCAT, tuple(xs), NoAttrs(), name=name)

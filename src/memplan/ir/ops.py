@@ -52,6 +52,9 @@ class OpKind(str, enum.Enum):
     MIN = "min"
     PAD = "pad"
     HOST = "host"  # an operator memplan does not tile: it runs untiled on the host CPU (memplan.host)
+    DEPTH_TO_SPACE = "depth_to_space"
+    SPACE_TO_DEPTH = "space_to_depth"
+    SLICE = "slice"
 
 
 class ActKind(str, enum.Enum):
@@ -154,6 +157,37 @@ class ZeroPadAttrs:
 
 
 @dataclass(frozen=True)
+class BlockAttrs:
+    """DepthToSpace / SpaceToDepth with block size ``block`` (b). ``mode`` orders the channels
+    of the deep side, C being the channels of the shallow side: ``DCR`` (TensorFlow's, and
+    SpaceToDepth's only order) puts shallow channel c of block cell (dy, dx) at deep channel
+    ``(dy * b + dx) * C + c``, ``CRD`` at ``c * b * b + dy * b + dx`` (see :func:`deep_channel`)."""
+
+    block: int
+    mode: str = "DCR"
+
+    def __post_init__(self) -> None:
+        if self.block < 1 or self.mode not in ("DCR", "CRD"):
+            raise ValueError(f"block size {self.block} / mode {self.mode!r} (block >= 1, DCR or CRD)")
+
+
+def deep_channel(attrs: BlockAttrs, shallow: int, c: int, dy: int, dx: int) -> int:
+    """The deep-side channel holding shallow channel ``c`` of block cell (``dy``, ``dx``)
+    (works elementwise on integer arrays too)."""
+    b = attrs.block
+    return (dy * b + dx) * shallow + c if attrs.mode == "DCR" else (c * b + dy) * b + dx
+
+
+@dataclass(frozen=True)
+class SliceAttrs:
+    """The box of the input that a slice copies: channels, rows and columns, each [start, end)."""
+
+    channels: Pair
+    rows: Pair
+    cols: Pair
+
+
+@dataclass(frozen=True)
 class HostAttrs:
     """A host layer: ``model`` is a serialised ONNX model that computes the layer's output from
     its inputs in float (inputs ``x0``, ``x1``... with the IR tensors' shapes, output ``y``;
@@ -181,6 +215,8 @@ Attrs = (
     | LRNAttrs
     | ChannelShuffleAttrs
     | ZeroPadAttrs
+    | BlockAttrs
+    | SliceAttrs
     | HostAttrs
     | NoAttrs
 )
@@ -204,6 +240,9 @@ ATTRS_OF: dict[OpKind, type] = {
     OpKind.MAX: NoAttrs,
     OpKind.MIN: NoAttrs,
     OpKind.PAD: ZeroPadAttrs,
+    OpKind.DEPTH_TO_SPACE: BlockAttrs,
+    OpKind.SPACE_TO_DEPTH: BlockAttrs,
+    OpKind.SLICE: SliceAttrs,
     OpKind.HOST: HostAttrs,
 }
 
@@ -316,6 +355,24 @@ def infer_output_shape(
         assert isinstance(attrs, ZeroPadAttrs)
         t, l, b, r = attrs.pads
         return (n, c + sum(attrs.channels), h + t + b, w + l + r)
+    if op is OpKind.DEPTH_TO_SPACE:
+        assert isinstance(attrs, BlockAttrs)
+        bb = attrs.block * attrs.block
+        if c % bb:
+            raise ValueError(f"depth_to_space: {c} channels do not divide into blocks of {bb}")
+        return (n, c // bb, h * attrs.block, w * attrs.block)
+    if op is OpKind.SPACE_TO_DEPTH:
+        assert isinstance(attrs, BlockAttrs)
+        b = attrs.block
+        if h % b or w % b or attrs.mode != "DCR":
+            raise ValueError(f"space_to_depth: {h}x{w} is not a multiple of block {b}, or mode is not DCR")
+        return (n, c * b * b, h // b, w // b)
+    if op is OpKind.SLICE:
+        assert isinstance(attrs, SliceAttrs)
+        spans = (attrs.channels, attrs.rows, attrs.cols)
+        if any(not 0 <= lo < hi <= size for (lo, hi), size in zip(spans, (c, h, w))):
+            raise ValueError(f"slice {spans} is empty or leaves the input {(c, h, w)}")
+        return (n, *(hi - lo for lo, hi in spans))  # type: ignore[return-value]
     if op is OpKind.CHANNEL_SHUFFLE:
         assert isinstance(attrs, ChannelShuffleAttrs)
         if sorted(attrs.perm) != list(range(c)):

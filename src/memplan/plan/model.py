@@ -67,6 +67,7 @@ class Op(str, enum.Enum):
     STORE = "store"  # SRAM -> DRAM, a feature-map region
     LOAD_WEIGHTS = "load_weights"  # DRAM -> SRAM, weights and biases of output channels [c0, c1)
     COMPUTE = "compute"
+    HOST = "host"  # the host CPU runs a host layer: its inputs from DRAM, its output to DRAM
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,9 @@ class Command:
     load/store: ``tensor``, ``region``, ``offset``. load_weights: ``layer``, ``channels``,
     ``offset``. compute: ``layer``, ``region`` (the output region computed), ``inputs``
     (one operand per layer input), ``output`` (the operand written into), ``weights_offset``
-    (None when the layer has no weights or reads them in place from DRAM/flash)."""
+    (None when the layer has no weights or reads them in place from DRAM/flash). host:
+    ``layer``, ``host_inputs`` (the tensors it reads from DRAM) and ``host_outputs`` (the
+    tensors it writes there)."""
 
     op: Op
     step: int
@@ -99,6 +102,8 @@ class Command:
     inputs: tuple[Operand, ...] = ()
     output: Operand | None = None
     weights_offset: int | None = None
+    host_inputs: tuple[str, ...] = ()
+    host_outputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,21 @@ class Totals:
 
 
 @dataclass(frozen=True)
+class HostTotals:
+    """What the host layers of a plan move, apart from the accelerator's totals (which stay
+    comparable with plans of models without host layers): DRAM bytes the host reads and
+    writes (int8 tensors at the profile's element size, int32 ones at 4 bytes). No profile
+    gives host energy or cycles yet, so none are reported."""
+
+    layers: int = 0
+    dram_read: int = 0
+    dram_write: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"layers": self.layers, "dram_read": self.dram_read, "dram_write": self.dram_write}
+
+
+@dataclass(frozen=True)
 class Plan:
     """A complete, executable plan for one graph on one hardware profile."""
 
@@ -155,3 +175,4 @@ class Plan:
     commands: tuple[Command, ...]
     totals: Totals
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    host: HostTotals = HostTotals()

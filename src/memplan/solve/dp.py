@@ -120,7 +120,8 @@ class BoundaryDP:
             items = sorted(((dma * (w.reload_bytes - w.total_bytes), w.slice_bytes, w.index - c.start, w.layer)
                             for w in c.weights if w.reload_bytes > w.total_bytes),
                            key=lambda it: (-Fraction(it[0], max(it[1], 1)), it[2]))
-            can_stay = (c.anchor not in outputs and self.last_use.get(c.anchor, -1) >= c.stop
+            can_stay = (c.anchor not in outputs and c.anchor not in graph.dram_only
+                        and self.last_use.get(c.anchor, -1) >= c.stop
                         and self.size[c.anchor] <= hw.sram_bytes)
             self.by_start[c.start].append(_Step(
                 ci, c.start, c.stop, c.anchor, self.size[c.anchor], can_stay,

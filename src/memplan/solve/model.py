@@ -115,6 +115,8 @@ def build_decisions(graph: Graph, hw: HardwareProfile, cands: tuple[Candidate, .
             external_in.setdefault(inp.tensor, []).append(i)
     io = set(graph.inputs) | set(graph.outputs)
     for t in sorted(external_in):
+        if t in graph.dram_only:
+            continue  # a host layer reads or writes it: it lives in DRAM
         if t in io and not hw.feature_maps_in_sram:
             continue  # model inputs and outputs live in DRAM
         if graph.tensors[t].numel * hw.elem_bytes > hw.sram_bytes and not hw.feature_maps_in_sram:

@@ -10,7 +10,7 @@ from ortools.sat.python import cp_model
 
 from memplan.config import HardwareProfile
 from memplan.ir.graph import Graph
-from memplan.ir.ops import ceil_div
+from memplan.ir.ops import OpKind, ceil_div
 from memplan.solve.candidates import by_start
 from memplan.solve.model import Vars, and_not, safe
 
@@ -48,6 +48,8 @@ def build_energy(graph: Graph, v: Vars, hw: HardwareProfile) -> Terms:
     for layer in graph.layers:
         t = layer.output
         size = graph.tensors[t].numel * hw.elem_bytes
+        if layer.op is OpKind.HOST:
+            continue  # the host writes it to DRAM, not the accelerator
         if t in v.store:
             add(v.store[t], dma * size)
         else:  # crossing(t) = 1 - sum(x of candidates it is internal to)

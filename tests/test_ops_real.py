@@ -539,3 +539,97 @@ def test_depth_to_space_imports_and_round_trips(op: str, attrs: dict[str, str], 
     assert [layer.op for layer in g.layers] == [OpKind.CONV, kind]
     assert g.layers[1].attrs == BlockAttrs(2, attrs.get("mode", "DCR"))
     assert [layer.attrs for layer in _ort_matches(g, tmp_path / "back.onnx").layers] == [l.attrs for l in g.layers]
+
+
+# ---------------------------------------------------------------------------- slice / split
+def test_slice_shape_backprop_float_and_int8() -> None:
+    attrs = SliceAttrs((2, 5), (1, 5), (1, 4))
+    assert infer_output_shape(OpKind.SLICE, attrs, ((1, 6, 6, 6),)) == (1, 3, 4, 3)
+    for bad in (SliceAttrs((2, 7), (0, 6), (0, 6)), SliceAttrs((3, 3), (0, 6), (0, 6))):
+        with pytest.raises(ValueError):
+            infer_output_shape(OpKind.SLICE, bad, ((1, 6, 6, 6),))
+    b = GraphBuilder("slice")
+    x = b.input((1, 6, 6, 6), "x")
+    y = b.slice(x, (2, 5), (1, 5), (1, 4))
+    g = b.build(y)
+    assert g.layers[0].attrs == attrs
+    assert input_regions(g, g.layers[0], Region(0, 2, 1, 3, 0, 2)) == (Region(2, 4, 2, 4, 1, 3),)
+    v = run_float(g, _inputs(g, x=list(range(216))))[y]
+    assert v[0, 0, 0].tolist() == [79, 80, 81] and v[0, 2, 3].tolist() == [4 * 36 + 4 * 6 + k for k in (1, 2, 3)]
+    ql = _single(OpKind.SLICE, attrs, [(1, 6, 6, 6)], params=[(0.5, -7), (0.5, -7)])
+    q = (np.arange(216) - 108).astype(I8).reshape(1, 6, 6, 6)
+    np.testing.assert_array_equal(_full(ql, q), q[:, 2:5, 1:5, 1:4])
+    region = Region(1, 3, 2, 4, 0, 2)
+    (need,) = required_input_regions(ql, region)
+    assert need == input_regions(g, g.layers[0], region)[0]
+    assert run_layer(ql, [Tile.cut(q, need)], region).tolist() == q[:, 3:5, 3:5, 1:3].tolist()
+
+
+def split_net() -> Graph:
+    """A channel split into two branches (CSP / ghost modules) and a crop of rows and columns."""
+    b = GraphBuilder("split", seed=6)
+    x = b.input((1, 4, 16, 16))
+    t = b.conv(x, 16, 3, activation=Activation(ActKind.RELU))
+    left = b.conv(b.slice(t, channels=(0, 6), name="sl_a"), 8, 3)
+    right = b.slice(t, channels=(6, 16), name="sl_b")
+    u = b.concat(left, right)
+    crop = b.slice(u, rows=(1, 15), cols=(2, 14), name="crop")
+    return b.build(b.conv(crop, 8, 3, stride=2))
+
+
+def test_slice_graph_plans_fuse_tile_and_verify() -> None:
+    _verify_everywhere(split_net(), (4 * 1024, 16 * 1024), {"sl_a", "sl_b", "crop"})
+
+
+def _conv_then(nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
+    return [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), *nodes]
+
+
+_W8 = np.random.default_rng(0).standard_normal((8, 3, 3, 3)).astype(np.float32)
+_I64 = np.iinfo(np.int64).max
+
+
+@pytest.mark.parametrize("form", ["nchw", "nhwc", "opset9"])
+def test_slice_imports_and_round_trips(form: str, tmp_path: Path) -> None:
+    if form == "nchw":  # negative and open-ended bounds are clamped as ONNX says
+        nodes = [helper.make_node("Slice", ["c", "s", "e", "a"], ["t"])]
+        inits = {"s": np.array([2, 1], np.int64), "e": np.array([5, -1], np.int64), "a": np.array([1, 2], np.int64)}
+        want, out = SliceAttrs((2, 5), (1, 5), (0, 7)), (1, 3, 4, 7)
+    elif form == "nhwc":  # tf2onnx slices channels of the NHWC tensor
+        nodes = [helper.make_node("Transpose", ["c"], ["n"], perm=[0, 2, 3, 1]),
+                 helper.make_node("Slice", ["n", "s", "e", "a", "st"], ["m"]),
+                 helper.make_node("Transpose", ["m"], ["t"], perm=[0, 3, 1, 2])]
+        inits = {"s": np.array([4], np.int64), "e": np.array([_I64], np.int64), "a": np.array([-1], np.int64),
+                 "st": np.array([1], np.int64)}
+        want, out = SliceAttrs((4, 8), (0, 6), (0, 7)), (1, 4, 6, 7)
+    else:
+        nodes = [helper.make_node("Slice", ["c"], ["t"], starts=[1], ends=[4], axes=[3])]
+        inits, want, out = {}, SliceAttrs((0, 8), (0, 6), (1, 4)), (1, 8, 6, 3)
+    opset = 9 if form == "opset9" else 13
+    nodes = _conv_then([*nodes, helper.make_node("Relu", ["t"], ["y"])])
+    g = _import_and_compare(_onnx_model(nodes, {"w": _W8, **inits}, (1, 3, 6, 7), out, opset), tmp_path / "m.onnx")
+    assert [layer.op for layer in g.layers] == [OpKind.CONV, OpKind.SLICE] and g.layers[1].attrs == want
+    assert g.layers[1].activation == Activation(ActKind.RELU)
+    assert [layer.attrs for layer in _ort_matches(g, tmp_path / "back.onnx").layers] == [l.attrs for l in g.layers]
+
+
+@pytest.mark.parametrize("opset", [11, 13, 18])
+def test_split_imports_as_one_slice_per_output(opset: int, tmp_path: Path) -> None:
+    if opset == 11:  # the split attribute, along W
+        split = helper.make_node("Split", ["c"], ["a", "b"], axis=3, split=[3, 4])
+        rest, inits, out = [helper.make_node("Identity", ["b"], ["y0"])], {}, (1, 8, 6, 4)
+        parts = [SliceAttrs((0, 8), (0, 6), (3, 7))]  # the first output is unused: no layer
+    elif opset == 13:  # sizes as an input, along C
+        split = helper.make_node("Split", ["c", "sizes"], ["a", "b"], axis=1)
+        rest, inits, out = [helper.make_node("Concat", ["b", "a"], ["y0"], axis=1)], {"sizes": np.array([2, 6])}, \
+            (1, 8, 6, 7)
+        parts = [SliceAttrs((0, 2), (0, 6), (0, 7)), SliceAttrs((2, 8), (0, 6), (0, 7))]
+    else:  # num_outputs (opset 18), along H: ceil(6 / 3) = 2 rows each
+        split = helper.make_node("Split", ["c"], ["a", "b", "d"], axis=2, num_outputs=3)
+        rest = [helper.make_node("Sum", ["a", "b", "d"], ["y0"])]
+        inits, out = {}, (1, 8, 2, 7)
+        parts = [SliceAttrs((0, 8), (2 * k, 2 * k + 2), (0, 7)) for k in range(3)]
+    nodes = _conv_then([split, *rest, helper.make_node("Relu", ["y0"], ["y"])])
+    g = _import_and_compare(_onnx_model(nodes, {"w": _W8, **inits}, (1, 3, 6, 7), out, opset), tmp_path / "m.onnx")
+    assert [layer.attrs for layer in g.layers if layer.op is OpKind.SLICE] == parts
+    assert [layer.attrs for layer in _ort_matches(g, tmp_path / "back.onnx").layers] == [l.attrs for l in g.layers]

@@ -167,7 +167,8 @@ def _sample(items: list[Doc], key: str) -> list[int]:
 
 #: fields no result depends on (see the module documentation)
 LABELS = {("model", "name"), ("hardware", "name"), ("hardware", "description"), ("hardware", "clock_mhz")}
-SOLVER_CHECKED = ("status", "objective", "bound", "gap", "objective_units")
+SOLVER_CHECKED = ("status", "objective", "bound", "gap", "objective_units", "proof", "plan_source", "dp_bound_fj",
+                  "hint_energy_fj")
 
 
 def _roots(doc: Doc) -> Iterator[tuple[tuple[Any, ...], Any]]:
@@ -185,7 +186,8 @@ def _roots(doc: Doc) -> Iterator[tuple[tuple[Any, ...], Any]]:
         yield ("hardware", key), doc["hardware"][key]
     if doc["solver"] is not None:
         for key in SOLVER_CHECKED:
-            yield ("solver", key), doc["solver"][key]
+            if key in doc["solver"]:
+                yield ("solver", key), doc["solver"][key]
 
 
 def field_mutants(doc: Doc) -> Iterator[Mutant]:

@@ -54,7 +54,7 @@ class SolveOutcome:
         meta["model_sha256"] = model_sha256
         if self.graph.input_shapes:  # the shapes the model was loaded with: verify needs no --input-shape
             meta["model_input_shapes"] = {k: list(v) for k, v in self.graph.input_shapes.items()}
-        meta["settings"] = {"max_fuse_depth": self.max_fuse_depth}
+        meta["settings"] = {"max_fuse_depth": self.max_fuse_depth, "host_ops": self.graph.host_ops}
         meta["floor"] = self.floor.to_json()
         meta["baselines"] = {name: p.totals.to_json() for name, p in self.baselines.items()}
         return plan_to_json(replace(plan, meta=meta), self.hw, [layer.id for layer in self.graph.layers])

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from memplan.ir.graph import Graph
 from memplan.ir.ops import HostAttrs
 
 #: the host DRAM element size of an ``int32`` tensor (int8 tensors take the profile's elem_bytes)
@@ -151,9 +152,14 @@ def run_host_int(attrs: HostAttrs, in_q: Sequence[_Params], out_q: _Params,
     return out_q.quantize(np.asarray(y, dtype=np.float64))
 
 
-def elem_bytes(dtype: str, fm_elem_bytes: int) -> int:
-    """DRAM bytes per element of a tensor a host layer reads or writes."""
-    return INT32_BYTES if dtype == "int32" else fm_elem_bytes
+__all__ = ["HostInput", "INT32_BYTES", "evaluate", "host_model", "run_host_int", "tensor_bytes"]
 
 
-__all__ = ["HostInput", "INT32_BYTES", "elem_bytes", "evaluate", "host_model", "run_host_int"]
+def tensor_bytes(graph: Graph, tensor: str, fm_elem_bytes: int) -> int:
+    """DRAM bytes of a whole tensor a host layer reads or writes: an int32 host output at 4
+    bytes per element, any other feature map at the profile's element size."""
+    t = graph.tensors[tensor]
+    p = graph.producer.get(tensor)
+    attrs = graph.layers[p].attrs if p is not None else None
+    integer = isinstance(attrs, HostAttrs) and attrs.out_dtype == "int32"
+    return t.numel * (INT32_BYTES if integer else fm_elem_bytes)

@@ -52,8 +52,12 @@ def floor(graph: Graph, hw: HardwareProfile) -> Floor:
     """Compulsory traffic and MACs. On profiles that keep feature maps in SRAM the model's
     input and output never travel; weights read in place are read at least once."""
     eb = hw.elem_bytes
-    fm_in = 0 if hw.feature_maps_in_sram else sum(graph.tensors[t].numel * eb for t in graph.inputs)
-    fm_out = 0 if hw.feature_maps_in_sram else sum(graph.tensors[t].numel * eb for t in graph.outputs)
+    host = graph.host_layers
+    # the accelerator never reads a model input only host layers read, nor writes a host layer's output
+    npu_in = [t for t in graph.inputs if any(i not in host for i in graph.consumers.get(t, ()))]
+    npu_out = [t for t in graph.outputs if graph.producer[t] not in host]
+    fm_in = 0 if hw.feature_maps_in_sram else sum(graph.tensors[t].numel * eb for t in npu_in)
+    fm_out = 0 if hw.feature_maps_in_sram else sum(graph.tensors[t].numel * eb for t in npu_out)
     w = 0
     for layer in graph.layers:
         w += graph.weight_elems(layer) * eb + (graph.bias_elems(layer) * hw.bias_bytes if layer.bias else 0)

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 import numpy.typing as npt
 
+from memplan import host
 from memplan.errors import UnsupportedOpError
 from memplan.execute.windows import (
     conv_transpose_taps,
@@ -41,6 +42,7 @@ from memplan.ir.ops import (
     ChannelShuffleAttrs,
     ConvAttrs,
     ConvTransposeAttrs,
+    HostAttrs,
     LRNAttrs,
     OpKind,
     PoolAttrs,
@@ -197,6 +199,9 @@ def _block_move(x: F64, to_space: bool, attrs: BlockAttrs) -> F64:
 def layer_preactivation(graph: Graph, layer: Layer, xs: list[F64]) -> F64:
     """The layer's output before its fused activation."""
     op, attrs = layer.op, layer.attrs
+    if op is OpKind.HOST:  # evaluated as the ONNX node it stands for (host layers have no activation)
+        assert isinstance(attrs, HostAttrs)
+        return np.asarray(host.evaluate(attrs, xs), dtype=np.float64)
     out_shape = graph.shape(layer.output)
     out_hw = (out_shape[2], out_shape[3])
     w = graph.weights[layer.weight].astype(np.float64) if layer.weight else None

@@ -38,6 +38,9 @@ Scheme
 * Average pools: integer sum of ``q`` (counted padding adds the zero point) divided by the
   cell count rounding half away from zero (TFLite); bilinear resize: exact rational source
   coordinates, 10-bit weights per axis, ``round_half_away(sum / 2**20)`` on ``q``.
+* Host layers (:mod:`memplan.host`) dequantise their inputs, run in float and quantise the
+  result with their output's parameters (calibrated, or the model's); an integer output
+  (ArgMax indices) is stored exactly as int32 with scale 1, zero point 0.
 * Ops whose output parameters differ from their input's (only possible with model-given
   parameters) requantise their int8 result with ``scale_in / scale_out``.
 
@@ -76,6 +79,7 @@ from memplan.ir.ops import (
     Activation,
     ConvAttrs,
     ConvTransposeAttrs,
+    HostAttrs,
     LRNAttrs,
     OpKind,
     ResizeAttrs,
@@ -413,6 +417,7 @@ def quantize_graph(graph: Graph, *, seed: int = 0, num_samples: int = 2,
     fmaps = [*graph.inputs, *(layer.output for layer in graph.layers)]
     explicit = {t for t in fmaps if graph.tensors[t].quant is not None}
     need_calibration = len(explicit) < len(fmaps) or any(_uses_lut(layer) for layer in graph.layers)
+    need_calibration = need_calibration or any(graph.layers[i].output not in explicit for i in graph.host_layers)
     values: Mapping[str, F64] = {}
     pre: Mapping[str, F64] = {}
     if need_calibration:
@@ -431,6 +436,11 @@ def quantize_graph(graph: Graph, *, seed: int = 0, num_samples: int = 2,
     for layer in graph.layers:
         in_q = tuple(params[t] for t in layer.inputs)
         q = graph.tensors[layer.output].quant
+        if layer.op is OpKind.HOST:  # runs in float on the host (memplan.host): only its output parameters
+            params[layer.output] = out_q = _host_params(layer, q, values)
+            qlayers.append(QLayer(layer, tuple(graph.tensors[t].shape for t in layer.inputs),  # type: ignore[misc]
+                                  graph.tensors[layer.output].shape, in_q, out_q, out_q))  # type: ignore[arg-type]
+            continue
         lut = _uses_lut(layer)
         # the stage domain: where the op's result lives before a table activation
         if layer.op in INPUT_DOMAIN_OPS:
@@ -455,6 +465,18 @@ def quantize_graph(graph: Graph, *, seed: int = 0, num_samples: int = 2,
     else:
         calib = Calibration(source, seed, 0, "caller-supplied inputs", substituted)
     return QuantizedGraph(graph, MappingProxyType(params), tuple(qlayers), calib)
+
+
+def _host_params(layer: Layer, q: QuantParams | None, values: Mapping[str, F64]) -> QParams:
+    """A host layer's output parameters: scale 1, zero point 0 for an int32 output (its values
+    are stored exactly), the model's own, or calibrated like any other tensor."""
+    assert isinstance(layer.attrs, HostAttrs)
+    if layer.attrs.out_dtype == "int32":
+        return QParams(1.0, 0)
+    if q is not None:
+        return _ir_params(q, layer.output)
+    arr = values[layer.output]
+    return QParams.from_range(float(arr.min()), float(arr.max()))
 
 
 def _quantize_layer(graph: Graph, layer: Layer, in_q: tuple[QParams, ...], out_q: QParams,

@@ -25,6 +25,9 @@ Commands
 * LOAD copies a region of a tensor from DRAM to SRAM at the offset, channel-major (C, H, W).
 * STORE copies such a region from SRAM back to DRAM.
 * LOAD_WEIGHTS copies the weight slice and biases of output channels ``[c0, c1)``.
+* HOST runs a host layer on the host CPU (:func:`memplan.host.run_host_int`, as the
+  reference): every input must be wholly written in DRAM; the output is written to DRAM whole
+  (int8, or int32 for integer outputs); its DRAM bytes are counted apart (``host``).
 * COMPUTE reads each input operand (the operand's region at its offset) from SRAM, decodes the
   weights of the output channels from SRAM at ``weights_offset`` (from DRAM when the profile
   reads weights in place, counted as DRAM weight reads), runs
@@ -76,9 +79,10 @@ from memplan.execute.kernels import MissingInputError, Tile, required_input_regi
 from memplan.execute.quantize import QLayer, QuantizedGraph, Requant
 from memplan.geometry.region import Region
 from memplan.ir.graph import Layer
-from memplan.ir.ops import WEIGHTED, ConvAttrs, ConvTransposeAttrs, OpKind, Shape
+from memplan.host import run_host_int, tensor_bytes
+from memplan.ir.ops import WEIGHTED, ConvAttrs, ConvTransposeAttrs, HostAttrs, OpKind, Shape
 from memplan.plan.build import energy_fj, group_cycles
-from memplan.plan.model import Buffer, BufferKind, Command, Op, Plan, Totals
+from memplan.plan.model import Buffer, BufferKind, Command, HostTotals, Op, Plan, Totals
 
 I8 = npt.NDArray[np.int8]
 I32 = npt.NDArray[np.int32]
@@ -133,7 +137,8 @@ class TiledRun:
     garbage; their ``writers`` entry is :data:`UNWRITTEN`). ``outputs``: every model output,
     from DRAM or from its resident SRAM buffer. ``writers``: per element of each tensor of
     ``dram`` and ``outputs``, the index of the command that last wrote it (:data:`HOST` for
-    data the host supplied). ``sram_peak``: one past the highest SRAM byte accessed."""
+    data the host supplied). ``sram_peak``: one past the highest SRAM byte accessed. ``host``:
+    the host layers run and the DRAM bytes they read and wrote."""
 
     dram: Mapping[str, I8]
     outputs: Mapping[str, I8]
@@ -141,11 +146,12 @@ class TiledRun:
     counts: Counts
     sram_peak: int
     commands: int
+    host: HostTotals = HostTotals()
 
 
 def describe_command(index: int, cmd: Command) -> str:
     """``command 12 (compute conv_3, group 2, tile 5)``: how errors name a command."""
-    what = cmd.layer if cmd.op in (Op.COMPUTE, Op.LOAD_WEIGHTS) else cmd.tensor
+    what = cmd.layer if cmd.op in (Op.COMPUTE, Op.LOAD_WEIGHTS, Op.HOST) else cmd.tensor
     return f"command {index} ({cmd.op.value} {what}, group {cmd.group}, tile {cmd.tile})"
 
 
@@ -323,6 +329,7 @@ class _Machine:
         self.group_macs: dict[int, int] = {}
         self.group_dma: dict[int, int] = {}
         self.peak = 0
+        self.host_layers = self.host_read = self.host_write = 0
 
     # ------------------------------------------------------------------ driver
     def run(self, inputs: Mapping[str, npt.ArrayLike]) -> TiledRun:
@@ -336,6 +343,8 @@ class _Machine:
                 self._store(k, cmd)
             elif cmd.op is Op.LOAD_WEIGHTS:
                 self._load_weights(k, cmd)
+            elif cmd.op is Op.HOST:
+                self._host(k, cmd)
             else:
                 self._compute(k, cmd)
         outputs, writers = self._collect_outputs()
@@ -348,6 +357,7 @@ class _Machine:
             counts=self._counts(),
             sram_peak=self.peak,
             commands=len(self.plan.commands),
+            host=HostTotals(self.host_layers, self.host_read, self.host_write),
         )
 
     def _counts(self) -> Counts:
@@ -389,7 +399,7 @@ class _Machine:
         writers: dict[str, I32] = {}
         last = self.steps - 1
         for name in self.graph.outputs:
-            shape = self.graph.shape(name)
+            shape = self.graph.tensors[name].shape
             buf = self._resident(name)
             if buf is None:
                 if name not in self.stored:
@@ -443,8 +453,8 @@ class _Machine:
 
     def _fm_shape(self, k: int, cmd: Command, tensor: str | None, region: Region | None) -> Shape:
         t = self.graph.tensors.get(tensor) if tensor is not None else None
-        if t is None or not t.is_feature_map:
-            raise self._fail(k, cmd, f"{tensor!r} is not a feature map of the model")
+        if t is None or not t.is_feature_map or len(t.shape) != 4 or t.name in self.graph.dram_only and t.dtype == "int32":
+            raise self._fail(k, cmd, f"{tensor!r} is not a 4-D int8 feature map of the model")
         shape = self.graph.shape(t.name)
         if region is None or region.empty or not region.within(shape):
             where = None if region is None else region.as_list()
@@ -489,6 +499,29 @@ class _Machine:
         self.write_fm += n
         self.sram_access += n
         self._dma(cmd, n)
+
+    def _host(self, k: int, cmd: Command) -> None:
+        """The host CPU runs a host layer on whole tensors in DRAM (memplan.host, as the reference)."""
+        layer = self._layer(k, cmd)
+        if layer.op is not OpKind.HOST:
+            raise self._fail(k, cmd, f"layer {layer.id!r} is not a host layer")
+        if cmd.host_inputs != tuple(dict.fromkeys(layer.inputs)) or cmd.host_outputs != (layer.output,):
+            raise self._fail(k, cmd, "its inputs and outputs are not the host layer's")
+        assert isinstance(layer.attrs, HostAttrs)
+        values = []
+        for t in layer.inputs:
+            if t not in self.dram or (self.dram_writer[t] == UNWRITTEN).any():
+                raise self._fail(k, cmd, f"reads {t} from DRAM before it is completely written there")
+            values.append(self.dram[t][None])
+        ql = self.qgraph.qlayer(layer.id)
+        y = run_host_int(layer.attrs, ql.in_q, ql.out_q, values)
+        out = layer.output
+        self.dram[out] = y[0]
+        self.dram_writer[out] = np.full(y.shape[1:], k, dtype=np.int32)
+        self.stored.add(out)
+        self.host_layers += 1
+        self.host_read += sum(tensor_bytes(self.graph, t, self.plan.elem_bytes) for t in cmd.host_inputs)
+        self.host_write += tensor_bytes(self.graph, out, self.plan.elem_bytes)
 
     def _layer(self, k: int, cmd: Command) -> Layer:
         if cmd.layer not in self.graph.layer_index:

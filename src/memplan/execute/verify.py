@@ -48,7 +48,7 @@ from memplan.execute.quantize import QuantizedGraph, calibration_inputs, quantiz
 from memplan.execute.reference import run_reference
 from memplan.execute.tiled import HOST, UNWRITTEN, Counts, TiledRun, describe_command, execute_plan
 from memplan.ir.graph import Graph
-from memplan.plan.model import Plan
+from memplan.plan.model import Plan, Totals
 
 I8 = npt.NDArray[np.int8]
 
@@ -170,6 +170,9 @@ def verify_plan(graph: Graph, plan: Plan, hw: HardwareProfile, seed: int = 0, *,
     measured, predicted = run.counts, Counts.of_totals(plan.totals)
     if failure is None and measured != predicted:
         failure = _count_mismatch(measured, predicted)
+    if failure is None and run.host != plan.host:
+        failure = (f"the host layers measured {run.host.to_json()}, but the plan's host_totals are "
+                   f"{plan.host.to_json()}")
     t2 = time.perf_counter()
     times = {**prepared.times, "tiled": t1 - t0, "compare": t2 - t1}
     report = VerifyReport(
@@ -206,7 +209,10 @@ def verify(model: str | os.PathLike[str], plan_path: str | os.PathLike[str],
                                      f"for {name}={'x'.join(map(str, recorded[name]))}: omit --input-shape (the plan "
                                      "records it)")
             shapes = {**{k: tuple(v) for k, v in recorded.items()}, **shapes}
-    graph = load_model(model, shapes)
+    # the plan records what unsupported operators became when it was made: load the model so again
+    settings = doc.get("settings")
+    host_ops = settings.get("host_ops", "cpu") if isinstance(settings, dict) else "cpu"
+    graph = load_model(model, shapes, host_ops=host_ops if host_ops in ("cpu", "error") else "cpu")
     loaded = time.perf_counter() - start
     report = verify_document(graph, doc, model_sha256(model) if sha256 is None else sha256, seed)
     return dataclasses.replace(report, wall_time_s=report.wall_time_s + loaded, times={"load": loaded, **report.times})
@@ -311,6 +317,30 @@ def _check_solver_record(plan: Plan) -> None:
                                 "is OPTIMAL exactly when its bound proves it")
     if not _close(gap, want_gap):
         raise VerificationError(f"plan field solver.gap is {gap}, but objective {obj} and bound {bound} give {want_gap}")
+    _check_provenance(solver, objective, t)
+
+
+def _check_provenance(solver: Mapping[str, Any], objective: object, t: Totals) -> None:
+    """What the record says about where the plan and its bound came from, against the plan."""
+    proof, obj = solver["proof"], solver["objective"]
+    if (proof is not None) != (solver["status"] == "OPTIMAL"):
+        raise VerificationError(f"plan field solver.proof is {proof}, but the status is {solver['status']}: an OPTIMAL "
+                                "plan names what proved it, a FEASIBLE one nothing")
+    dp = solver.get("dp_bound_fj")
+    if dp is not None and dp > t.energy_fj:  # the DP relaxation bounds every plan's energy
+        raise VerificationError(f"plan field solver.dp_bound_fj is {dp}, above the plan's energy {t.energy_fj} fJ")
+    if objective == "energy":
+        if dp is not None and solver["bound"] < dp:
+            raise VerificationError(f"plan field solver.bound is {solver['bound']}, below the DP bound {dp} it includes")
+        if proof == "dp_bound" and dp != obj:
+            raise VerificationError(f"plan field solver.proof is dp_bound, but the DP bound {dp} is not the objective {obj}")
+        hint = solver.get("hint_energy_fj")
+        if str(solver["plan_source"]).startswith("dp") and hint != t.energy_fj:  # the plan is the DP warm start
+            raise VerificationError(f"plan field solver.hint_energy_fj is {hint}, but the plan is the warm start it "
+                                    f"names, of {t.energy_fj} fJ")
+        if hint is not None and hint < t.energy_fj:
+            raise VerificationError(f"plan field solver.hint_energy_fj is {hint}: the warm start it names is cheaper than "
+                                    f"the plan returned ({t.energy_fj} fJ)")
 
 
 def _check_summaries(graph: Graph, plan: Plan, hw: HardwareProfile, doc: Mapping[str, Any],
@@ -335,6 +365,10 @@ def _check_summaries(graph: Graph, plan: Plan, hw: HardwareProfile, doc: Mapping
         raise VerificationError(f"plan field baselines names {sorted(claimed)}, but this plan's profile and solve "
                                 f"give the baselines {sorted(expected)}")
     depth = doc["settings"]["max_fuse_depth"]
+    host_ops = doc["settings"].get("host_ops", "cpu")
+    if host_ops != graph.host_ops:
+        raise VerificationError(f"plan field settings.host_ops is {host_ops}, but the model was loaded with "
+                                f"--host-ops {graph.host_ops}: verify with the plan's setting")
     longest = max(g.stop - g.start for g in plan.decisions.groups)
     if longest > depth:
         raise VerificationError(f"plan field settings.max_fuse_depth is {depth}, but the plan fuses {longest} layers "
@@ -350,6 +384,12 @@ def _check_summaries(graph: Graph, plan: Plan, hw: HardwareProfile, doc: Mapping
     strategy = plan.meta.get("strategy")
     if strategy in claimed and claimed[strategy] != plan.totals.to_json():
         raise VerificationError(f"plan field baselines.{strategy} differs from the totals of this {strategy} plan")
+    source = (plan.meta.get("solver") or {}).get("plan_source")
+    if source in claimed and claimed[source] != plan.totals.to_json():
+        raise VerificationError(f"plan field solver.plan_source is {source}, but the plan's totals are not those of the "
+                                f"{source} baseline")
+    if (plan.meta.get("solver") or {}).get("proof") == "floor" and doc["floor"]["energy_fj"] != plan.totals.energy_fj:
+        raise VerificationError("plan field solver.proof is floor, but the plan's energy is not the floor's")
 
 
 # ---------------------------------------------------------------------------- comparison

@@ -42,11 +42,15 @@ from memplan.ir.graph import Graph
 __all__ = ["load_model"]
 
 
-def load_model(path: str | os.PathLike[str], input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> Graph:
+def load_model(path: str | os.PathLike[str], input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+               host_ops: str = "cpu") -> Graph:
     """Load an ONNX model as an IR graph.
 
     ``input_shapes`` pins dynamic input dimensions (``--input-shape NAME=1x3x224x224`` on the
-    command line), in the layout of the ONNX input itself."""
+    command line), in the layout of the ONNX input itself. ``host_ops`` says what an operator
+    memplan does not tile becomes: a host layer run on the CPU (``cpu``, :mod:`memplan.host`)
+    or a one-line :class:`~memplan.errors.UnsupportedOpError` (``error``). Control flow and
+    shapes that stay dynamic after pinning are errors either way."""
     if not os.fspath(path):
         raise ModelError("the model path is empty; give the path of an .onnx model")
     file = Path(path)
@@ -59,11 +63,11 @@ def load_model(path: str | os.PathLike[str], input_shapes: Mapping[str, tuple[in
         # folding constants may divide by zero and the like: no numpy warnings on stderr, the
         # weights that result are checked below
         with np.errstate(all="ignore"):
-            draft = Converter(model, shapes, dtypes).run()
+            draft = Converter(model, shapes, dtypes, host_ops).run()
             normalize(draft)
         graph = draft.freeze(file.stem)
         _check_finite_weights(graph)
-        return dataclasses.replace(graph, input_shapes=MappingProxyType(pinned), notes=tuple(notes))
+        return dataclasses.replace(graph, input_shapes=MappingProxyType(pinned), notes=tuple(notes), host_ops=host_ops)
     except MemplanError as exc:
         raise type(exc)(f"{file}: {exc.message}") from None
 

@@ -31,9 +31,14 @@ from memplan.frontend.common import HANDLERS, Node, NodeError, check_dtype, deco
 from memplan.frontend.constants import Const
 from memplan.frontend.draft import AffineAttrs, ConstInfo, Draft, DraftLayer, DraftTensor, PadAttrs, Pseudo
 from memplan.frontend.layout import Ref, channel_permutation, fc_columns, nhwc_positions, positions
-from memplan.ir.ops import Activation, ActKind, Attrs, ChannelShuffleAttrs, OpKind, Shape
+from memplan.ir.ops import Activation, ActKind, Attrs, ChannelShuffleAttrs, HostAttrs, OpKind, Shape
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
+#: what an operator memplan does not tile becomes: a host layer (``cpu``) or an error
+HOST_OPS = ("cpu", "error")
+#: graph structure a host layer cannot stand for: control flow and sequences
+_STRUCTURAL = frozenset({"If", "Loop", "Scan", "SequenceAt", "SequenceConstruct", "SequenceEmpty", "SequenceErase",
+                         "SequenceInsert", "SequenceLength", "SplitToSequence", "ConcatFromSequence"})
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -69,7 +74,15 @@ class Converter:
         model: onnx.ModelProto,
         shapes: Mapping[str, tuple[int, ...]],
         dtypes: Mapping[str, str],
+        host_ops: str = "cpu",
     ) -> None:
+        if host_ops not in HOST_OPS:
+            raise ValueError(f"host_ops must be one of {HOST_OPS}, got {host_ops!r}")
+        self.host_ops = host_ops
+        #: outputs of host layers that are not int8 4-D feature maps: only host layers read them
+        self.host_only: set[str] = set()
+        #: ONNX element type of each integer host output (its consumers' models declare it)
+        self.host_elem: dict[str, int] = {}
         self.opset = default_opset(model)
         self.graph = model.graph
         self._shapes = shapes  # ONNX-inferred static shapes, used as a cross-check
@@ -244,10 +257,26 @@ class Converter:
                 if name:
                     self.consts[name] = value
             return
+        hosting = self.host_ops == "cpu" and node.op not in _STRUCTURAL
+        if hosting and any(n in self.host_only for n in present):
+            self._host(node, "it reads the output of a host layer that is not an int8 4-D feature map")
+            return
         handler = HANDLERS.get(node.op)
         if handler is None:
+            if hosting:
+                self._host(node, f"memplan has no NPU layer for {node.op}")
+                return
             raise self._unsupported(node.op, node.id)
-        handler(self, node)
+        n_layers = len(self.draft.layers)
+        try:
+            handler(self, node)
+        except NodeError as exc:
+            # a form the handler refuses (Softmax over another axis, Div of two feature maps, a
+            # rank-3 Concat...) runs on the host, unless the handler already emitted something
+            if not hosting or len(self.draft.layers) != n_layers or any(self._produced(o) for o in node.outputs if o):
+                raise
+            self._host(node, exc.message)
+            return
         for k, name in enumerate(node.outputs):
             if name and name in self._needed_values and not self._produced(name):
                 raise NodeError(
@@ -267,6 +296,67 @@ class Converter:
             f"Supported: {layer_ops}; on constants also {const_ops}"
         )
 
+    def _host(self, node: Node, reason: str, view_of: str | None = None) -> None:
+        """A host layer computing the node's first output (or, with ``view_of``, materialising
+        that model output's view: the node is then an Identity)."""
+        from onnx import helper
+
+        from memplan.host import HostInput, host_model
+
+        op_type = "Identity" if view_of is not None else node.op
+        names = [view_of] if view_of is not None else list(node.inputs)
+        inputs: list[HostInput | None] = []
+        bases: list[str] = []
+        for name in names:
+            if not name:
+                inputs.append(None)
+                continue
+            if name in self.consts:
+                c = self.consts[name]
+                value = np.asarray(c.array, dtype=np.float32) if c.quant is not None or is_float(c.dtype) else c.array
+                inputs.append(HostInput(value=np.asarray(value)))
+                continue
+            if name not in self.refs:
+                raise NodeError(f"input {name!r} is part of a fused activation pattern; a host layer cannot read it")
+            ref, _ = self.view(name)
+            base = ref.base
+            if base not in bases:
+                bases.append(base)
+            base_shape = tuple(self.draft.tensors[base].shape)
+            gather = None if ref.index is None else np.asarray(ref.index, dtype=np.int64)
+            inputs.append(HostInput(bases.index(base), base_shape, self.host_elem.get(base, onnx.TensorProto.FLOAT),
+                                    tuple(ref.shape), gather))
+        out = node.outputs[0] if view_of is None else view_of
+        shape = tuple(int(d) for d in self._shapes.get(out, ())) if out in self._shapes else None
+        if shape is None or any(d <= 0 for d in shape):
+            raise NodeError(f"output {out!r} has no static shape after pinning the inputs; memplan needs static shapes "
+                            "(pin them with --input-shape)")
+        if not shape or shape[0] != 1 or any(tuple(self.draft.tensors[b].shape)[0] != 1 for b in bases):
+            raise NodeError(f"a host layer must keep the batch axis first with size 1; {out!r} has shape {shape}")
+        if not bases:
+            raise NodeError("a host layer needs a feature-map input")
+        dtype = self.value_dtype(out)
+        integer = not is_float(dtype)
+        elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype)) if integer else onnx.TensorProto.FLOAT
+        used = [k for k, o in enumerate(node.outputs) if o and o in self._needed_values] if view_of is None else [0]
+        if used != [0]:
+            raise NodeError(f"a host layer computes the first output of {op_type} only; outputs {used} are used")
+        attributes = [] if view_of is not None else next(p.attribute for p in self.graph.node if
+                                                         tuple(p.output) == node.outputs and p.op_type == node.op)
+        model = host_model(op_type, list(attributes), inputs, shape, elem, self.opset,
+                           1 if view_of is not None else len(node.outputs))
+        attrs = HostAttrs(op_type, reason, model, "int32" if integer else "int8")
+        layer_id = node.id if view_of is None else self._producer_id.get(view_of, view_of)
+        tensor = out if view_of is None else self.draft.fresh_name(view_of)
+        self.draft.add_layer(DraftLayer(layer_id, OpKind.HOST, bases, tensor, attrs), shape, "int32" if integer else dtype)
+        self.refs[tensor] = Ref(tensor, shape)
+        if view_of is None:
+            self.refs[out] = Ref(out, shape)
+        if integer:
+            self.host_elem[tensor] = elem
+        if integer or len(shape) != 4:
+            self.host_only.add(tensor)
+
     def _finish_outputs(self) -> None:
         outputs: list[str] = []
         for name in self.model_outputs:
@@ -275,6 +365,11 @@ class Converter:
             ref, _ = self.view(name)
             if ref.base in self.model_inputs:
                 raise NodeError(f"model output {name!r} is a model input passed through; nothing computes it")
+            if ref.index is not None and self.host_ops == "cpu":
+                host_id = self._producer_id.get(name, name)
+                self._host(Node(host_id, "Identity", (name,), (name,), {}), "the model output is a Transpose/Reshape "
+                           "that reorders a feature map's elements", view_of=name)
+                ref = self.refs[self.draft.layers[-1].output]
             if ref.index is not None:
                 raise NodeError(
                     f"model output {name!r} is a Transpose/Reshape of feature map {ref.base!r} that reorders its "
@@ -331,6 +426,8 @@ class Converter:
             self._materialise(ref)
             ref = self.refs[name]
         shape = self.draft.tensors[ref.base].shape
+        if len(shape) != 4:  # a host layer's output of another rank: only host layers read it
+            return ref, tuple(shape)  # type: ignore[return-value]
         return ref, (shape[0], shape[1], shape[2], shape[3])
 
     def fmap(self, name: str) -> tuple[str, Shape]:

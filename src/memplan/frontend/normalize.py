@@ -171,7 +171,8 @@ def fuse_activations(draft: Draft) -> None:
             continue
         src = layer.inputs[0]
         prev = producers.get(src)
-        if prev is None or prev.activation is not None or readers[src] != 1 or isinstance(prev.op, Pseudo):
+        if (prev is None or prev.activation is not None or readers[src] != 1 or isinstance(prev.op, Pseudo)
+                or prev.op is OpKind.HOST):
             continue
         prev.activation = layer.activation
         prev.output = layer.output

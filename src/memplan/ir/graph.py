@@ -106,6 +106,8 @@ class Graph:
     input_layouts: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: MappingProxyType({}), compare=False)
     notes: tuple[str, ...] = field(default=(), compare=False)
+    #: what an operator memplan does not tile became at import: host layers (``cpu``) or an error
+    host_ops: str = field(default="cpu", compare=False)
 
     # ------------------------------------------------------------------ derived indexes
     @cached_property

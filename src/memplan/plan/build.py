@@ -17,12 +17,13 @@ from functools import cached_property
 from memplan.config import HardwareProfile
 from memplan.cost.candidate import Candidate, candidate_cost, staging_slots
 from memplan.errors import PlanError
-from memplan.geometry.group import group_geometry, group_shape, tiling_options
+from memplan.geometry.group import HOST_TILING, group_geometry, group_shape, is_host, tiling_options
 from memplan.geometry.region import Region
 from memplan.ir.graph import Graph
 from memplan.ir.ops import WEIGHTED, ceil_div
 from memplan.plan.alloc import Block, first_fit
-from memplan.plan.model import Buffer, BufferKind, Command, Decisions, Op, Operand, Plan, Totals
+from memplan.host import tensor_bytes
+from memplan.plan.model import Buffer, BufferKind, Command, Decisions, HostTotals, Op, Operand, Plan, Totals
 
 
 # ---------------------------------------------------------------------------- context
@@ -99,6 +100,9 @@ def resolve(graph: Graph, hw: HardwareProfile, decisions: Decisions) -> Resolved
         missing = sorted(must - decisions.resident)
         if missing:
             raise PlanError(f"profile {hw.name} keeps feature maps in SRAM, but {missing[0]!r} is not resident")
+    on_host = sorted(decisions.resident & graph.dram_only)
+    if on_host:
+        raise PlanError(f"tensor {on_host[0]!r} cannot be resident: a host layer reads or writes it, in DRAM")
     weighted = {layer.id for layer in graph.layers if layer.op in WEIGHTED}
     if decisions.keep - weighted:
         raise PlanError(f"keep names a layer without weights: {sorted(decisions.keep - weighted)[0]!r}")
@@ -118,6 +122,8 @@ def plan_blocks(r: Resolved) -> list[Block]:
     overlap = hw.dma_overlaps_compute
     blocks: list[Block] = []
     for gi, c in enumerate(r.candidates):
+        if c.tiling == HOST_TILING and c.start in r.graph.host_layers:
+            continue  # a host layer uses no SRAM
         if c.core_bytes:
             blocks.append(Block(f"g{gi}.core", c.core_bytes, c.start, c.stop))
         for inp in c.inputs:
@@ -193,7 +199,17 @@ def build_plan(graph: Graph, hw: HardwareProfile, decisions: Decisions,
     peak = max((b.end for b in buffers), default=0)
     commands = _commands(r, offsets)
     return Plan(graph.name, hw.sram_bytes, hw.elem_bytes, hw.bias_bytes, decisions, tuple(buffers),
-                tuple(commands), cost_totals(r, peak), dict(meta or {}))
+                tuple(commands), cost_totals(r, peak), dict(meta or {}), host_totals(graph, hw))
+
+
+def host_totals(graph: Graph, hw: HardwareProfile) -> HostTotals:
+    """DRAM traffic of the host layers: each reads its inputs and writes its output once."""
+    read = write = 0
+    for i in graph.host_layers:
+        layer = graph.layers[i]
+        read += sum(tensor_bytes(graph, t, hw.elem_bytes) for t in dict.fromkeys(layer.inputs))
+        write += tensor_bytes(graph, layer.output, hw.elem_bytes)
+    return HostTotals(len(graph.host_layers), read, write)
 
 
 def _buffers(r: Resolved, blocks: list[Block], offsets: Mapping[str, int]) -> list[Buffer]:
@@ -247,6 +263,11 @@ def _commands(r: Resolved, offsets: Mapping[str, int]) -> list[Command]:
     for gi, c in enumerate(r.candidates):
         shape = group_shape(g, c.start, c.stop)
         assert shape is not None
+        if is_host(g, shape):
+            layer = g.layers[c.start]
+            cmds.append(Command(Op.HOST, c.start, gi, 0, layer=layer.id, host_inputs=tuple(dict.fromkeys(layer.inputs)),
+                                host_outputs=(layer.output,)))
+            continue
         geo = group_geometry(g, shape, c.tiling)
         core = {cb.tensor: offsets[f"g{gi}.core"] + cb.offset for cb in c.core}
         spatial = geo.n_rows * geo.n_cols
@@ -301,5 +322,6 @@ def _commands(r: Resolved, offsets: Mapping[str, int]) -> list[Command]:
     return cmds
 
 
-__all__ = ["Resolved", "block_offsets", "build_plan", "cost_totals", "crossing_tensors", "energy_fj", "group_cycles", "plan_blocks",
+__all__ = ["Resolved", "block_offsets", "build_plan", "cost_totals", "crossing_tensors", "energy_fj", "group_cycles",
+           "host_totals", "plan_blocks",
            "resolve"]

@@ -2,8 +2,10 @@
 
 Layout (``schema_version`` 1, JSON Schema in ``memplan/schema/plan.schema.json``): the model
 name and sha256, the hardware profile, objective and strategy, solver statistics, the
-decisions, buffers with offsets and live steps, the command stream, the totals, the floor and
-baseline summaries. Regions are ``[c0, c1, y0, y1, x0, x1]``, half-open.
+decisions, buffers with offsets and live steps, the command stream, the totals (and, when the
+model has host layers, ``host_totals``: what the host CPU reads and writes), the floor and
+baseline summaries. A host command is ``{"op": "host", "layer", "inputs", "outputs"}``: the
+host CPU runs the layer on whole tensors in DRAM. Regions are ``[c0, c1, y0, y1, x0, x1]``, half-open.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from memplan.plan.model import (
     Command,
     Decisions,
     GroupDecision,
+    HostTotals,
     Op,
     Operand,
     Plan,
@@ -82,6 +85,8 @@ def _command(c: Command) -> dict[str, Any]:
         d.update(tensor=c.tensor, region=_region(c.region), offset=c.offset)
     elif c.op is Op.LOAD_WEIGHTS:
         d.update(layer=c.layer, channels=list(c.channels or ()), offset=c.offset)
+    elif c.op is Op.HOST:
+        d.update(layer=c.layer, inputs=list(c.host_inputs), outputs=list(c.host_outputs))
     else:
         d.update(layer=c.layer, region=_region(c.region), inputs=[_operand(o) for o in c.inputs],
                  output=_operand(c.output) if c.output else None, weights_offset=c.weights_offset)
@@ -120,6 +125,7 @@ def plan_to_json(plan: Plan, hw: HardwareProfile, layer_ids: list[str]) -> dict[
                      "tensor": b.tensor, "layer": b.layer} for b in plan.buffers],
         "commands": [_command(c) for c in plan.commands],
         "totals": plan.totals.to_json(),
+        **({"host_totals": plan.host.to_json()} if plan.host.layers else {}),
         **{k: v for k, v in meta.items()},
     }
 
@@ -193,6 +199,9 @@ def plan_from_json(data: dict[str, Any]) -> tuple[Plan, HardwareProfile]:
             elif op is Op.LOAD_WEIGHTS:
                 commands.append(Command(op, c["step"], c["group"], c["tile"], layer=c["layer"], channels=tuple(c["channels"]),
                                         offset=c["offset"]))
+            elif op is Op.HOST:
+                commands.append(Command(op, c["step"], c["group"], c["tile"], layer=c["layer"],
+                                        host_inputs=tuple(c["inputs"]), host_outputs=tuple(c["outputs"])))
             else:
                 commands.append(Command(op, c["step"], c["group"], c["tile"], layer=c["layer"], region=Region(*c["region"]),
                                         inputs=tuple(_operand_from(o) for o in c["inputs"]),
@@ -204,8 +213,10 @@ def plan_from_json(data: dict[str, Any]) -> tuple[Plan, HardwareProfile]:
         meta["model_sha256"] = data["model"]["sha256"]
         if "input_shapes" in data["model"]:
             meta["model_input_shapes"] = {k: list(v) for k, v in data["model"]["input_shapes"].items()}
+        h = data.get("host_totals", {})
+        host = HostTotals(h.get("layers", 0), h.get("dram_read", 0), h.get("dram_write", 0))
         plan = Plan(data["model"]["name"], data["sram_bytes"], data["elem_bytes"], data["bias_bytes"], decisions, buffers,
-                    tuple(commands), totals, meta)
+                    tuple(commands), totals, meta, host)
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(f"plan JSON is malformed ({type(exc).__name__}: {exc}): re-run memplan solve") from None
     return plan, hw

@@ -20,9 +20,10 @@ from memplan.errors import PlanError
 from memplan.geometry.backprop import input_regions, region_macs
 from memplan.geometry.region import Region
 from memplan.ir.graph import Graph
-from memplan.ir.ops import WEIGHTED
+from memplan.host import tensor_bytes
+from memplan.ir.ops import WEIGHTED, OpKind
 from memplan.plan.build import block_offsets, build_plan, energy_fj, group_cycles, resolve
-from memplan.plan.model import Buffer, Command, Op, Operand, Plan, Totals
+from memplan.plan.model import Buffer, Command, HostTotals, Op, Operand, Plan, Totals
 
 _EMPTY = 0
 
@@ -111,7 +112,8 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
         tags=np.zeros(max((b.end for b in plan.buffers), default=0), dtype=np.int64),
         tensor_ids={t: i + 1 for i, t in enumerate(sorted(graph.tensors))},
         layer_ids={layer.id: i + 1 for i, layer in enumerate(graph.layers)},
-        dram_valid={t: np.zeros(graph.shape(t)[1:], dtype=bool) for t in graph.tensors if graph.tensors[t].is_feature_map},
+        dram_valid={t: np.zeros(graph.tensors[t].shape[1:], dtype=bool) for t in graph.tensors
+                    if graph.tensors[t].is_feature_map},
     )
     resident = {b.tensor: b for b in plan.buffers if b.kind.value == "resident"}
     for t in graph.inputs:
@@ -125,8 +127,15 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
     group_macs: dict[int, int] = {}
     group_dma: dict[int, int] = {}
     eb = hw.elem_bytes
+    host_read = host_write = host_layers = 0
     for k, cmd in enumerate(plan.commands):
         dma = 0
+        if cmd.op is Op.HOST:
+            read, written = _host(st, k, cmd)
+            host_read += read
+            host_write += written
+            host_layers += 1
+            continue
         if cmd.op in (Op.LOAD, Op.STORE):
             assert cmd.tensor is not None and cmd.region is not None and cmd.offset is not None
             if not _in_bounds(graph, cmd.tensor, cmd.region):
@@ -187,7 +196,30 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
         got, want = getattr(plan.totals, field), getattr(totals, field)
         if got != want:
             raise PlanError(f"plan total {field} = {got} but the commands give {want}")
+    host = HostTotals(host_layers, host_read, host_write)
+    if host != plan.host:
+        field = next(f.name for f in fields(host) if getattr(host, f.name) != getattr(plan.host, f.name))
+        raise PlanError(f"plan host total {field} = {getattr(plan.host, field)} but the commands give {getattr(host, field)}")
     return totals
+
+
+def _host(st: _State, k: int, cmd: Command) -> tuple[int, int]:
+    """Check a host command: a host layer of the graph, reading exactly its inputs, each wholly
+    written to DRAM before, and writing its output there. Returns (DRAM bytes read, written)."""
+    graph = st.graph
+    if cmd.layer not in graph.layer_index or graph.layer(cmd.layer).op is not OpKind.HOST:
+        raise _fail(k, cmd, "names no host layer of the graph")
+    layer = graph.layer(cmd.layer)
+    if cmd.host_inputs != tuple(dict.fromkeys(layer.inputs)) or cmd.host_outputs != (layer.output,):
+        raise _fail(k, cmd, "its inputs and outputs are not the host layer's")
+    if cmd.step != graph.layer_index[layer.id]:
+        raise _fail(k, cmd, f"runs at step {cmd.step}, but the layer is step {graph.layer_index[layer.id]}")
+    for t in cmd.host_inputs:
+        if not st.dram_valid[t].all():
+            raise _fail(k, cmd, f"reads {t} from DRAM before it is completely written there")
+    st.dram_valid[layer.output][...] = True
+    eb = st.hw.elem_bytes
+    return sum(tensor_bytes(graph, t, eb) for t in cmd.host_inputs), tensor_bytes(graph, layer.output, eb)
 
 
 def check_against_decisions(plan: Plan, graph: Graph, hw: HardwareProfile) -> None:
@@ -213,6 +245,8 @@ def check_against_decisions(plan: Plan, graph: Graph, hw: HardwareProfile) -> No
             field = next(f.name for f in fields(a) if getattr(a, f.name) != getattr(b, f.name))
             raise PlanError(f"{what} {i} ({_label(a)}): its {field} is {_brief(getattr(a, field))}, but the plan's "
                             f"decisions give {_brief(getattr(b, field))}")
+    if plan.host != rebuilt.host:
+        raise PlanError(f"plan host totals {plan.host.to_json()} but the decisions give {rebuilt.host.to_json()}")
     for field in Totals.__dataclass_fields__:
         if getattr(plan.totals, field) != getattr(rebuilt.totals, field):
             raise PlanError(f"plan total {field} = {getattr(plan.totals, field)} but the decisions give "

@@ -268,7 +268,7 @@ def _nan_attribute(d: Path, s: Shared) -> list[str]:
 def _unsupported(d: Path, s: Shared) -> list[str]:
     model = tiny_model(extra_nodes=[helper.make_node("TopK", ["y", "K"], ["z", "i"], name="topk")], output="z")
     model.graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "K"))
-    return ["inspect", write_model(d, model)]
+    return ["inspect", write_model(d, model), "--host-ops", "error"]
 
 
 @case("model/batchnorm-negative-variance")

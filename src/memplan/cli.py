@@ -34,6 +34,9 @@ def _command(name: str) -> Callable[[Command], Command]:
     return register
 
 
+HOST_OPS_HELP = "an operator memplan does not tile: cpu runs it as a host layer on the CPU (default), error refuses the model"
+
+
 def parse_input_shapes(specs: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
     """``NAME=1x3x224x224`` (repeatable) -> {NAME: (1, 3, 224, 224)}."""
     shapes: dict[str, tuple[int, ...]] = {}
@@ -106,6 +109,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ins.add_argument("model", help="ONNX model file")
     ins.add_argument("--input-shape", action="append", metavar="NAME=1x3xHxW", help="pin a dynamic input shape")
     ins.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    ins.add_argument("--host-ops", choices=["cpu", "error"], default="cpu", help=HOST_OPS_HELP)
 
     sol = sub.add_parser("solve", help="plan a model: fusion, tiling, residency, weights and SRAM offsets")
     sol.add_argument("model", help="ONNX model file")
@@ -128,6 +132,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sol.add_argument("--max-tiles", type=_int_in(*TILING_RANGES["max_tiles"]), help="most tiles per group")
     sol.add_argument("--input-shape", action="append", metavar="NAME=1x3xHxW", help="pin a dynamic input shape")
     sol.add_argument("-o", "--output", help="write the plan JSON here")
+    sol.add_argument("--host-ops", choices=["cpu", "error"], default="cpu", help=HOST_OPS_HELP + " (recorded in the plan)")
     sol.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
 
     ver = sub.add_parser("verify", help="execute a plan tile by tile in int8 and check it against the untiled reference")
@@ -137,6 +142,8 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="pin a dynamic input shape (as given to memplan solve)")
     ver.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, help="quantisation and input seed (default 0)")
     ver.add_argument("--json", action="store_true", help="print a machine-readable report on stdout")
+    ver.add_argument("--host-ops", choices=["cpu", "error"], help="the plan's setting (it is recorded there; a "
+                     "different one is refused)")
 
     zoo = sub.add_parser("zoo", help="write a model of the built-in zoo as ONNX")
     zoo.add_argument("name", help="model name (see `memplan zoo list`)")
@@ -154,10 +161,14 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from memplan.frontend import load_model
     from memplan.ir.stats import graph_stats
 
-    graph = load_model(args.model, shapes)
+    graph = load_model(args.model, shapes, host_ops=args.host_ops)
     print_notes(graph)
     stats = graph_stats(graph)
     report.print_inspect(stats, as_json=args.json)
+    if not args.json:
+        for i in graph.host_layers:  # what runs on the host CPU, and why
+            layer = graph.layers[i]
+            print(f"host layer {layer.id!r} ({layer.attrs.op_type}): {layer.attrs.reason}")  # type: ignore[union-attr]
     return 0
 
 
@@ -242,7 +253,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     from memplan.plan.serialize import write_json_atomic
 
     config, user, objective, weights = _solver_settings(args)
-    graph = load_model(args.model, shapes)
+    graph = load_model(args.model, shapes, host_ops=args.host_ops)
     print_notes(graph)
     if not config.deterministic:  # deterministic configs bound deterministic time: the machine must not matter
         spent = time.perf_counter() - t0
@@ -297,7 +308,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from memplan import report
     from memplan.execute.verify import verify
 
-    result = verify(args.model, args.plan, shapes, seed=args.seed)
+    result = verify(args.model, args.plan, shapes, seed=args.seed, host_ops=args.host_ops)
     report.print_verify(result, as_json=args.json)
     return 0
 

@@ -186,8 +186,10 @@ def verify_plan(graph: Graph, plan: Plan, hw: HardwareProfile, seed: int = 0, *,
 
 
 def verify(model: str | os.PathLike[str], plan_path: str | os.PathLike[str],
-           input_shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0) -> VerifyReport:
-    """Verify the plan JSON at ``plan_path`` against the model file it was made for."""
+           input_shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0,
+           host_ops: str | None = None) -> VerifyReport:
+    """Verify the plan JSON at ``plan_path`` against the model file it was made for. The model
+    is loaded with the plan's ``settings.host_ops``; a different ``host_ops`` is refused."""
     from memplan.frontend import load_model
     from memplan.plan.serialize import read_plan_document
 
@@ -211,7 +213,11 @@ def verify(model: str | os.PathLike[str], plan_path: str | os.PathLike[str],
             shapes = {**{k: tuple(v) for k, v in recorded.items()}, **shapes}
     # the plan records what unsupported operators became when it was made: load the model so again
     settings = doc.get("settings")
-    host_ops = settings.get("host_ops", "cpu") if isinstance(settings, dict) else "cpu"
+    host_ops_made = settings.get("host_ops", "cpu") if isinstance(settings, dict) else "cpu"
+    if host_ops is not None and host_ops != host_ops_made:
+        raise UsageError(f"--host-ops {host_ops} contradicts the plan, made with --host-ops {host_ops_made}: omit "
+                         "--host-ops (the plan records it)")
+    host_ops = host_ops_made
     graph = load_model(model, shapes, host_ops=host_ops if host_ops in ("cpu", "error") else "cpu")
     loaded = time.perf_counter() - start
     report = verify_document(graph, doc, model_sha256(model) if sha256 is None else sha256, seed)

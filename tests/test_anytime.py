@@ -67,8 +67,8 @@ def test_tiny_limit_still_returns_a_valid_plan(resnet8: Graph, limit: float) -> 
         assert "greedy" in r.stats.cut_short and "candidates" in r.stats.cut_short
         assert r.stats.bound > 0
         assert r.stats.extra["limit_too_short"] is True  # said so: even this plan overran the limit
-    if r.stats.extra.get("limit_too_short"):  # said only when even the first plan overran (machine-speed dependent)
-        assert r.timings["total"] > limit
+    if r.stats.extra.get("limit_too_short"):  # machine-speed dependent: when said, nothing else was tried
+        assert r.stats.plan_source in ("layer", "greedy_partial") and "candidates" in r.stats.cut_short
     assert r.plan.totals.energy_fj <= r.baselines["layer"].totals.energy_fj
 
 

@@ -145,6 +145,9 @@ def _build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--host-ops", choices=["cpu", "error"], help="the plan's setting (it is recorded there; a "
                      "different one is refused)")
 
+    ops = sub.add_parser("ops", help="the ONNX operators memplan imports (others run on the host CPU)")
+    ops.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
     zoo = sub.add_parser("zoo", help="write a model of the built-in zoo as ONNX")
     zoo.add_argument("name", help="model name (see `memplan zoo list`)")
     zoo.add_argument("-o", "--output", help="ONNX file to write")
@@ -310,6 +313,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     result = verify(args.model, args.plan, shapes, seed=args.seed, host_ops=args.host_ops)
     report.print_verify(result, as_json=args.json)
+    return 0
+
+
+@_command("ops")
+def _cmd_ops(args: argparse.Namespace) -> int:
+    from memplan import report
+    from memplan.frontend.convert import supported_operators
+
+    report.print_ops(supported_operators(), as_json=args.json)
     return 0
 
 

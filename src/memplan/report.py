@@ -69,6 +69,17 @@ def print_inspect(stats: GraphStats, as_json: bool = False) -> None:
                "element size (1-byte int8 on the built-in profiles)")
 
 
+def print_ops(ops: Mapping[str, tuple[str, ...]], as_json: bool = False) -> None:
+    """``memplan ops``: what the importer converts to layers and what it only folds."""
+    if as_json:
+        print(json.dumps({k: list(v) for k, v in ops.items()}, indent=2))
+        return
+    _out.print(f"layers ({len(ops['layers'])}): {', '.join(ops['layers'])}")
+    _out.print(f"folded on constant inputs only ({len(ops['constants'])}): {', '.join(ops['constants'])}")
+    _out.print("any other standard operator runs on the host CPU (a host layer; see memplan inspect), "
+               "unless --host-ops error is given")
+
+
 def print_zoo_list(zoo: Mapping[str, Any]) -> None:
     table = Table(title="memplan zoo")
     table.add_column("name")

@@ -289,11 +289,9 @@ class Converter:
     @staticmethod
     def _unsupported(op: str, node_id: str, domain: str = "") -> UnsupportedOpError:
         qualified = f"{domain}:{op}" if domain not in _DEFAULT_DOMAINS else op
-        layer_ops = ", ".join(sorted(HANDLERS))
-        const_ops = ", ".join(sorted(constants.FOLDABLE - set(HANDLERS)))
         return UnsupportedOpError(
-            f"node {node_id!r} uses operator {qualified}, which memplan does not support; replace it in the model. "
-            f"Supported: {layer_ops}; on constants also {const_ops}"
+            f"node {node_id!r} uses operator {qualified}, which memplan does not support; replace it in the model "
+            "(memplan ops lists what it supports)"
         )
 
     def _host(self, node: Node, reason: str, view_of: str | None = None) -> None:
@@ -536,3 +534,9 @@ class Converter:
             )
         self.refs[out] = Ref(out, tuple(view_shape), like.index if like is not None else None)
         return layer
+
+
+def supported_operators() -> dict[str, tuple[str, ...]]:
+    """The ONNX operators the importer handles: ``layers`` (converted to layers, fused
+    activations or views) and ``constants`` (only folded, on constant inputs)."""
+    return {"layers": tuple(sorted(HANDLERS)), "constants": tuple(sorted(constants.FOLDABLE - set(HANDLERS)))}

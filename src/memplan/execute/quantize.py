@@ -7,20 +7,33 @@ one ``QuantizedGraph`` and therefore every constant and table.
 
 Scheme
 ------
-* Activations: per-tensor asymmetric int8, ``real = scale * (q - zero_point)``. Tensors that
-  carry :class:`~memplan.ir.graph.QuantParams` (QDQ models) keep them (uint8 parameters become
-  int8 with ``zero_point - 128``, the same reals). Others are calibrated: the float reference
-  runs on seeded inputs (:func:`calibration_inputs`, recorded in :class:`Calibration`) and
-  the range ``[min(lo, 0), max(hi, 0)]`` maps onto [-128, 127] with an integer zero point, so
-  0.0 is exactly representable.
+* Activations: per-tensor asymmetric int8, ``real = scale * (q - zero_point)``. Every tensor
+  that carries :class:`~memplan.ir.graph.QuantParams` keeps them, not only the model inputs and
+  outputs: in a QDQ model (onnxruntime ``quantize_static``, tf2onnx of a full-int8 TFLite
+  model) every feature map between layers does, so nothing is calibrated and the int8 results
+  are comparable with onnxruntime's (``tests/test_qdq_ort.py``). uint8 parameters become int8
+  with ``q - 128`` and ``zero_point - 128``, the same reals, as TFLite Micro's hybrid uint8 ->
+  int8 conversion; the caller's uint8 data must be shifted the same way. Others are
+  calibrated: the float reference runs on seeded inputs (:func:`calibration_inputs`,
+  recorded in :class:`Calibration`) and the range ``[min(lo, 0), max(hi, 0)]`` maps onto
+  [-128, 127] with an integer zero point, so 0.0 is exactly representable.
 * Ops that only move or average values (max/avg/global pools, resize, channel shuffle, zero
   pad: the padding is the zero point, slice, depth-to-space and space-to-depth) keep
   their input's parameters when calibrated; softmax outputs use scale 1/256, zero point -128
   (as TFLite). Concat requantises each input to the output parameters (identity fast path).
-* Weights: per-output-channel symmetric int8 in [-127, 127], ``scale = max|w| / 127``.
-  Biases: int32 with ``scale = input_scale * weight_scale``.
+* Weights: the model's own symmetric int8 weights and (per-tensor or per-channel) scales where
+  the import kept them (``Tensor.quant`` of the weight: ``round(w / scale)`` gives back the
+  file's integers, -128 included; uint8 weights with zero point 128 become ``q - 128``).
+  Asymmetric QDQ weights (a zero point other than 0, or 128 for uint8) keep only their real
+  values at import and, like float weights, are quantised again here: per-output-channel
+  symmetric int8 in [-127, 127], ``scale = max|w| / 127``.
+  Biases: int32 with ``scale = input_scale * weight_scale``; a QDQ int32 bias whose own scale
+  agrees with that product to float32 precision is divided by its own scale, which gives back
+  the file's integers.
 * Requantisation (:mod:`memplan.execute.fixedpoint`): ``input_scale * weight_scale /
-  output_scale`` as a Q31 multiplier and shift per output channel, applied with TFLite's
+  output_scale``, computed in float64 from the float32 scales as TFLite Micro's
+  ``PopulateConvolutionQuantizationParams`` does, then as a Q31 multiplier and shift per output
+  channel (``QuantizeMultiplier``), applied with TFLite's
   double-rounding ``MultiplyByQuantizedMultiplier``, plus the output zero point, saturated.
   Add follows TFLite: inputs minus zero points shifted left by 20, each scaled by
   ``scale_i / (2 * max scale)``, summed, scaled by ``2 * max scale / (2**20 * output_scale)``.
@@ -42,7 +55,10 @@ Scheme
   result with their output's parameters (calibrated, or the model's); an integer output
   (ArgMax indices) is stored exactly as int32 with scale 1, zero point 0.
 * Ops whose output parameters differ from their input's (only possible with model-given
-  parameters) requantise their int8 result with ``scale_in / scale_out``.
+  parameters) requantise their int8 result with ``scale_in / scale_out``. For average pools
+  that is a second rounding after the average's (TFLite Micro's int8 Mean and onnxruntime's
+  QLinearGlobalAveragePool round once), so a global average pool whose output scale is finer
+  than its input's can differ from them by up to ``floor(scale_in / scale_out / 2 + 1)`` LSB.
 
 Rounding of floats (weights, biases, tables) is always half away from zero
 (:func:`~memplan.execute.fixedpoint.round_half_away`).
@@ -350,6 +366,24 @@ def _weight_scales(graph: Graph, layer: Layer, w: F64) -> F64:
     return np.where(peak > 0, peak / 127.0, 1.0)
 
 
+def _bias_scales(graph: Graph, layer: Layer, acc_scale: F64) -> F64:
+    """The scales that turn a layer's real bias back into int32: the model's own (a QDQ int32
+    bias, whose scale the converter computed as ``float32(input_scale * weight_scale)``) when
+    they agree with ``input_scale * weight_scale`` to float32 precision, so the file's integers
+    come back exactly; otherwise ``acc_scale`` (the bias is quantised in the accumulator's
+    domain, as TFLite)."""
+    assert layer.bias is not None
+    qp = graph.tensors[layer.bias].quant
+    if qp is None or qp.dtype != "int32" or any(z != 0 for z in qp.zero_point):
+        return acc_scale
+    if len(qp.scale) not in (1, acc_scale.size):
+        return acc_scale
+    scales = np.broadcast_to(np.asarray(qp.scale, dtype=np.float64), acc_scale.shape)
+    if not np.allclose(scales, acc_scale, rtol=2.0**-20, atol=0.0):
+        return acc_scale
+    return scales
+
+
 def _check_symmetric(qp: QuantParams, name: str) -> None:
     neutral = 128 if qp.dtype == "uint8" else 0
     if any(z != neutral for z in qp.zero_point):
@@ -503,7 +537,7 @@ def _quantize_layer(graph: Graph, layer: Layer, in_q: tuple[QParams, ...], out_q
         acc_scale = in_q[0].scale * w_scale
         bias = None
         if layer.bias is not None:
-            b = round_half_away(graph.weights[layer.bias].astype(np.float64) / acc_scale)
+            b = round_half_away(graph.weights[layer.bias].astype(np.float64) / _bias_scales(graph, layer, acc_scale))
             bias = np.clip(b, INT32_MIN, INT32_MAX).astype(np.int32)
             bias.setflags(write=False)
         for a in (wq, w_scale):

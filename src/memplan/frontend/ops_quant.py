@@ -2,7 +2,18 @@
 
 * QuantizeLinear / DequantizeLinear on a feature map create no layer: the feature map is stored
   quantised, so its tensor takes the quantised dtype and :class:`QuantParams`, and the value
-  after the pair is the same feature map.
+  after the pair is the same feature map. This holds for every feature map, not only model
+  inputs and outputs: int8 execution takes these parameters instead of calibrating
+  (:mod:`memplan.execute.quantize`). A QuantizeLinear's parameters win over a DequantizeLinear's
+  (which only fills in a tensor no QuantizeLinear quantised, e.g. a model input).
+* Fused activations: ``Conv -> Relu -> Q -> DQ`` annotates the Relu's output, and when
+  :func:`~memplan.frontend.normalize.fuse_activations` fuses the Relu into the Conv the layer's
+  output *is* that tensor, so the parameters stay on the activated output. In
+  ``Conv -> Q -> DQ -> Relu -> Q -> DQ`` the first pair's parameters live on the
+  pre-activation tensor, which the fusion removes: the fused layer requantises once, straight
+  into the activated output's parameters (onnxruntime rounds twice there).
+* uint8 feature maps (onnxruntime ``QUInt8`` activations) keep their uint8 parameters here;
+  int8 execution shifts them to int8 (``q - 128``, ``zero_point - 128``).
 * DequantizeLinear of a constant (a quantised weight or bias) is folded by
   :mod:`memplan.frontend.constants`: the IR keeps the real values and the parameters.
 * QLinearConv and QLinearMatMul become CONV and FULLY_CONNECTED layers with dequantised weights

@@ -49,7 +49,15 @@ class Tensor:
     """A tensor of the graph. Feature maps are 4-D NCHW; weights keep their natural shape. A
     tensor only host layers produce and read (or a model output a host layer produces) may have
     any rank; ``int32`` feature maps hold exact integers (e.g. ArgMax indices) and exist only
-    in DRAM, between host layers."""
+    in DRAM, between host layers.
+
+    ``quant`` is the quantisation the model itself gives the tensor, or None. A feature map
+    has it when it is stored quantised in the source: a model input or output (see
+    :attr:`Graph.io_quant`), or, in a QDQ model, any feature map a QuantizeLinear /
+    DequantizeLinear pair follows (the pair after an activation fused into its layer
+    quantises that layer's output); int8 execution then uses it instead of calibrating. A
+    weight or bias has it when it was stored quantised with parameters memplan's kernels take
+    (symmetric weights, int32 biases)."""
 
     name: str
     shape: tuple[int, ...]

@@ -3,7 +3,7 @@ fragments. Known optimal arena sizes from peer planners' tests (shared/external/
 
 from __future__ import annotations
 
-from memplan.plan.alloc import Block, extent, first_fit, overlaps
+from memplan.alloc import Block, extent, first_fit, overlaps
 from memplan.solve.place import place
 
 

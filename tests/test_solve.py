@@ -9,13 +9,13 @@ import json
 import pytest
 from ortools.sat.python import cp_model
 
+from memplan.alloc import extent, first_fit
 from memplan.baselines import floor, greedy, layer_by_layer
 from memplan.config import SolverConfig, load_profile
 from memplan.errors import InfeasibleError, PlanError, UsageError
 from memplan.geometry.group import group_shape, tiling_options
 from memplan.ir.builder import GraphBuilder
 from memplan.ir.graph import Graph
-from memplan.plan.alloc import extent, first_fit
 from memplan.plan.build import build_plan, crossing_tensors, plan_blocks, resolve
 from memplan.plan.model import Decisions, GroupDecision
 from memplan.plan.validate import validate_plan

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from memplan.alloc import Block, extent, first_fit
 from memplan.config import HardwareProfile
-from memplan.geometry.backprop import region_macs, transpose_taps
+from memplan.geometry.backprop import region_macs
 from memplan.geometry.group import (
     HOST_TILING,
     GroupGeometry,
@@ -26,8 +27,7 @@ from memplan.geometry.group import (
 )
 from memplan.geometry.region import Region
 from memplan.ir.graph import Graph, Layer
-from memplan.ir.ops import WEIGHTED, ConvTransposeAttrs, OpKind
-from memplan.plan.alloc import Block, extent, first_fit
+from memplan.ir.ops import WEIGHTED, ConvTransposeAttrs, OpKind, transpose_taps
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,9 +28,9 @@ from memplan.ir.ops import (
     Shape,
     SliceAttrs,
     ZeroPadAttrs,
+    box_macs,
     broadcast_span,
     deep_channel,
-    macs_per_output_element,
 )
 
 
@@ -233,26 +233,9 @@ def _grouped_channels(c0: int, c1: int, groups: int, c_in: int, c_out: int) -> t
     return g0 * in_per, g1 * in_per
 
 
-def transpose_taps(o0: int, o1: int, k: int, s: int, pad_lo: int, d: int, n_in: int) -> int:
-    """Number of (input index, tap) pairs landing on outputs [o0, o1) of a transposed conv."""
-    count = 0
-    for j in range(k):
-        # y = i*s - pad_lo + j*d in [o0, o1), 0 <= i < n_in
-        lo = max(0, math.ceil((o0 + pad_lo - j * d) / s))
-        hi = min(n_in, (o1 - 1 + pad_lo - j * d) // s + 1)
-        count += max(0, hi - lo)
-    return count
-
-
 def region_macs(graph: Graph, layer: Layer, out: Region) -> int:
-    """Multiply-accumulates to compute output region ``out`` of ``layer`` (see ir.ops)."""
+    """Multiply-accumulates to compute output region ``out`` of ``layer`` (the rule:
+    :func:`memplan.ir.ops.box_macs`)."""
     if out.empty:
         return 0
-    in_shape = graph.shape(layer.inputs[0])
-    if layer.op is OpKind.CONV_TRANSPOSE:
-        a = layer.attrs
-        assert isinstance(a, ConvTransposeAttrs)
-        ty = transpose_taps(out.y0, out.y1, a.kernel[0], a.stride[0], a.pads[0], a.dilation[0], in_shape[2])
-        tx = transpose_taps(out.x0, out.x1, a.kernel[1], a.stride[1], a.pads[1], a.dilation[1], in_shape[3])
-        return ty * tx * (in_shape[1] // a.groups) * out.channels * in_shape[0]
-    return macs_per_output_element(layer.op, layer.attrs, in_shape) * out.numel * in_shape[0]
+    return box_macs(layer.op, layer.attrs, graph.shape(layer.inputs[0]), out.channels, (out.y0, out.y1), (out.x0, out.x1))

@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from memplan.ir.ops import WEIGHTED, Activation, Attrs, OpKind, Shape, prod
+from memplan.ir.ops import WEIGHTED, Activation, Attrs, OpKind, Shape, box_macs, prod
 
 
 class Role(str, enum.Enum):
@@ -173,13 +173,11 @@ class Graph:
         return self.tensors[layer.output].shape[1]
 
     def layer_macs(self, layer: Layer) -> int:
-        """Multiply-accumulates of the whole layer (the rule lives in geometry.backprop)."""
-        from memplan.geometry.backprop import region_macs
-        from memplan.geometry.region import Region
-
+        """Multiply-accumulates of the whole layer (the rule: :func:`memplan.ir.ops.box_macs`)."""
         if layer.op is OpKind.HOST:
             return 0  # runs on the host CPU: no NPU MACs
-        return region_macs(self, layer, Region.full(self.shape(layer.output)))
+        _, c, h, w = self.shape(layer.output)
+        return box_macs(layer.op, layer.attrs, self.shape(layer.inputs[0]), c, (0, h), (0, w))
 
     def weight_elems(self, layer: Layer) -> int:
         return self.tensors[layer.weight].numel if layer.weight else 0

@@ -381,11 +381,38 @@ def infer_output_shape(
     raise ValueError(f"unknown op kind {op}")
 
 
+def transpose_taps(o0: int, o1: int, k: int, s: int, pad_lo: int, d: int, n_in: int) -> int:
+    """Number of (input index, tap) pairs landing on outputs [o0, o1) of a transposed conv."""
+    count = 0
+    for j in range(k):
+        # y = i*s - pad_lo + j*d in [o0, o1), 0 <= i < n_in
+        lo = max(0, math.ceil((o0 + pad_lo - j * d) / s))
+        hi = min(n_in, (o1 - 1 + pad_lo - j * d) // s + 1)
+        count += max(0, hi - lo)
+    return count
+
+
+def box_macs(op: OpKind, attrs: Attrs, in_shape: Shape, channels: int, rows: Pair, cols: Pair) -> int:
+    """Multiply-accumulates to compute ``channels`` output channels over output rows
+    ``[rows[0], rows[1])`` and columns ``[cols[0], cols[1])`` (the whole batch): the one MAC
+    rule, used for whole layers (:meth:`memplan.ir.graph.Graph.layer_macs`) and for tiles
+    (:func:`memplan.geometry.backprop.region_macs`)."""
+    if channels <= 0 or rows[1] <= rows[0] or cols[1] <= cols[0]:
+        return 0
+    if op is OpKind.CONV_TRANSPOSE:
+        assert isinstance(attrs, ConvTransposeAttrs)
+        ty = transpose_taps(rows[0], rows[1], attrs.kernel[0], attrs.stride[0], attrs.pads[0], attrs.dilation[0], in_shape[2])
+        tx = transpose_taps(cols[0], cols[1], attrs.kernel[1], attrs.stride[1], attrs.pads[1], attrs.dilation[1], in_shape[3])
+        return ty * tx * (in_shape[1] // attrs.groups) * channels * in_shape[0]
+    numel = channels * (rows[1] - rows[0]) * (cols[1] - cols[0])
+    return macs_per_output_element(op, attrs, in_shape) * numel * in_shape[0]
+
+
 def macs_per_output_element(op: OpKind, attrs: Attrs, in_shape: Shape) -> int:
     """MACs spent per output element for ops whose cost is uniform over output elements.
 
     Conv and fully connected are uniform (padding is counted as computed, as hardware does);
-    ConvTranspose is not: see ``memplan.geometry.backprop.region_macs``."""
+    ConvTranspose is not: see :func:`box_macs`."""
     if op is OpKind.CONV:
         assert isinstance(attrs, ConvAttrs)
         return (in_shape[1] // attrs.groups) * attrs.kernel[0] * attrs.kernel[1]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
 
+from memplan.alloc import Block, first_fit
 from memplan.config import HardwareProfile
 from memplan.cost.candidate import Candidate, candidate_cost, staging_slots
 from memplan.errors import PlanError
@@ -21,7 +22,6 @@ from memplan.geometry.group import HOST_TILING, group_geometry, group_shape, is_
 from memplan.geometry.region import Region
 from memplan.ir.graph import Graph
 from memplan.ir.ops import WEIGHTED, ceil_div
-from memplan.plan.alloc import Block, first_fit
 from memplan.host import tensor_bytes
 from memplan.plan.model import Buffer, BufferKind, Command, Decisions, HostTotals, Op, Operand, Plan, Totals
 

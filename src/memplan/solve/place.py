@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from ortools.sat.python import cp_model
 
-from memplan.plan.alloc import Block, first_fit
+from memplan.alloc import Block, first_fit
 
 
 def place(blocks: Sequence[Block], capacity: int, time_limit_s: float = 10.0, workers: int = 2,

@@ -66,12 +66,12 @@ from typing import Any, Protocol
 
 from ortools.sat.python import cp_model
 
+from memplan.alloc import extent, first_fit
 from memplan.baselines import CostCache, check_feasible, floor, greedy, layer_by_layer
 from memplan.config import HardwareProfile, SolverConfig
 from memplan.errors import InfeasibleError, MemplanError, UsageError
 from memplan.geometry.group import GroupShape
 from memplan.ir.graph import Graph
-from memplan.plan.alloc import extent, first_fit
 from memplan.plan.build import build_plan, cost_totals, plan_blocks, resolve
 from memplan.plan.model import Decisions, GroupDecision, Plan, Totals
 from memplan.plan.validate import validate_plan

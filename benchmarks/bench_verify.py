@@ -25,7 +25,7 @@ import onnxruntime as ort
 
 from memplan.config import SolverConfig, load_profile, parse_size
 from memplan.driver import model_sha256, plan_graph
-from memplan.execute.verify import verify
+from memplan.driver import verify_files as verify
 from memplan.frontend import load_model
 from memplan.frontend.export import save_onnx
 from memplan.plan.serialize import write_json_atomic

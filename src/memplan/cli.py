@@ -309,9 +309,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     check_input_file(args.model, "model")
     check_input_file(args.plan, "plan")
     from memplan import report
-    from memplan.execute.verify import verify
+    from memplan.driver import verify_files
 
-    result = verify(args.model, args.plan, shapes, seed=args.seed, host_ops=args.host_ops)
+    result = verify_files(args.model, args.plan, shapes, seed=args.seed, host_ops=args.host_ops)
     report.print_verify(result, as_json=args.json)
     return 0
 

@@ -1,4 +1,5 @@
-"""The pipeline, stage by stage: model -> graph -> plan -> validated plan JSON.
+"""The pipeline, stage by stage: model -> graph -> plan -> validated plan JSON, and the
+plan file -> verified plan.
 
 Reads like the architecture: load and check the graph, check that every layer can run at
 all, plan with the chosen strategy, validate the plan independently, attach the floor and
@@ -22,10 +23,13 @@ from memplan.baselines import (
     layer_by_layer,
 )
 from memplan.config import HardwareProfile, SolverConfig
-from memplan.errors import UsageError
+from memplan.errors import UsageError, VerificationError
+from memplan.execute.verify import VerifyReport, verify_document
+from memplan.execute.verify import model_sha256 as verified_sha256
+from memplan.frontend import load_model
 from memplan.ir.graph import Graph
 from memplan.plan.model import Plan
-from memplan.plan.serialize import file_sha256, plan_to_json
+from memplan.plan.serialize import check_document, file_sha256, plan_to_json, read_plan_document
 from memplan.plan.validate import validate_plan
 from memplan.solve import UserConstraints, solve_cpsat
 from memplan.solve.run import Progress
@@ -89,3 +93,32 @@ def plan_graph(graph: Graph, hw: HardwareProfile, strategy: str = "cpsat", objec
 
 def model_sha256(path: str | os.PathLike[str]) -> str:
     return file_sha256(path)
+
+
+def verify_files(model: str | os.PathLike[str], plan_path: str | os.PathLike[str],
+                 input_shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0,
+                 host_ops: str | None = None) -> VerifyReport:
+    """``memplan verify``: the plan file at ``plan_path`` against the model file it was made
+    for (every check of :mod:`memplan.execute.verify`). The model is loaded at the input
+    shapes and with the host-ops setting the plan records; given ones must agree with them."""
+    start = time.perf_counter()
+    doc = read_plan_document(plan_path)
+    check_document(doc)  # before any field of it is read
+    sha256 = verified_sha256(model)
+    if doc["model"]["sha256"] != sha256:  # before loading: the recorded shapes are this model's only
+        raise VerificationError(f"the plan was made for a model with sha256 {doc['model']['sha256'][:12]}..., but "
+                                f"{str(model)!r} has sha256 {sha256[:12]}...: re-run memplan solve on this model")
+    recorded = doc["model"].get("input_shapes") or {}
+    for name, shape in (input_shapes or {}).items():
+        if name in recorded and tuple(shape) != tuple(recorded[name]):
+            raise UsageError(f"--input-shape {name}={'x'.join(map(str, shape))} contradicts the plan, made for "
+                             f"{name}={'x'.join(map(str, recorded[name]))}: omit --input-shape (the plan records it)")
+    shapes = {**{k: tuple(v) for k, v in recorded.items()}, **(input_shapes or {})}
+    made = doc["settings"].get("host_ops", "cpu")
+    if host_ops is not None and host_ops != made:
+        raise UsageError(f"--host-ops {host_ops} contradicts the plan, made with --host-ops {made}: omit --host-ops "
+                         "(the plan records it)")
+    graph = load_model(model, shapes, host_ops=made)
+    loaded = time.perf_counter() - start
+    report = verify_document(graph, doc, sha256, seed)
+    return replace(report, wall_time_s=report.wall_time_s + loaded, times={"load": loaded, **report.times})

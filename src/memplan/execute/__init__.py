@@ -7,7 +7,7 @@
   :class:`Tile` s; :func:`required_input_regions` - what it reads;
 * :func:`run_reference` - the whole graph, untiled, in int8;
 * :func:`execute_plan` - a plan's command stream on simulated SRAM and DRAM;
-  :func:`verify_plan` / :func:`verify` - that run held to the reference and the plan's totals.
+  :func:`verify_plan` / :func:`verify_document` - that run held to the reference and the plan's totals.
 """
 
 from memplan.execute.float_ref import run_float, run_float_detailed
@@ -24,11 +24,11 @@ from memplan.execute.quantize import (
 )
 from memplan.execute.reference import run_reference, run_reference_float
 from memplan.execute.tiled import Counts, TiledRun, execute_plan
-from memplan.execute.verify import Prepared, VerifyReport, prepare, verify, verify_plan
+from memplan.execute.verify import Prepared, VerifyReport, prepare, verify_document, verify_plan
 
 __all__ = [
     "Calibration", "MissingInputError", "QLayer", "QParams", "QuantizedGraph", "Requant", "Tile",
     "calibration_inputs", "quantize_graph", "required_input_regions", "run_float", "run_float_detailed",
     "run_layer", "run_reference", "run_reference_float", "substitute_constant_weights",
-    "Counts", "Prepared", "TiledRun", "VerifyReport", "execute_plan", "prepare", "verify", "verify_plan",
+    "Counts", "Prepared", "TiledRun", "VerifyReport", "execute_plan", "prepare", "verify_document", "verify_plan",
 ]

@@ -1,7 +1,8 @@
 """``memplan verify``: check everything a plan claims, then execute it tile by tile and hold
 it to the untiled reference.
 
-A plan file verifies when, in this order (the first failure is named in one line):
+:func:`memplan.driver.verify_files` reads the files; here a plan document verifies for a
+graph when, in this order (the first failure is named in one line):
 
 1. it is JSON that the plan schema (``memplan/schema/plan.schema.json``) accepts, and every
    field that restates another (``dram_total``, ``energy_pj``, a group's layer names, ...)
@@ -185,46 +186,8 @@ def verify_plan(graph: Graph, plan: Plan, hw: HardwareProfile, seed: int = 0, *,
     return report
 
 
-def verify(model: str | os.PathLike[str], plan_path: str | os.PathLike[str],
-           input_shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0,
-           host_ops: str | None = None) -> VerifyReport:
-    """Verify the plan JSON at ``plan_path`` against the model file it was made for. The model
-    is loaded with the plan's ``settings.host_ops``; a different ``host_ops`` is refused."""
-    from memplan.frontend import load_model
-    from memplan.plan.serialize import read_plan_document
-
-    start = time.perf_counter()
-    doc = read_plan_document(plan_path)
-    shapes = dict(input_shapes or {})
-    # the plan records the input shapes it was made for: used when it is this model's plan and
-    # they are well formed (the schema check names anything else); given ones must agree
-    record = doc.get("model")
-    recorded = record.get("input_shapes") if isinstance(record, dict) else None
-    sha256 = None
-    if isinstance(recorded, dict) and all(isinstance(v, list) and v and all(type(d) is int and d > 0 for d in v)
-                                          for v in recorded.values()):
-        sha256 = model_sha256(model)
-        if record.get("sha256") == sha256:
-            for name, shape in shapes.items():
-                if name in recorded and tuple(shape) != tuple(recorded[name]):
-                    raise UsageError(f"--input-shape {name}={'x'.join(map(str, shape))} contradicts the plan, made "
-                                     f"for {name}={'x'.join(map(str, recorded[name]))}: omit --input-shape (the plan "
-                                     "records it)")
-            shapes = {**{k: tuple(v) for k, v in recorded.items()}, **shapes}
-    # the plan records what unsupported operators became when it was made: load the model so again
-    settings = doc.get("settings")
-    host_ops_made = settings.get("host_ops", "cpu") if isinstance(settings, dict) else "cpu"
-    if host_ops is not None and host_ops != host_ops_made:
-        raise UsageError(f"--host-ops {host_ops} contradicts the plan, made with --host-ops {host_ops_made}: omit "
-                         "--host-ops (the plan records it)")
-    host_ops = host_ops_made
-    graph = load_model(model, shapes, host_ops=host_ops if host_ops in ("cpu", "error") else "cpu")
-    loaded = time.perf_counter() - start
-    report = verify_document(graph, doc, model_sha256(model) if sha256 is None else sha256, seed)
-    return dataclasses.replace(report, wall_time_s=report.wall_time_s + loaded, times={"load": loaded, **report.times})
-
-
 def model_sha256(model: str | os.PathLike[str]) -> str:
+    """The sha256 of a model file, as plans record it."""
     from memplan.plan.serialize import file_sha256
 
     try:
@@ -435,5 +398,5 @@ def _count_mismatch(measured: Counts, predicted: Counts) -> str:
     return "the outputs are bit-exact but the counts differ: " + "; ".join(diffs)
 
 
-__all__ = ["Prepared", "VerifyReport", "check_plan", "model_sha256", "prepare", "verification_inputs", "verify",
+__all__ = ["Prepared", "VerifyReport", "check_plan", "model_sha256", "prepare", "verification_inputs",
            "verify_document", "verify_plan"]

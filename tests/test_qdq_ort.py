@@ -309,3 +309,29 @@ def test_pair_after_a_fused_relu_quantises_the_activated_output(tmp_path: Path, 
     qgraph = quantize_graph(graph)
     assert qgraph.calibration.source == "qdq"
     assert qgraph.params[layer.output].scale == float(np.float32(0.02))
+
+
+# ---------------------------------------------------------------------------- the model's own integers
+@pytest.mark.parametrize("which", ["s8s8-pt", "s8s8-pc", "u8u8-pc", "mobilenet"])
+def test_executed_weights_and_biases_are_the_files_integers(static_models: dict[tuple[str, bool], Path],
+                                                            which: str) -> None:
+    """Symmetric weights (uint8 ones shifted by 128) and int32 biases are executed as stored."""
+    if which == "mobilenet":
+        path = MOBILENET
+    else:
+        types, pc = which.split("-")
+        path = static_models[types, pc == "pc"]
+    qgraph = quantize_graph(load_model(path))
+    stored = [numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer]
+    weights = [(a.astype(np.int16) - (128 if a.dtype == np.uint8 else 0)) for a in stored
+               if a.dtype in (np.int8, np.uint8) and a.ndim >= 2]
+    biases = [a for a in stored if a.dtype == np.int32 and a.ndim == 1]
+    weighted = [ql for ql in qgraph.layers if ql.weight is not None]
+    assert weighted
+    for ql in weighted:
+        assert ql.weight is not None
+        w = ql.weight.astype(np.int16)
+        assert any(a.shape == w.shape and np.array_equal(a, w) or a.T.shape == w.shape and np.array_equal(a.T, w)
+                   for a in weights), ql.layer.id
+        # (the MobileNetV2 classifier, a MatMul, has no bias)
+        assert ql.bias is None or any(np.array_equal(a, ql.bias) for a in biases), ql.layer.id

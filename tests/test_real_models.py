@@ -342,15 +342,42 @@ def test_onnxruntime_qdq_models_import_plan_and_verify(ort_models: dict[tuple[st
 
 @pytest.mark.parametrize("types", ["s8s8", "u8s8", "u8u8"])
 @pytest.mark.parametrize("per_channel", [False, True])
-def test_onnxruntime_qoperator_models_fail_naming_the_operator(ort_models: dict[tuple[str, str, bool], Path],
-                                                              types: str, per_channel: bool,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_onnxruntime_qoperator_models_lower_to_qdq_plan_and_verify(ort_models: dict[tuple[str, str, bool], Path],
+                                                                  tmp_path: Path, types: str, per_channel: bool) -> None:
+    """QOperator contrib ops (QLinearAdd, QLinearGlobalAveragePool, QGemm) are lowered to QDQ at
+    import: the same layers as the QDQ model, every feature map with the file's own parameters
+    (the output scale and zero point of the op that produces it)."""
     path = ort_models["QOperator", types, per_channel]
-    with pytest.raises(UnsupportedOpError, match=r"uses operator com\.microsoft:Q\w+, which memplan does not support"):
+    model = onnx.load(path)
+    assert {"QLinearAdd", "QLinearGlobalAveragePool", "QGemm"} <= {n.op_type for n in model.graph.node}
+    graph = load_model(path)
+    assert [layer.op for layer in graph.layers] == [OpKind.CONV, OpKind.CONV, OpKind.ADD, OpKind.GLOBAL_AVG_POOL,
+                                                   OpKind.FULLY_CONNECTED]
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    add = next(n for n in model.graph.node if n.op_type == "QLinearAdd")
+    want = QuantParams((float(inits[add.input[6]]),), (int(inits[add.input[7]]),), inits[add.input[7]].dtype.name)
+    assert graph.tensors[graph.layers[2].output].quant == want
+    gemm = next(n for n in model.graph.node if n.op_type == "QGemm")
+    q, scale, zp = (inits[i].astype(np.float64) for i in gemm.input[3:6])
+    shape = (-1, 1) if per_channel else ()
+    real = ((q - zp.reshape(shape)) * scale.reshape(shape)).astype(np.float32)  # B is (outputs, features): transB
+    np.testing.assert_array_equal(graph.weights[graph.layers[4].weight], real)  # type: ignore[index]
+    plan = tmp_path / "plan.json"
+    assert main(["solve", str(path), "--strategy", "greedy", "--sram", "4KiB", "-o", str(plan)]) == 0
+    assert main(["verify", str(path), str(plan)]) == 0
+
+
+def test_qoperator_channels_last_is_refused_naming_the_op(tmp_path: Path) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.INT8, [1, 4, 4, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.INT8, [1, 1, 1, 3])
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "z")]
+    node = helper.make_node("QLinearGlobalAveragePool", ["x", "s", "z", "s", "z"], ["y"], domain="com.microsoft",
+                            channels_last=1)
+    path = tmp_path / "cl.onnx"
+    onnx.save(helper.make_model(helper.make_graph([node], "g", [x], [y], inits),
+                                opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)]), path)
+    with pytest.raises(UnsupportedOpError, match=r"com\.microsoft:QLinearGlobalAveragePool"):
         load_model(path)
-    assert main(["inspect", str(path)]) != 0
-    err = _err(capsys)
-    assert err.count("\n") == 1 and "com.microsoft:QLinearAdd" in err
 
 
 # ---------------------------------------------------------------------------- real tf2onnx model

@@ -7,8 +7,9 @@
 2. pin dynamic input dimensions from ``input_shapes`` (given in the model's own layout, e.g.
    ``{"input_1": (1, 49, 10, 1)}`` for an NHWC model; a dynamic batch not given becomes 1, with
    a note in ``Graph.notes``) and run ONNX shape inference;
-3. fold the Cast/Sub/Mul dequantisation of an int8 model input (tf2onnx ``--dequantize``) into
-   a DequantizeLinear (:func:`~memplan.frontend.ops_quant.fold_input_dequantize`), move an input
+3. lower onnxruntime's QOperator contrib ops to QDQ
+   (:func:`~memplan.frontend.ops_quant.lower_qoperators`), fold the Cast/Sub/Mul
+   dequantisation of an int8 model input (tf2onnx ``--dequantize``) into a DequantizeLinear (:func:`~memplan.frontend.ops_quant.fold_input_dequantize`), move an input
    transpose above the per-element ops before it
    (:func:`~memplan.frontend.layout.hoist_input_transposes`), convert nodes
    into a draft graph, folding constants and absorbing layout ops
@@ -57,6 +58,7 @@ def load_model(path: str | os.PathLike[str], input_shapes: Mapping[str, tuple[in
     try:
         model = read_model(file)
         pinned, notes = pin_input_shapes(model, input_shapes or {})
+        ops_quant.lower_qoperators(model)
         ops_quant.fold_input_dequantize(model)
         hoist_input_transposes(model)
         shapes, dtypes = infer_types(model)

@@ -17,7 +17,10 @@
 * DequantizeLinear of a constant (a quantised weight or bias) is folded by
   :mod:`memplan.frontend.constants`: the IR keeps the real values and the parameters.
 * QLinearConv and QLinearMatMul become CONV and FULLY_CONNECTED layers with dequantised weights
-  and quantisation parameters on the input, weight, bias and output tensors.
+  and quantisation parameters on the input, weight, bias and output tensors. onnxruntime's
+  QOperator contrib ops (QLinearAdd, QLinearMul, QLinear(Global)AveragePool, QLinearSigmoid,
+  QLinearLeakyRelu, QLinearConcat, QGemm) are lowered to the QDQ form they compute before
+  conversion (:func:`lower_qoperators`).
 * The int8 interface of a tf2onnx ``--dequantize`` model, an int8/uint8 model input followed by
   Cast to float, Sub of its zero point and Mul by its scale, is rewritten into one
   DequantizeLinear before conversion (:func:`fold_input_dequantize`): the same reals in float32,
@@ -251,3 +254,89 @@ def fold_input_dequantize(model: onnx.ModelProto) -> dict[str, tuple[float, int,
         for vi in stale:
             graph.value_info.remove(vi)
     return folded
+
+
+# ---------------------------------------------------------------------------- QOperator models
+#: onnxruntime's QOperator contrib ops (domain com.microsoft) lowered to QDQ: op -> (float op,
+#: the (value, scale, zero point) input triples by position, (scale, zero point) of the output)
+_QOPS: dict[str, tuple[str, tuple[tuple[int, int, int], ...], tuple[int, int]]] = {
+    "QLinearAdd": ("Add", ((0, 1, 2), (3, 4, 5)), (6, 7)),
+    "QLinearMul": ("Mul", ((0, 1, 2), (3, 4, 5)), (6, 7)),
+    "QLinearGlobalAveragePool": ("GlobalAveragePool", ((0, 1, 2),), (3, 4)),
+    "QLinearAveragePool": ("AveragePool", ((0, 1, 2),), (3, 4)),
+    "QLinearSigmoid": ("Sigmoid", ((0, 1, 2),), (3, 4)),
+    "QLinearLeakyRelu": ("LeakyRelu", ((0, 1, 2),), (3, 4)),
+}
+_MS_DOMAIN = "com.microsoft"
+
+
+def lower_qoperators(model: onnx.ModelProto) -> int:
+    """Rewrite onnxruntime's QOperator contrib ops (``quantize_static(quant_format=QOperator)``:
+    QLinearAdd, QLinearMul, QLinear(Global)AveragePool, QLinearSigmoid, QLinearLeakyRelu,
+    QLinearConcat, QGemm) into the QDQ form they compute: DequantizeLinear of each quantised
+    input, the float op, QuantizeLinear into the output's scale and zero point. The QDQ path
+    then gives every feature map the model's own parameters, exactly as for a QDQ model. QGemm's
+    int32 bias gets the scale its definition gives it (A's scale times B's). Channels-last
+    variants and a float QGemm output (no output scale) are left alone, so they fail naming the
+    op. Returns how many nodes were lowered."""
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    out: list[onnx.NodeProto] = []
+    lowered = 0
+    for node in graph.node:
+        new = _lower(node, inits, graph) if node.domain == _MS_DOMAIN else None
+        if new is None:
+            out.append(node)
+            continue
+        out.extend(new)
+        lowered += 1
+    if lowered:
+        del graph.node[:]
+        graph.node.extend(out)
+    return lowered
+
+
+def _lower(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto], graph: onnx.GraphProto) -> list[onnx.NodeProto] | None:
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if attrs.get("channels_last", 0):
+        return None
+    ins = list(node.input) + [""] * 9
+    tag = node.name or node.output[0]
+
+    def dq(value: str, scale: str, zp: str, k: int, axis: int | None = None) -> tuple[onnx.NodeProto, str]:
+        name = f"{tag}/dq{k}"
+        extra = {} if axis is None else {"axis": axis}
+        return onnx.helper.make_node("DequantizeLinear", [value, scale, zp] if zp else [value, scale], [name],
+                                     name=name, **extra), name
+
+    def q(value: str, scale: str, zp: str) -> onnx.NodeProto:
+        return onnx.helper.make_node("QuantizeLinear", [value, scale, zp] if zp else [value, scale], [node.output[0]],
+                                     name=f"{tag}/q")
+
+    keep = {k: v for k, v in attrs.items() if k != "channels_last"}
+    if node.op_type in _QOPS:
+        op, triples, (ys, yz) = _QOPS[node.op_type]
+        pre = [dq(ins[v], ins[s], ins[z], k) for k, (v, s, z) in enumerate(triples)]
+        body = onnx.helper.make_node(op, [name for _, name in pre], [f"{tag}/f"], name=f"{tag}/{op}", **keep)
+        return [n for n, _ in pre] + [body, q(f"{tag}/f", ins[ys], ins[yz])]
+    if node.op_type == "QLinearConcat":  # Y_scale, Y_zp, then (value, scale, zp) per input
+        pre = [dq(ins[i], ins[i + 1], ins[i + 2], k) for k, i in enumerate(range(2, len(node.input), 3))]
+        body = onnx.helper.make_node("Concat", [name for _, name in pre], [f"{tag}/f"], name=f"{tag}/Concat", **keep)
+        return [n for n, _ in pre] + [body, q(f"{tag}/f", ins[0], ins[1])]
+    if node.op_type == "QGemm":  # A, a_scale, a_zp, B, b_scale, b_zp, C, y_scale, y_zp
+        if not ins[7] or ins[1] not in inits or ins[4] not in inits:
+            return None
+        # a per-channel B is quantised along its output axis: 0 when transposed (N x K), else 1
+        a, b = dq(ins[0], ins[1], ins[2], 0), dq(ins[3], ins[4], ins[5], 1, axis=0 if attrs.get("transB", 0) else 1)
+        nodes, names = [a[0], b[0]], [a[1], b[1]]
+        if ins[6]:
+            scale = (numpy_helper.to_array(inits[ins[1]]).astype(np.float64)
+                     * numpy_helper.to_array(inits[ins[4]]).astype(np.float64)).astype(np.float32)
+            bias_scale = numpy_helper.from_array(scale, f"{tag}/bias_scale")
+            graph.initializer.append(bias_scale)
+            c = dq(ins[6], bias_scale.name, "", 2, axis=0)
+            nodes.append(c[0])
+            names.append(c[1])
+        body = onnx.helper.make_node("Gemm", names, [f"{tag}/f"], name=f"{tag}/Gemm", **keep)
+        return [*nodes, body, q(f"{tag}/f", ins[7], ins[8])]
+    return None

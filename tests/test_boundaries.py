@@ -1,5 +1,5 @@
 """Architecture boundaries: onnx only in memplan.frontend (and memplan.host, which evaluates host layers), ortools only in memplan.solve,
-rich only in memplan.report (ARCHITECTURE.md: boundaries that a test enforces)."""
+rich only in memplan.report, dask and distributed only in memplan.sweep (ARCHITECTURE.md: boundaries that a test enforces)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ ALLOWED = {
     "onnxruntime": lambda rel: False,
     "ortools": lambda rel: rel.parts[0] == "solve",
     "rich": lambda rel: rel.as_posix() == "report.py",
+    "matplotlib": lambda rel: rel.as_posix() == "plot.py",  # the optional extra memplan[plot]
+    "dask": lambda rel: rel.as_posix() == "sweep.py",
+    "distributed": lambda rel: rel.as_posix() == "sweep.py",
 }
 
 
@@ -38,13 +41,14 @@ def test_third_party_package_stays_in_its_stage(package: str) -> None:
 def test_the_checker_sees_imports() -> None:
     assert "onnx" in _imports(SRC / "frontend" / "export.py")
     assert "ortools" in _imports(SRC / "solve" / "model.py")
+    assert "matplotlib" in _imports(SRC / "plot.py")
 
 
 # ---------------------------------------------------------------------------- memplan's own layers
 #: memplan's packages and top-level modules, lowest first: each may import only those before it
 #: (function-local imports included, so a back-edge cannot hide inside a function)
 LAYERS = ("errors", "config", "alloc", "ir", "geometry", "host", "frontend", "cost", "plan", "baselines", "solve",
-          "execute", "zoo", "report", "driver", "cli", "__main__", "__init__")
+          "execute", "zoo", "report", "plot", "driver", "api", "sweep", "cli", "__main__", "__init__")
 
 
 def _unit(rel: Path) -> str:

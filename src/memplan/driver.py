@@ -103,10 +103,20 @@ def verify_files(model: str | os.PathLike[str], plan_path: str | os.PathLike[str
     shapes and with the host-ops setting the plan records; given ones must agree with them."""
     start = time.perf_counter()
     doc = read_plan_document(plan_path)
+    return verify_model_document(model, doc, input_shapes, seed, host_ops, start)
+
+
+def verify_model_document(model: str | os.PathLike[str], doc: Mapping[str, Any],
+                          input_shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0,
+                          host_ops: str | None = None, start: float | None = None) -> VerifyReport:
+    """:func:`verify_files` of a plan document already read (``start``: when reading began,
+    counted in the report's load time)."""
+    start = time.perf_counter() if start is None else start
+    doc = dict(doc)
     check_document(doc)  # before any field of it is read
     sha256 = verified_sha256(model)
     if doc["model"]["sha256"] != sha256:  # before loading: the recorded shapes are this model's only
-        raise VerificationError(f"the plan was made for a model with sha256 {doc['model']['sha256'][:12]}..., but "
+        raise VerificationError(f"the plan was made for a model with sha256 {str(doc['model']['sha256'])[:12]}..., but "
                                 f"{str(model)!r} has sha256 {sha256[:12]}...: re-run memplan solve on this model")
     recorded = doc["model"].get("input_shapes") or {}
     for name, shape in (input_shapes or {}).items():

@@ -134,6 +134,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sol.add_argument("-o", "--output", help="write the plan JSON here")
     sol.add_argument("--host-ops", choices=["cpu", "error"], default="cpu", help=HOST_OPS_HELP + " (recorded in the plan)")
     sol.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    sol.add_argument("--plot", metavar="MAP.png", help="also draw the plan's memory map (.png, .svg or .pdf)")
 
     ver = sub.add_parser("verify", help="execute a plan tile by tile in int8 and check it against the untiled reference")
     ver.add_argument("model", help="ONNX model file the plan was made for")
@@ -147,6 +148,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     ops = sub.add_parser("ops", help="the ONNX operators memplan imports (others run on the host CPU)")
     ops.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+    plt = sub.add_parser("plot", help="draw a plan: its memory map or its DRAM traffic per group (needs memplan[plot])")
+    plt.add_argument("plan", help="plan JSON written by memplan solve -o")
+    plt.add_argument("--kind", default="memory-map", choices=["memory-map", "traffic"], help="what to draw (default memory-map)")
+    plt.add_argument("-o", "--output", required=True, help="image to write: .png, .svg or .pdf")
 
     zoo = sub.add_parser("zoo", help="write a model of the built-in zoo as ONNX")
     zoo.add_argument("name", help="model name (see `memplan zoo list`)")
@@ -248,6 +254,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()  # the time limit budgets the command: imports and model load count too
     check_output(args.output, protect=args.model)
+    plot = _plot_module(args.plot, "--plot", protect=args.model) if args.plot else None
     shapes = parse_input_shapes(args.input_shape)
     hw = load_hardware(args)
     from memplan import report
@@ -267,6 +274,8 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     doc = outcome.to_json(model_sha256(args.model))
     if args.output:
         write_json_atomic(args.output, doc)
+    if plot is not None:
+        plot.save_figure(plot.plot_memory_map(outcome.plan, hw.name), args.plot)
     report.print_solve(outcome, as_json=args.json, output=args.output)
     return 0
 
@@ -322,6 +331,37 @@ def _cmd_ops(args: argparse.Namespace) -> int:
     from memplan.frontend.convert import supported_operators
 
     report.print_ops(supported_operators(), as_json=args.json)
+    return 0
+
+
+def _plot_module(path: str, flag: str, protect: str | None = None):  # type: ignore[no-untyped-def]
+    """memplan.plot, once the image path is known to be writable and of a known format: a
+    one-line error when it is not, or when matplotlib is missing."""
+    check_output(path, flag=flag, protect=protect, example="map.png")
+    try:
+        from memplan import plot
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in ("matplotlib", "PIL"):
+            raise
+        raise UsageError(f"{flag} needs matplotlib, which is not installed: pip install 'memplan[plot]'") from None
+    plot.figure_format(path)
+    return plot
+
+
+@_command("plot")
+def _cmd_plot(args: argparse.Namespace) -> int:
+    check_input_file(args.plan, "plan")
+    plot = _plot_module(args.output, "-o", protect=args.plan)
+    from memplan.plan.serialize import plan_from_json, read_plan_document
+
+    plan, hw = plan_from_json(read_plan_document(args.plan))
+    if args.kind == "memory-map":
+        fig = plot.plot_memory_map(plan, hw.name)
+    else:
+        fig = plot.plot_group_traffic(plan, hw)
+    plot.save_figure(fig, args.output)
+    print(f"wrote {args.output}: {args.kind} of {plan.graph_name} ({len(plan.buffers)} buffers, "
+          f"{len(plan.decisions.groups)} groups)")
     return 0
 
 

@@ -246,3 +246,44 @@ def print_verify(result: Any, as_json: bool = False) -> None:
                f"{result.wall_time_s:.1f} s")
     if result.failure:
         _out.print(f"[red]{result.failure}[/red]")
+
+
+class _SweepBar:
+    """``memplan sweep``'s progress bar: one step per finished point, the last row's status."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self.task: Any = None
+
+    def start(self, total: int) -> None:
+        self.task = self.progress.add_task("sweep", total=total)
+
+    def row(self, row: Mapping[str, Any]) -> None:
+        if self.task is not None:
+            last = f"{row['model']} {row['hardware']} {human_bytes(row['sram_bytes'])} {row['strategy']}: {row['status']}"
+            self.progress.update(self.task, advance=1, description=last)
+
+
+@contextmanager
+def sweep_progress(enabled: bool) -> Iterator[_SweepBar | None]:
+    """A progress bar on stderr while a sweep runs (nothing when disabled or when stderr is
+    not a terminal)."""
+    if not enabled or not _err.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=_err, transient=True) as progress:
+        yield _SweepBar(progress)
+
+
+def print_sweep(summary: Any, as_json: bool = False) -> None:
+    """The end of ``memplan sweep``: how many points ran, were skipped (already in the
+    output), and their statuses. ``summary`` is a :class:`memplan.sweep.SweepSummary`."""
+    if as_json:
+        print_json(summary.to_json())
+        return
+    statuses = ", ".join(f"{n} {status}" for status, n in sorted(summary.statuses.items())) or "nothing new"
+    _err.print(f"wrote {summary.output}: {summary.computed} of {summary.points} points computed ({statuses}), "
+               f"{summary.skipped} already there; {summary.wall_s:.1f} s")

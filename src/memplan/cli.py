@@ -19,6 +19,7 @@ from memplan.config import MAX_SEED, SOLVER_RANGES, TILING_RANGES
 from memplan.errors import MemplanError, ModelError, PlanError, UsageError
 
 if TYPE_CHECKING:
+    from memplan.api import SolveSettings
     from memplan.config import HardwareProfile
     from memplan.ir.graph import Graph
 
@@ -160,6 +161,22 @@ def _build_parser() -> argparse.ArgumentParser:
     zoo.add_argument("--resolution", type=int, default=None, help="input height and width")
     zoo.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, help="weight seed")
     zoo.add_argument("--param", action="append", metavar="KEY=VALUE", help="model-specific parameter")
+
+    swp = sub.add_parser("sweep", help="plan models over SRAM sizes, profiles and strategies on Dask, one row each")
+    swp.add_argument("model", nargs="+", help="ONNX model files")
+    swp.add_argument("--sram", required=True, metavar="RANGE",
+                     help="SRAM sizes: 64KiB..2MiB:x2, 64KiB..256KiB:+64KiB or 64KiB,1MiB")
+    swp.add_argument("--hardware", default="generic-npu", help="hardware profiles, comma-separated (default generic-npu)")
+    swp.add_argument("--strategy", default="layer,greedy,cpsat", help="planners, comma-separated (default all three)")
+    swp.add_argument("--objective", default="energy", choices=["energy", "latency", "balanced", "memory"],
+                     help="what to minimise (default energy)")
+    swp.add_argument("--config", default="default", help="solver config name or .toml path")
+    swp.add_argument("--time-limit", type=_seconds, help="override the config's time limit per point (seconds)")
+    swp.add_argument("--verify", action="store_true", help="verify every plan bit-exactly (slower)")
+    swp.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on this Dask scheduler (default: a local cluster)")
+    swp.add_argument("--workers", type=_int_in(1, 1024), help="local cluster processes (default: the cores)")
+    swp.add_argument("-o", "--output", required=True, help="results .csv (or .parquet); rows already there are skipped")
+    swp.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     return p
 
 
@@ -257,59 +274,34 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     plot = _plot_module(args.plot, "--plot", protect=args.model) if args.plot else None
     shapes = parse_input_shapes(args.input_shape)
     hw = load_hardware(args)
-    from memplan import report
-    from memplan.driver import model_sha256, plan_graph
-    from memplan.frontend import load_model
-    from memplan.plan.serialize import write_json_atomic
+    from memplan import api, report
 
-    config, user, objective, weights = _solver_settings(args)
-    graph = load_model(args.model, shapes, host_ops=args.host_ops)
+    settings = _solver_settings(args)
+    graph = api.load_model(args.model, shapes, host_ops=args.host_ops)
     print_notes(graph)
+    config = settings.config
     if not config.deterministic:  # deterministic configs bound deterministic time: the machine must not matter
         spent = time.perf_counter() - t0
         config = replace(config, time_limit_s=max(config.time_limit_s - spent, 0.01 * config.time_limit_s))
     with report.solve_progress(enabled=args.strategy == "cpsat" and not args.json) as progress:
-        outcome = plan_graph(graph, hw, strategy=args.strategy, objective=objective, config=config, user=user,
-                             weights=weights, progress=progress)
-    doc = outcome.to_json(model_sha256(args.model))
+        result = api.solve(graph, hw, objective=settings.objective, strategy=settings.strategy,
+                           keep=settings.user.force_keep, reload=settings.user.force_reload, weights=settings.weights,
+                           config=config, progress=progress)
     if args.output:
-        write_json_atomic(args.output, doc)
+        result.save(args.output)
     if plot is not None:
-        plot.save_figure(plot.plot_memory_map(outcome.plan, hw.name), args.plot)
-    report.print_solve(outcome, as_json=args.json, output=args.output)
+        plot.save_figure(plot.plot_memory_map(result.plan, hw.name), args.plot)
+    report.print_solve(result.outcome, as_json=args.json, output=args.output)
     return 0
 
 
-def _solver_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from dataclasses import replace
+def _solver_settings(args: argparse.Namespace) -> "SolveSettings":
+    """The solve's flags, checked before the model is read (memplan.api.solve checks them again)."""
+    from memplan.api import solve_settings
 
-    from memplan.config import load_solver_config
-    from memplan.solve import UserConstraints, parse_weights
-
-    config = load_solver_config(args.config)
-    if args.time_limit is not None:
-        if args.time_limit <= 0:
-            raise UsageError("--time-limit must be positive")
-        config = replace(config, time_limit_s=args.time_limit)
-    if args.seed is not None:
-        config = replace(config, random_seed=args.seed)
-    if args.max_fuse_depth is not None:
-        if args.max_fuse_depth < 1:
-            raise UsageError("--max-fuse-depth must be at least 1")
-        config = replace(config, max_fuse_depth=args.max_fuse_depth)
-    objective, weights = args.objective, None
-    if args.weights is not None:
-        objective, weights = "custom", parse_weights(args.weights)
-        high = SOLVER_RANGES["balanced_energy"][1]  # only the ratio matters; CP-SAT needs bounded coefficients
-        for key, value in weights.items():
-            if not (math.isfinite(value) and value <= high):
-                raise UsageError(f"--weights {key}={value} must be a finite number from 0 to {high:,} (only "
-                                 "their ratio matters), e.g. --weights energy=0.7,latency=0.3")
-    if (args.keep or args.reload) and args.strategy != "cpsat":
-        raise UsageError(f"--keep and --reload apply to --strategy cpsat only; the {args.strategy} baseline decides "
-                         "weight residency itself")
-    user = UserConstraints(frozenset(args.keep), frozenset(args.reload))
-    return config, user, objective, weights
+    objective = "custom" if args.weights is not None else args.objective  # --weights overrides --objective
+    return solve_settings(args.strategy, objective, args.config, args.time_limit, args.seed, args.max_fuse_depth,
+                          args.keep, args.reload, args.weights)
 
 
 @_command("verify")
@@ -380,6 +372,31 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
     graph = build_zoo_model(args.name, resolution=args.resolution, seed=args.seed, **parse_zoo_params(args.param))
     save_onnx(graph, args.output)
     report.print_written(args.output, graph)
+    return 0
+
+
+@_command("sweep")
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from memplan import report
+    from memplan.sweep import build_points, open_output, parse_sram_range, run_sweep, split_list
+
+    sizes = parse_sram_range(args.sram)
+    check_output(args.output, example="results.csv")
+    open_output(args.output)  # the extension, before any work
+    for model in args.model:
+        check_input_file(model, "model")
+    if args.scheduler is not None and args.workers is not None:
+        raise UsageError("--workers sizes the local cluster: leave it out with --scheduler (the cluster has its own)")
+    points = build_points(args.model, split_list(args.hardware, "--hardware"), sizes,
+                          split_list(args.strategy, "--strategy"), args.objective)
+    from memplan.config import load_solver_config
+
+    load_solver_config(args.config)  # an unknown config is one error, not a column of error rows
+    with report.sweep_progress(enabled=not args.json) as bar:
+        summary = run_sweep(points, args.output, config=args.config, time_limit_s=args.time_limit, verify=args.verify,
+                            scheduler=args.scheduler, workers=args.workers, on_row=bar.row if bar else None,
+                            on_start=bar.start if bar else None)
+    report.print_sweep(summary, as_json=args.json)
     return 0
 
 

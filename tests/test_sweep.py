@@ -5,6 +5,7 @@ an external Dask scheduler and worker started here."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import signal
 import socket
@@ -180,3 +181,48 @@ def test_sweep_on_an_external_scheduler(toy: Path, tmp_path: Path) -> None:
         for proc in reversed(procs):
             _stop(proc)
     assert all(proc.poll() is not None for proc in procs)
+
+
+# ---------------------------------------------------------------------------- the command
+def test_the_sweep_command(toy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from memplan.cli import main
+
+    out = tmp_path / "cli.csv"
+    argv = ["sweep", str(toy), "--sram", "64KiB", "--strategy", "greedy", "--workers", "1", "-o", str(out), "--json"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["statuses"] == {"HEURISTIC": 1}
+    assert main(argv) == 0 and json.loads(capsys.readouterr().out)["skipped"] == 1
+    assert len(_rows(out)) == 1
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--sram", "1MiB..64KiB:x2"], "give the smaller size first"),
+    (["--sram", "64KiB", "--hardware", "nope"], "unknown hardware profile 'nope'"),
+    (["--sram", "64KiB", "--strategy", "layer,best"], "unknown strategy 'best'"),
+    (["--sram", "64KiB", "--strategy", "layer", "--objective", "latency"], "has no objective to choose"),
+    (["--sram", "64KiB", "--config", "nope"], "unknown solver config"),
+    (["--sram", "64KiB", "--scheduler", "tcp://127.0.0.1:1", "--workers", "2"], "--workers sizes the local cluster"),
+])
+def test_sweep_command_errors_are_one_line(toy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           extra: list[str], message: str) -> None:
+    from memplan.cli import main
+
+    out = tmp_path / "r.csv"
+    assert main(["sweep", str(toy), *extra, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("name", ["r.parquet", "r.txt"])
+def test_sweep_output_extension(toy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str) -> None:
+    from memplan.cli import main
+
+    code = main(["sweep", str(toy), "--sram", "64KiB", "--strategy", "layer", "--workers", "1", "-o",
+                 str(tmp_path / name), "--json"])
+    if name.endswith(".parquet") and importlib.util.find_spec("pyarrow") is not None:
+        assert code == 0
+        return
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and (".parquet needs pyarrow" in err or "written as .csv" in err)

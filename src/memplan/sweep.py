@@ -367,6 +367,14 @@ def run_sweep(points: Sequence[Point], output: str, *, config: str = "default", 
                         round(time.perf_counter() - t0, 3))
 
 
+def _cores() -> int:
+    """The cores this process may run on (a container's or a CPU set's, not the host's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class _client:
     """A ``distributed.Client``: to ``scheduler``, or to a local cluster started (and closed) here."""
 
@@ -381,7 +389,7 @@ class _client:
         from distributed import Client, LocalCluster
 
         if self.scheduler is None:
-            n = self.workers or os.cpu_count() or 1
+            n = self.workers or _cores()
             self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                         silence_logs=logging.ERROR)
             self.client = Client(self.cluster)

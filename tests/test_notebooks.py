@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
-pytest.importorskip("matplotlib")
+# test dependencies (the test extra): missing, these tests fail rather than skip
+import ipykernel  # noqa: E402,F401  (the python3 kernel the notebooks run in)
+import matplotlib  # noqa: E402,F401  (the notebooks draw)
+import nbclient  # noqa: E402
+import nbformat  # noqa: E402
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 

@@ -346,7 +346,7 @@ def test_qlinear_conv_matches_onnxruntime(tmp_path) -> None:  # type: ignore[no-
     """onnxruntime requantises QLinearConv in float with round-half-to-even; we use TFLite's
     fixed point (double rounding). They differ by one only near rounding ties: measured 0.36% of
     outputs over 20 random models (never more than one); bound 1%."""
-    frontend = pytest.importorskip("memplan.frontend")
+    from memplan import frontend
     rng = np.random.default_rng(0)
     path = tmp_path / "qlinear.onnx"
     onnx.save(_qlinear_conv_model(rng), path)

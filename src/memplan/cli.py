@@ -259,7 +259,7 @@ def check_input_file(path: str, what: str) -> None:
         raise error(f"{what} file {path!r} is not a file; give the path of the {what} file")
     try:
         with open(target, "rb"):
-            pass
+            pass  # opened only to learn, before any work, that it can be read
     except OSError as exc:
         raise error(f"{what} file {path!r} cannot be read ({exc.strerror or exc})") from None
 

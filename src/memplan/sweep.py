@@ -293,7 +293,7 @@ class ParquetOutput:
         os.replace(tmp, self.path)
 
     def close(self) -> None:
-        pass
+        pass  # nothing is held open: every row rewrote the file whole
 
 
 def open_output(path: str) -> CsvOutput | ParquetOutput:

@@ -13,25 +13,18 @@ from ortools.sat.python import cp_model
 
 from memplan.baselines import greedy, layer_by_layer
 from memplan.config import SolverConfig, load_profile
-from memplan.ir.builder import GraphBuilder
 from memplan.ir.graph import Graph
 from memplan.plan.validate import validate_plan
 from memplan.solve import run, solve_cpsat
 from memplan.solve.run import SolveResult
 from memplan.zoo import build_zoo_model
+from test_solve import skip_block
 
 HW = load_profile("generic-npu")
 WALL = SolverConfig(time_limit_s=20.0, workers=2)  # wall-clock limit, as the default config
 DET = SolverConfig(time_limit_s=20.0, workers=2, deterministic=True, max_fuse_depth=6)
 
 
-def skip_block(c: int = 8, hw: int = 16) -> Graph:
-    b = GraphBuilder("skip")
-    x = b.input((1, c, hw, hw))
-    a = b.conv(x, c, 3)
-    y = b.conv(a, c, 3)
-    z = b.conv(y, c, 1, activation=None)
-    return b.build(b.add(z, a))
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +87,7 @@ def test_warm_start_at_the_dp_bound_is_optimal_without_search(monkeypatch: pytes
         raise AssertionError("CP-SAT must not run when the warm start meets the DP bound")
 
     monkeypatch.setattr(run, "_search", no_search)
-    g = skip_block()
+    g = skip_block(8, 16)
     hw = HW.with_sram(6 << 10)
     for config in (DET, WALL):
         r = solve_cpsat(g, hw, "energy", config)
@@ -141,7 +134,7 @@ def test_interrupt_before_any_plan_is_a_keyboard_interrupt(monkeypatch: pytest.M
 
     monkeypatch.setattr(run, "_solve_interruptible", interrupted_in_presolve)
     with pytest.raises(KeyboardInterrupt):
-        solve_cpsat(skip_block(), HW.with_sram(64 << 10), "memory", DET)
+        solve_cpsat(skip_block(8, 16), HW.with_sram(64 << 10), "memory", DET)
 
 
 class _InterruptOnFirstReport:

@@ -307,26 +307,25 @@ def _five_d(d: Path, s: Shared) -> list[str]:
     return ["inspect", write_model(d, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))]
 
 
-@case("model/external-data-outside-folder")
-def _external_outside(d: Path, s: Shared) -> list[str]:
+def _weights_in_external_file(location: str) -> onnx.ModelProto:
+    """The tiny model with its first weight moved to external data at ``location``."""
     model = tiny_model()
     w = model.graph.initializer[0]
     w.data_location = TensorProto.EXTERNAL
     w.ClearField("raw_data")
     w.ClearField("float_data")
-    w.external_data.add(key="location", value="../../etc/passwd")
-    return ["inspect", write_model(d, model)]
+    w.external_data.add(key="location", value=location)
+    return model
+
+
+@case("model/external-data-outside-folder")
+def _external_outside(d: Path, s: Shared) -> list[str]:
+    return ["inspect", write_model(d, _weights_in_external_file("../../etc/passwd"))]
 
 
 @case("model/external-data-missing")
 def _external_missing(d: Path, s: Shared) -> list[str]:
-    model = tiny_model()
-    w = model.graph.initializer[0]
-    w.data_location = TensorProto.EXTERNAL
-    w.ClearField("raw_data")
-    w.ClearField("float_data")
-    w.external_data.add(key="location", value="weights.bin")
-    return ["inspect", write_model(d, model)]
+    return ["inspect", write_model(d, _weights_in_external_file("weights.bin"))]
 
 
 @case("model/external-data-negative-offset")

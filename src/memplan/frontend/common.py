@@ -155,3 +155,17 @@ def flatten_shape(shape: Sequence[int], axis: int) -> tuple[int, int]:
     if axis < 0:
         axis += len(shape)
     return (math.prod(shape[:axis]), math.prod(shape[axis:]))
+
+
+def replace_graph_nodes(graph: onnx.GraphProto, nodes: list[onnx.NodeProto], gone: set[str]) -> None:
+    """Write a rewritten node list back into ``graph`` and drop the shape records of the values
+    the rewrite removed (``gone``), so shape inference cannot restate stale shapes."""
+    copies = []
+    for n in nodes:  # protobuf repeated fields hold copies: copy before clearing the originals
+        copy = type(n)()
+        copy.CopyFrom(n)
+        copies.append(copy)
+    del graph.node[:]
+    graph.node.extend(copies)
+    for vi in [vi for vi in graph.value_info if vi.name in gone]:
+        graph.value_info.remove(vi)

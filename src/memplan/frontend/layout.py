@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from memplan.frontend.common import NodeError
+from memplan.frontend.common import NodeError, replace_graph_nodes
 from memplan.ir.ops import Shape
 
 
@@ -265,14 +265,5 @@ def hoist_input_transposes(model: onnx.ModelProto) -> list[str]:
         transpose.input[0], transpose.output[0] = inp, transposed
         nodes = [n for n in nodes if n is not transpose]
         nodes.insert(next(i for i, n in enumerate(nodes) if n is first), transpose)
-    copies = []
-    for n in nodes:
-        copy = onnx.NodeProto()
-        copy.CopyFrom(n)
-        copies.append(copy)
-    del graph.node[:]
-    graph.node.extend(copies)
-    stale = [vi for vi in graph.value_info if vi.name in gone]
-    for vi in stale:
-        graph.value_info.remove(vi)
+    replace_graph_nodes(graph, nodes, gone)
     return moved

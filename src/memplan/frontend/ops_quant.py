@@ -36,7 +36,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from memplan.frontend.common import Node, NodeError, handles
+from memplan.frontend.common import Node, NodeError, handles, replace_graph_nodes
 from memplan.frontend.constants import check_block_size, quant_dtype, quant_params, weight_quant
 from memplan.frontend.draft import ConstInfo
 from memplan.frontend.layout import Ref
@@ -248,11 +248,7 @@ def fold_input_dequantize(model: onnx.ModelProto) -> dict[str, tuple[float, int,
             nodes.insert(next(i for i, n in enumerate(nodes) if n is nxt) + 1, dq)
         folded[inp.name] = (float(np.float32(scale)), int(zp), dtype.name)
     if folded:
-        del graph.node[:]
-        graph.node.extend(nodes)
-        stale = [vi for vi in graph.value_info if vi.name in gone]
-        for vi in stale:
-            graph.value_info.remove(vi)
+        replace_graph_nodes(graph, nodes, gone)
     return folded
 
 

@@ -55,6 +55,10 @@ def load_model(path: str | os.PathLike[str], input_shapes: Mapping[str, tuple[in
     if not os.fspath(path):
         raise ModelError("the model path is empty; give the path of an .onnx model")
     file = Path(path)
+    if file.suffix.lower() == ".tflite":  # TFLite flatbuffers: memplan.frontend.tflite
+        from memplan.frontend.tflite import load_tflite
+
+        return load_tflite(file, input_shapes, host_ops)
     try:
         model = read_model(file)
         pinned, notes = pin_input_shapes(model, input_shapes or {})

@@ -83,7 +83,9 @@ def test_planned_around_host_layers_and_verified_bit_exactly(tmp_path: Path, nam
     hw = load_profile("generic-npu").with_sram(2048)
     doc = json.loads(json.dumps(plan_graph(graph, hw, strategy=strategy, config=CPSAT).to_json(SHA)))
     hosts = [c for c in doc["commands"] if c["op"] == "host"]
-    assert [c["layer"] for c in hosts] == [graph.layers[i].id for i in graph.host_layers]
+    assert [doc["layers"][c["layer"]]["name"] for c in hosts] == [graph.layers[i].id for i in graph.host_layers]
+    homes = {doc["tensors"][t]["home"] for c in hosts for t in (*c["inputs"], *c["outputs"])}
+    assert homes == {"dram"}  # a host layer reads and writes DRAM only
     assert doc["host_totals"]["layers"] == len(hosts) and doc["settings"]["host_ops"] == "cpu"
     assert not set(doc["decisions"]["resident"]) & graph.dram_only
     assert verify_document(graph, doc, SHA).passed

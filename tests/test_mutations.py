@@ -5,12 +5,13 @@ Plans: the layer-by-layer, greedy and CP-SAT plans of a residual network (ResNet
 network with concatenated skips (a small U-Net), each written as ``memplan solve`` writes it.
 Mutants, generated programmatically from each plan document:
 
-* every field of a sample of commands (for each op, its first, middle and last command) and
-  of buffers (for each kind, its first and last buffer), every field of the decisions, the
+* every field of a sample of commands (for each op, its first, middle and last command), of
+  buffers (for each kind), of the tensor table (for each home) and of the layer table (for
+  each op), every field of the alignment, the DRAM summary, the decisions, the
   totals, the top-level sizes, the solver record's objective, bound, gap and status, the floor
   and the baseline summaries: +1 and -1 on integers, a changed number, another name of the
   same kind for names, a flipped bool, a wrong type (string, fraction, bool, null), deleted;
-* whole commands, buffers and groups deleted, duplicated and swapped with their neighbour;
+* whole commands, buffers, tensors, layers and groups deleted, duplicated and swapped with their neighbour;
 * buffer lifetimes stretched into a buffer that shares their addresses, buffer offsets moved
   onto a buffer live at the same time, and the SRAM capacity shrunk below the plan's peak.
 
@@ -74,23 +75,23 @@ def model(request: pytest.FixtureRequest) -> tuple[str, Graph, Prepared, dict[st
 
 # ---------------------------------------------------------------------------- mutations of values
 def _names(doc: Doc) -> dict[str, list[str]]:
-    """Names of each kind that occur in the plan: a name mutation swaps in another of its kind."""
-    tensors = sorted({c["tensor"] for c in doc["commands"] if "tensor" in c}
-                     | {o["tensor"] for c in doc["commands"] for o in c.get("inputs", ())})
-    layers = sorted({c["layer"] for c in doc["commands"] if "layer" in c})
-    return {"tensor": tensors, "layer": layers, "buffer": sorted(b["name"] for b in doc["buffers"]),
+    """Names of each kind that occur in the plan: a name mutation swaps in another of its kind
+    (references are integer ids in version 2 plans: their +-1 mutations swap in another id)."""
+    return {"tensor": sorted(t["name"] for t in doc["tensors"]), "layer": sorted(t["name"] for t in doc["layers"]),
+            "buffer": sorted(b["name"] for b in doc["buffers"]),
             "op": ["load", "store", "load_weights", "compute"],
             "kind": ["core", "in_stage", "out_stage", "weight_keep", "weight_reload", "resident"],
+            "home": ["dram", "sram", "transient"], "role": ["input", "output", "spill", "host"],
             "status": ["OPTIMAL", "FEASIBLE"], "objective": ["energy", "latency", "memory"],
             "strategy": ["layer", "greedy", "cpsat"]}
 
 
 def _kind_of(path: tuple[Any, ...]) -> str | None:
     key = next((p for p in reversed(path) if isinstance(p, str)), None)
-    if key in ("tensor", "layer", "op", "kind", "status", "objective", "strategy"):
+    if key in ("tensor", "layer", "op", "kind", "status", "objective", "strategy", "home", "role"):
         return key
-    if key == "name" and path[0] == "buffers":
-        return "buffer"
+    if key == "name" and path[0] in ("buffers", "tensors", "layers"):
+        return {"buffers": "buffer", "tensors": "tensor", "layers": "layer"}[path[0]]
     if path[:2] in (("decisions", "keep"), ("decisions", "layers")) or path[-2:-1] == ("layers",):
         return "layer"
     if path[:2] == ("decisions", "resident"):
@@ -177,7 +178,11 @@ def _roots(doc: Doc) -> Iterator[tuple[tuple[Any, ...], Any]]:
         yield ("commands", i), doc["commands"][i]
     for i in _sample(doc["buffers"], "kind"):
         yield ("buffers", i), doc["buffers"][i]
-    for key in ("decisions", "totals", "floor", "baselines", "model"):
+    for i in _sample(doc["tensors"], "home"):
+        yield ("tensors", i), doc["tensors"][i]
+    for i in _sample(doc["layers"], "op"):
+        yield ("layers", i), doc["layers"][i]
+    for key in ("decisions", "totals", "floor", "baselines", "model", "alignment", "dram"):
         yield (key,), doc[key]
     for key in ("schema_version", "sram_bytes", "elem_bytes", "bias_bytes", "objective", "strategy"):
         yield (key,), doc[key]
@@ -207,9 +212,9 @@ def field_mutants(doc: Doc) -> Iterator[Mutant]:
 
 # ---------------------------------------------------------------------------- structural mutations
 def structural_mutants(doc: Doc) -> Iterator[Mutant]:
-    for key in ("commands", "buffers"):
+    for key, by in (("commands", "op"), ("buffers", "kind"), ("tensors", "home"), ("layers", "op")):
         items = doc[key]
-        for i in _sample(items, "op" if key == "commands" else "kind"):
+        for i in _sample(items, by):
             yield f"{key}[{i}] deleted", _delete(doc, (key, i))
             yield f"{key}[{i}] duplicated", _set(doc, (key,), [*items[:i + 1], items[i], *items[i + 1:]])
             if i + 1 < len(items) and items[i] != items[i + 1]:

@@ -54,8 +54,8 @@ def _json_roundtrip(plan, g, hw):  # type: ignore[no-untyped-def]
     doc = outcome.to_json("0" * 64)
     jsonschema.validate(doc, schema())
     back, _ = plan_from_json(doc)
-    check_derived(doc, back, hw, [layer.id for layer in g.layers])
-    assert plan_to_json(back, hw, [layer.id for layer in g.layers]) == {k: v for k, v in doc.items() if k not in ("floor", "baselines", "settings")}
+    check_derived(doc, back, hw, g)
+    assert plan_to_json(back, hw, g) == {k: v for k, v in doc.items() if k not in ("floor", "baselines", "settings")}
     text = json.dumps(doc)
     back, hw2 = plan_from_json(json.loads(text))
     assert hw2 == hw

@@ -61,7 +61,7 @@ class SolveOutcome:
         meta["settings"] = {"max_fuse_depth": self.max_fuse_depth, "host_ops": self.graph.host_ops}
         meta["floor"] = self.floor.to_json()
         meta["baselines"] = {name: p.totals.to_json() for name, p in self.baselines.items()}
-        return plan_to_json(replace(plan, meta=meta), self.hw, [layer.id for layer in self.graph.layers])
+        return plan_to_json(replace(plan, meta=meta), self.hw, self.graph)
 
 
 def plan_graph(graph: Graph, hw: HardwareProfile, strategy: str = "cpsat", objective: str = "energy",

@@ -152,14 +152,19 @@ def run_host_int(attrs: HostAttrs, in_q: Sequence[_Params], out_q: _Params,
     return out_q.quantize(np.asarray(y, dtype=np.float64))
 
 
-__all__ = ["HostInput", "INT32_BYTES", "evaluate", "host_model", "run_host_int", "tensor_bytes"]
+__all__ = ["HostInput", "INT32_BYTES", "evaluate", "host_model", "run_host_int", "tensor_bytes", "tensor_dtype"]
+
+
+def tensor_dtype(graph: Graph, tensor: str) -> str:
+    """``int32`` for the integer output of a host layer, ``int8`` for any other tensor a plan
+    moves (feature maps are int8 at the profile's element size)."""
+    p = graph.producer.get(tensor)
+    attrs = graph.layers[p].attrs if p is not None else None
+    return "int32" if isinstance(attrs, HostAttrs) and attrs.out_dtype == "int32" else "int8"
 
 
 def tensor_bytes(graph: Graph, tensor: str, fm_elem_bytes: int) -> int:
     """DRAM bytes of a whole tensor a host layer reads or writes: an int32 host output at 4
     bytes per element, any other feature map at the profile's element size."""
-    t = graph.tensors[tensor]
-    p = graph.producer.get(tensor)
-    attrs = graph.layers[p].attrs if p is not None else None
-    integer = isinstance(attrs, HostAttrs) and attrs.out_dtype == "int32"
-    return t.numel * (INT32_BYTES if integer else fm_elem_bytes)
+    integer = tensor_dtype(graph, tensor) == "int32"
+    return graph.tensors[tensor].numel * (INT32_BYTES if integer else fm_elem_bytes)

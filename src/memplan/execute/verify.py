@@ -4,16 +4,18 @@ it to the untiled reference.
 :func:`memplan.driver.verify_files` reads the files; here a plan document verifies for a
 graph when, in this order (the first failure is named in one line):
 
-1. it is JSON that the plan schema (``memplan/schema/plan.schema.json``) accepts, and every
-   field that restates another (``dram_total``, ``energy_pj``, a group's layer names, ...)
-   agrees with it;
+1. it is a version 2 plan, JSON that the plan schema (``memplan/schema/plan.schema.json``)
+   accepts, whose ids name entries of its own tensor and layer tables;
 2. it was made for this model (its sha256) and this hardware record (SRAM, element and bias
    sizes agree);
 3. the symbolic replay of :mod:`memplan.plan.validate` accepts its command stream: every input
    cell a command needs holds the right tensor element, no live buffers overlap, and every
    total recomputed from the commands equals the plan's;
 4. its buffers, commands and totals are exactly what its decisions expand to, so the decisions
-   it states are the ones it carries out;
+   it states are the ones it carries out; and every field that restates or derives from
+   another (``dram_total``, ``energy_pj``, a group's layer names, the tensor and layer tables,
+   the DRAM map, the buffer each command uses, the commands each waits for) is exactly what
+   memplan derives from the plan and the model;
 5. its claims hold: the solver record is consistent (the objective is the plan's cost, the
    bound does not exceed it, the gap is theirs, OPTIMAL only with no gap), and the floor and
    the baseline summaries equal what memplan recomputes for the model and profile;
@@ -201,7 +203,7 @@ def verify_document(graph: Graph, doc: Mapping[str, Any], sha256: str | None, se
     """Verify a plan JSON document (as ``memplan solve`` writes it) for ``graph``: every step
     of the module documentation. ``sha256`` is the model file's (None: not checked, for
     graphs that do not come from a file)."""
-    from memplan.plan.serialize import check_derived, plan_from_json
+    from memplan.plan.serialize import plan_from_json
 
     data = dict(doc)
     plan, hw = plan_from_json(data)
@@ -215,7 +217,6 @@ def verify_document(graph: Graph, doc: Mapping[str, Any], sha256: str | None, se
                                 f"inputs were loaded at {shapes}: re-run memplan solve, or verify at the plan's shapes")
     if graph.name != plan.graph_name:  # the same bytes under another file name
         graph = dataclasses.replace(graph, name=plan.graph_name)
-    check_derived(data, plan, hw, [layer.id for layer in graph.layers])
     check_plan(graph, plan, hw, data, None if prepared is None else prepared.baselines)
     return verify_plan(graph, plan, hw, seed, prepared=prepared, static_checks=False)
 
@@ -225,6 +226,7 @@ def check_plan(graph: Graph, plan: Plan, hw: HardwareProfile, claims: Mapping[st
     """Steps 2 to 5 of the module documentation, without executing: raise
     :class:`VerificationError` naming the first fault. ``claims``: the plan document, whose
     floor and baselines are checked when given (``memo``: see :class:`Prepared`)."""
+    from memplan.plan.serialize import check_derived
     from memplan.plan.validate import check_against_decisions, validate_plan
 
     try:
@@ -232,6 +234,8 @@ def check_plan(graph: Graph, plan: Plan, hw: HardwareProfile, claims: Mapping[st
         check_against_decisions(plan, graph, hw)
     except PlanError as exc:
         raise VerificationError(exc.message) from None
+    if claims is not None:  # the tables, map and dependencies derive from a plan that is what its decisions give
+        check_derived(dict(claims), plan, hw, graph)
     _check_solver_record(plan)
     if claims is not None:
         _check_summaries(graph, plan, hw, claims, {} if memo is None else memo)

@@ -15,7 +15,7 @@ from typing import Any
 from memplan.geometry.group import Tiling
 from memplan.geometry.region import Region
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)

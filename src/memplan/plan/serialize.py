@@ -1,11 +1,17 @@
 """Plan JSON: what firmware and ``memplan verify`` read.
 
-Layout (``schema_version`` 1, JSON Schema in ``memplan/schema/plan.schema.json``): the model
-name and sha256, the hardware profile, objective and strategy, solver statistics, the
-decisions, buffers with offsets and live steps, the command stream, the totals (and, when the
-model has host layers, ``host_totals``: what the host CPU reads and writes), the floor and
-baseline summaries. A host command is ``{"op": "host", "layer", "inputs", "outputs"}``: the
-host CPU runs the layer on whole tensors in DRAM. Regions are ``[c0, c1, y0, y1, x0, x1]``, half-open.
+Layout (``schema_version`` 2; JSON Schema in ``memplan/schema/plan.schema.json``, the format
+for firmware engineers in ``docs/plan-format.md``): the model name and sha256, the hardware
+profile, objective and strategy, solver statistics; the tensor table (integer id, name, shape,
+layout, dtype, the model's quantisation, and where the tensor lives: a DRAM home from
+:mod:`memplan.plan.memory_map`, a resident SRAM buffer, or transient tiles only), the layer
+table (id, name, op, tensor ids, its record in the weight blob), the DRAM summary (arena and
+weight-blob sizes), the decisions, SRAM buffers with ids, offsets, live steps and the byte
+layout of what they hold, the command stream (ids, references to tensors, layers and buffers
+by id, and the commands each waits for: :mod:`memplan.plan.hazards`), the totals (and, when
+the model has host layers, ``host_totals``), the floor and baseline summaries. Everything the
+tables restate is derived from the plan and the graph; :func:`check_derived` insists on it.
+Regions are ``[c0, c1, y0, y1, x0, x1]``, half-open.
 """
 
 from __future__ import annotations
@@ -27,6 +33,10 @@ from memplan.config import HardwareProfile, TilingRules
 from memplan.errors import PlanError
 from memplan.geometry.group import Tiling
 from memplan.geometry.region import Region
+from memplan.host import tensor_dtype
+from memplan.ir.graph import Graph
+from memplan.plan.hazards import waits_for
+from memplan.plan.memory_map import DRAM_ALIGN, MemoryMap, memory_map, tensor_order
 from memplan.plan.model import (
     SCHEMA_VERSION,
     Buffer,
@@ -75,22 +85,104 @@ def _region(r: Region | None) -> list[int] | None:
     return None if r is None else r.as_list()
 
 
-def _operand(o: Operand) -> dict[str, Any]:
-    return {"tensor": o.tensor, "region": o.region.as_list(), "offset": o.offset}
+#: what a buffer of each kind holds, and how: feature-map regions channel-major ``(C, H, W)``
+#: rows of int8 (one element per ``elem_bytes``), weight slices as int8 rows then int32 biases
+LAYOUT_CHW, LAYOUT_WEIGHTS = "chw", "weight_rows_then_int32_biases"
+#: SRAM offsets are multiples of this (memplan's planners place at byte granularity)
+SRAM_ALIGN = 1
 
 
-def _command(c: Command) -> dict[str, Any]:
-    d: dict[str, Any] = {"op": c.op.value, "step": c.step, "group": c.group, "tile": c.tile}
+class _Refs:
+    """Integer ids of a plan's tensors, layers and buffers, and the buffer a command's SRAM
+    range lies in (the one live at its step, of its tensor or layer, that contains it)."""
+
+    def __init__(self, plan: Plan, graph: Graph) -> None:
+        self.tensor = {t: i for i, t in enumerate(tensor_order(graph))}
+        self.layer = {layer.id: i for i, layer in enumerate(graph.layers)}
+        self.by_owner: dict[tuple[str, str | None], list[tuple[int, Buffer]]] = {}
+        for i, b in enumerate(plan.buffers):
+            key = ("layer", b.layer) if b.tensor is None else ("tensor", b.tensor)
+            self.by_owner.setdefault(key, []).append((i, b))
+
+    def buffer(self, kind: str, owner: str | None, step: int, offset: int | None, size: int) -> int | None:
+        if offset is None:
+            return None
+        for i, b in self.by_owner.get((kind, owner), ()):
+            if b.t0 <= step < b.t1 and b.offset <= offset and offset + size <= b.end:
+                return i
+        return None
+
+    def tid(self, name: str | None) -> int | None:
+        return None if name is None else self.tensor.get(name, -1)
+
+    def lid(self, name: str | None) -> int | None:
+        return None if name is None else self.layer.get(name, -1)
+
+
+def _operand(o: Operand, refs: _Refs, step: int, eb: int) -> dict[str, Any]:
+    return {"tensor": refs.tid(o.tensor), "buffer": refs.buffer("tensor", o.tensor, step, o.offset, o.region.numel * eb),
+            "region": o.region.as_list(), "offset": o.offset}
+
+
+def _command(k: int, c: Command, refs: _Refs, mm: MemoryMap, waits: tuple[int, ...], eb: int) -> dict[str, Any]:
+    d: dict[str, Any] = {"id": k, "op": c.op.value, "step": c.step, "group": c.group, "tile": c.tile}
     if c.op in (Op.LOAD, Op.STORE):
-        d.update(tensor=c.tensor, region=_region(c.region), offset=c.offset)
+        assert c.region is not None
+        d.update(tensor=refs.tid(c.tensor), buffer=refs.buffer("tensor", c.tensor, c.step, c.offset, c.region.numel * eb),
+                 region=_region(c.region), offset=c.offset)
     elif c.op is Op.LOAD_WEIGHTS:
-        d.update(layer=c.layer, channels=list(c.channels or ()), offset=c.offset)
+        rec = mm.weight(c.layer or "")
+        n = rec.slice_bytes(*c.channels) if rec is not None and c.channels else 0
+        d.update(layer=refs.lid(c.layer), buffer=refs.buffer("layer", c.layer, c.step, c.offset, n),
+                 channels=list(c.channels or ()), offset=c.offset)
     elif c.op is Op.HOST:
-        d.update(layer=c.layer, inputs=list(c.host_inputs), outputs=list(c.host_outputs))
+        d.update(layer=refs.lid(c.layer), inputs=[refs.tid(t) for t in c.host_inputs],
+                 outputs=[refs.tid(t) for t in c.host_outputs])
     else:
-        d.update(layer=c.layer, region=_region(c.region), inputs=[_operand(o) for o in c.inputs],
-                 output=_operand(c.output) if c.output else None, weights_offset=c.weights_offset)
+        rec = mm.weight(c.layer or "")
+        n = rec.slice_bytes(c.region.c0, c.region.c1) if rec is not None and c.region is not None else 0
+        d.update(layer=refs.lid(c.layer), region=_region(c.region), inputs=[_operand(o, refs, c.step, eb) for o in c.inputs],
+                 output=_operand(c.output, refs, c.step, eb) if c.output else None,
+                 weights_buffer=refs.buffer("layer", c.layer, c.step, c.weights_offset, n),
+                 weights_offset=c.weights_offset)
+    d["waits_for"] = list(waits)
     return d
+
+
+def _quant(graph: Graph, name: str) -> dict[str, Any] | None:
+    q = graph.tensors[name].quant
+    if q is None:
+        return None
+    return {"scale": [float(v) for v in q.scale], "zero_point": [int(v) for v in q.zero_point], "axis": q.axis}
+
+
+def _tensor_table(plan: Plan, graph: Graph, mm: MemoryMap) -> list[dict[str, Any]]:
+    resident = {b.tensor: i for i, b in enumerate(plan.buffers) if b.kind is BufferKind.RESIDENT}
+    out = []
+    for i, name in enumerate(tensor_order(graph)):
+        t = graph.tensors[name]
+        home = mm.dram(name)
+        where = "dram" if home is not None else ("sram" if name in resident else "transient")
+        out.append({
+            "id": i, "name": name, "shape": list(t.shape), "layout": "NCHW" if t.is_feature_map else "row_major",
+            "dtype": tensor_dtype(graph, name), "quant": _quant(graph, name), "home": where,
+            "dram": None if home is None else {"offset": home.offset, "size": home.size, "first": home.first,
+                                               "last": home.last, "role": home.role},
+            "buffer": resident.get(name),
+        })
+    return out
+
+
+def _layer_table(graph: Graph, mm: MemoryMap, refs: _Refs) -> list[dict[str, Any]]:
+    out = []
+    for i, layer in enumerate(graph.layers):
+        rec = mm.weight(layer.id)
+        weights = None if rec is None else {
+            "offset": rec.offset, "row_bytes": rec.row_bytes, "channels": rec.channels, "encoding": "int8",
+            "bias_offset": rec.bias_offset, "bias_encoding": None if rec.bias_offset is None else "int32le"}
+        out.append({"id": i, "name": layer.id, "op": layer.op.value, "inputs": [refs.tid(t) for t in layer.inputs],
+                    "output": refs.tid(layer.output), "weights": weights})
+    return out
 
 
 def _model_record(name: str, sha256: str | None, input_shapes: dict[str, list[int]] | None) -> dict[str, Any]:
@@ -102,9 +194,18 @@ def _model_record(name: str, sha256: str | None, input_shapes: dict[str, list[in
     return record
 
 
-def plan_to_json(plan: Plan, hw: HardwareProfile, layer_ids: list[str]) -> dict[str, Any]:
+def _shapes(graph: Graph) -> dict[str, tuple[int, int, int]]:
+    return {name: t.shape[1:] for name, t in graph.tensors.items() if t.is_feature_map}  # type: ignore[misc]
+
+
+def plan_to_json(plan: Plan, hw: HardwareProfile, graph: Graph) -> dict[str, Any]:
     meta = dict(plan.meta)
     dec = plan.decisions
+    layer_ids = [layer.id for layer in graph.layers]
+    mm = memory_map(plan, graph)
+    refs = _Refs(plan, graph)
+    waits = waits_for(plan, mm, _shapes(graph))
+    eb = plan.elem_bytes
     return {
         "schema_version": SCHEMA_VERSION,
         "model": _model_record(plan.graph_name, meta.pop("model_sha256", None), meta.pop("model_input_shapes", None)),
@@ -115,15 +216,21 @@ def plan_to_json(plan: Plan, hw: HardwareProfile, layer_ids: list[str]) -> dict[
         "sram_bytes": plan.sram_bytes,
         "elem_bytes": plan.elem_bytes,
         "bias_bytes": plan.bias_bytes,
+        "alignment": {"sram": SRAM_ALIGN, "dram": DRAM_ALIGN},
+        "tensors": _tensor_table(plan, graph, mm),
+        "layers": _layer_table(graph, mm, refs),
+        "dram": {"arena_bytes": mm.arena_bytes, "weights_bytes": mm.weights_bytes},
         "decisions": {
             "groups": [{"start": g.start, "stop": g.stop, "layers": layer_ids[g.start:g.stop], "tiling": g.tiling.to_json()}
                        for g in dec.groups],
             "keep": sorted(dec.keep),
             "resident": sorted(dec.resident),
         },
-        "buffers": [{"name": b.name, "kind": b.kind.value, "offset": b.offset, "size": b.size, "t0": b.t0, "t1": b.t1,
-                     "tensor": b.tensor, "layer": b.layer} for b in plan.buffers],
-        "commands": [_command(c) for c in plan.commands],
+        "buffers": [{"id": i, "name": b.name, "kind": b.kind.value, "offset": b.offset, "size": b.size, "t0": b.t0,
+                     "t1": b.t1, "tensor": refs.tid(b.tensor), "layer": refs.lid(b.layer),
+                     "layout": LAYOUT_CHW if b.tensor is not None else LAYOUT_WEIGHTS}
+                    for i, b in enumerate(plan.buffers)],
+        "commands": [_command(k, c, refs, mm, waits[k], eb) for k, c in enumerate(plan.commands)],
         "totals": plan.totals.to_json(),
         **({"host_totals": plan.host.to_json()} if plan.host.layers else {}),
         **{k: v for k, v in meta.items()},
@@ -135,12 +242,12 @@ def plan_to_json(plan: Plan, hw: HardwareProfile, layer_ids: list[str]) -> dict[
 CLAIMS = ("solver", "floor", "baselines", "settings")
 
 
-def check_derived(data: dict[str, Any], plan: Plan, hw: HardwareProfile, layer_ids: list[str]) -> None:
+def check_derived(data: dict[str, Any], plan: Plan, hw: HardwareProfile, graph: Graph) -> None:
     """Raise :class:`PlanError` unless ``data`` is exactly what :func:`plan_to_json` writes for
     the plan parsed from it: a field that restates another (``dram_total``, ``energy_pj``, the
     layer names of a group, ...) must agree with it, and nothing the parser ignores may differ."""
     canonical = plan_to_json(dataclasses.replace(plan, meta={**plan.meta, **{k: data[k] for k in CLAIMS if k in data}}),
-                             hw, layer_ids)
+                             hw, graph)
     diff = _first_difference(data, canonical, ())
     if diff is not None:
         path, got, want = diff
@@ -171,41 +278,73 @@ def _first_difference(got: Any, want: Any, path: tuple[str | int, ...]) -> tuple
     return None
 
 
-def _operand_from(d: dict[str, Any]) -> Operand:
-    return Operand(d["tensor"], Region(*d["region"]), d["offset"])
+class _Names:
+    """Tensor and layer names of the ids a plan document uses, from its own tables."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.tensors = [t["name"] for t in data["tensors"]]
+        self.layers = [layer["name"] for layer in data["layers"]]
+
+    def _get(self, names: list[str], i: int | None, what: str, where: str) -> str | None:
+        if i is None:
+            return None
+        if not 0 <= i < len(names):
+            raise PlanError(f"plan field {where} is {i}, not a {what} id (the plan has {len(names)} {what}s): "
+                            "re-run memplan solve")
+        return names[i]
+
+    def tensor(self, i: int | None, where: str) -> str | None:
+        return self._get(self.tensors, i, "tensor", where)
+
+    def layer(self, i: int | None, where: str) -> str | None:
+        return self._get(self.layers, i, "layer", where)
+
+
+def _operand_from(d: dict[str, Any], names: _Names, where: str) -> Operand:
+    return Operand(names.tensor(d["tensor"], f"{where}.tensor") or "", Region(*d["region"]), d["offset"])
 
 
 def plan_from_json(data: dict[str, Any]) -> tuple[Plan, HardwareProfile]:
     """Parse a plan JSON document: it is checked against the schema first, so a malformed
     document raises :class:`PlanError` naming the field, and the parser sees only the shapes
-    the schema allows."""
+    the schema allows. A version 1 plan (before the tensor table and the DRAM map) is refused."""
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise PlanError(f"plan schema_version {version!r} is not {SCHEMA_VERSION} (this memplan writes version "
+                        f"{SCHEMA_VERSION} plans, with the tensor table, DRAM map and command dependencies): "
+                        "re-run memplan solve")
     check_document(data)
     try:
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise PlanError(f"plan schema_version {data.get('schema_version')!r} is not {SCHEMA_VERSION}: re-run memplan solve")
         hw = profile_from_json(data["hardware"])
+        names = _Names(data)
         dec = data["decisions"]
         decisions = Decisions(
             tuple(GroupDecision(g["start"], g["stop"], Tiling(*g["tiling"])) for g in dec["groups"]),
             frozenset(dec["keep"]), frozenset(dec["resident"]))
-        buffers = tuple(Buffer(b["name"], BufferKind(b["kind"]), b["offset"], b["size"], b["t0"], b["t1"], b.get("tensor"),
-                               b.get("layer")) for b in data["buffers"])
+        buffers = tuple(Buffer(b["name"], BufferKind(b["kind"]), b["offset"], b["size"], b["t0"], b["t1"],
+                               names.tensor(b["tensor"], f"buffers[{i}].tensor"),
+                               names.layer(b["layer"], f"buffers[{i}].layer")) for i, b in enumerate(data["buffers"]))
         commands = []
-        for c in data["commands"]:
+        for k, c in enumerate(data["commands"]):
             op = Op(c["op"])
+            at = f"commands[{k}]"
             if op in (Op.LOAD, Op.STORE):
-                commands.append(Command(op, c["step"], c["group"], c["tile"], tensor=c["tensor"], region=Region(*c["region"]),
-                                        offset=c["offset"]))
+                commands.append(Command(op, c["step"], c["group"], c["tile"], tensor=names.tensor(c["tensor"], f"{at}.tensor"),
+                                        region=Region(*c["region"]), offset=c["offset"]))
             elif op is Op.LOAD_WEIGHTS:
-                commands.append(Command(op, c["step"], c["group"], c["tile"], layer=c["layer"], channels=tuple(c["channels"]),
-                                        offset=c["offset"]))
+                commands.append(Command(op, c["step"], c["group"], c["tile"], layer=names.layer(c["layer"], f"{at}.layer"),
+                                        channels=tuple(c["channels"]), offset=c["offset"]))
             elif op is Op.HOST:
-                commands.append(Command(op, c["step"], c["group"], c["tile"], layer=c["layer"],
-                                        host_inputs=tuple(c["inputs"]), host_outputs=tuple(c["outputs"])))
+                commands.append(Command(
+                    op, c["step"], c["group"], c["tile"], layer=names.layer(c["layer"], f"{at}.layer"),
+                    host_inputs=tuple(names.tensor(t, f"{at}.inputs[{j}]") or "" for j, t in enumerate(c["inputs"])),
+                    host_outputs=tuple(names.tensor(t, f"{at}.outputs[{j}]") or "" for j, t in enumerate(c["outputs"]))))
             else:
-                commands.append(Command(op, c["step"], c["group"], c["tile"], layer=c["layer"], region=Region(*c["region"]),
-                                        inputs=tuple(_operand_from(o) for o in c["inputs"]),
-                                        output=_operand_from(c["output"]), weights_offset=c["weights_offset"]))
+                commands.append(Command(
+                    op, c["step"], c["group"], c["tile"], layer=names.layer(c["layer"], f"{at}.layer"),
+                    region=Region(*c["region"]),
+                    inputs=tuple(_operand_from(o, names, f"{at}.inputs[{j}]") for j, o in enumerate(c["inputs"])),
+                    output=_operand_from(c["output"], names, f"{at}.output"), weights_offset=c["weights_offset"]))
         t = data["totals"]
         totals = Totals(t["dram_read_fm"], t["dram_write_fm"], t["dram_read_weights"], t["macs"], t["recompute_macs"],
                         t["sram_peak"], t["sram_access"], t["energy_fj"], t["cycles"])

@@ -119,6 +119,10 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
     for t in graph.inputs:
         if t in resident:  # the host writes a resident model input before the run
             b = resident[t]
+            need = graph.tensors[t].numel * plan.elem_bytes
+            if b.size != need or b.t0 != 0:
+                raise PlanError(f"resident buffer {b.name} of model input {t!r} is {b.size} B live from step {b.t0}: "
+                                f"the input needs {need} B from step 0; re-run memplan solve")
             st.tags[b.offset:b.offset + b.size] = _element_tags(st, t, Region.full(graph.shape(t)))
         else:
             st.dram_valid[t][...] = True

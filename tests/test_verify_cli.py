@@ -147,3 +147,42 @@ def test_every_objective_verifies(solved: tuple[Path, Path], tmp_path: Path, opt
     sram = [] if "--sram" in options else ["--sram", "12KiB"]
     assert main(["solve", str(model), *sram, "--time-limit", "10", *options, "-o", str(plan)]) == 0
     assert main(["verify", str(model), str(plan)]) == 0
+
+
+def test_version_1_plan_is_refused_in_one_line(solved: tuple[Path, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A plan written before format 2 (no tensor table, DRAM map or dependencies): exit 2, one
+    line that says to re-run solve."""
+    model, plan = solved
+
+    def to_v1(d: dict) -> None:
+        d["schema_version"] = 1
+        for key in ("alignment", "tensors", "layers", "dram"):
+            del d[key]
+
+    capsys.readouterr()
+    assert main(["verify", str(model), str(_tampered(plan, tmp_path, to_v1))]) == 2
+    err = _error_line(capsys)
+    assert "schema_version 1 is not 2" in err and "re-run memplan solve" in err
+
+
+def test_plan_is_firmware_complete(solved: tuple[Path, Path]) -> None:
+    """Every moved tensor has a DRAM address, every command names its buffer by id, and ids are
+    table positions."""
+    _, plan = solved
+    doc = json.loads(plan.read_text())
+    assert doc["schema_version"] == 2 and doc["alignment"] == {"sram": 1, "dram": 16}
+    for table in ("tensors", "layers", "buffers", "commands"):
+        assert [e["id"] for e in doc[table]] == list(range(len(doc[table])))
+    for c in doc["commands"]:
+        if c["op"] in ("load", "store"):
+            t = doc["tensors"][c["tensor"]]
+            assert t["home"] == "dram" and t["dram"]["offset"] % 16 == 0
+            assert t["dram"]["first"] <= c["id"] <= t["dram"]["last"]
+            assert doc["buffers"][c["buffer"]]["tensor"] == c["tensor"]
+        if c["op"] == "load_weights":
+            assert doc["buffers"][c["buffer"]]["layer"] == c["layer"]
+            assert doc["layers"][c["layer"]]["weights"] is not None
+        assert all(w < c["id"] for w in c["waits_for"])
+    ends = [t["dram"]["offset"] + t["dram"]["size"] for t in doc["tensors"] if t["dram"]]
+    assert ends and max(ends) <= doc["dram"]["arena_bytes"]

@@ -308,11 +308,6 @@ def plan_from_json(data: dict[str, Any]) -> tuple[Plan, HardwareProfile]:
     """Parse a plan JSON document: it is checked against the schema first, so a malformed
     document raises :class:`PlanError` naming the field, and the parser sees only the shapes
     the schema allows. A version 1 plan (before the tensor table and the DRAM map) is refused."""
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise PlanError(f"plan schema_version {version!r} is not {SCHEMA_VERSION} (this memplan writes version "
-                        f"{SCHEMA_VERSION} plans, with the tensor table, DRAM map and command dependencies): "
-                        "re-run memplan solve")
     check_document(data)
     try:
         hw = profile_from_json(data["hardware"])
@@ -429,9 +424,21 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def check_version(data: dict[str, Any]) -> None:
+    """Refuse a plan of another format version before anything else is read from it."""
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise PlanError(f"plan schema_version {version!r} is not {SCHEMA_VERSION} (this memplan writes version "
+                        f"{SCHEMA_VERSION} plans, with the tensor table, DRAM map and command dependencies): "
+                        "re-run memplan solve")
+
+
 def check_document(data: dict[str, Any]) -> None:
-    """Raise :class:`PlanError` naming the first field where ``data`` breaks the plan schema."""
+    """Raise :class:`PlanError` naming the first field where ``data`` breaks the plan schema
+    (a plan of another version: :func:`check_version`'s error)."""
     import jsonschema
+
+    check_version(data)
 
     error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
     if error is None:

@@ -87,7 +87,7 @@ from memplan.ir.ops import (
     ZeroPadAttrs,
 )
 
-__all__ = ["SUFFIXES", "load_tflite", "tflm_reference", "supported_operators"]
+__all__ = ["SUFFIXES", "import_tflite", "load_tflite", "supported_operators", "tflm_reference", "truncated_model"]
 
 SUFFIXES = (".tflite",)
 
@@ -382,6 +382,8 @@ class _Converter:
 
     def quant(self, i: int) -> QuantParams | None:
         t = self.t(self.alias.get(i, i))
+        if t.data is None and i not in self.consts and t.dtype not in ("int8", "uint8", "float32", "float16"):
+            raise OpError(f"feature map {t.name!r} has type {t.dtype}; memplan plans int8 and float feature maps")
         if t.dtype not in ("int8", "uint8") or not t.scale:
             return None
         if len(t.scale) != 1:
@@ -1393,69 +1395,133 @@ def load_tflite(path: str | os.PathLike[str], input_shapes: Mapping[str, tuple[i
 
 
 def tflm_reference(path: str | os.PathLike[str], inputs: Mapping[str, np.ndarray], *,
-                   intermediates: bool = False, arena_size: int | None = None) -> dict[str, np.ndarray]:
+                   intermediates: bool = False, last_op: int | None = None,
+                   timeout: float = 600.0) -> dict[str, np.ndarray]:
     """Run TensorFlow Lite Micro's interpreter (``tflite_micro``) on int8 inputs in the IR's
     layout (what :func:`memplan.execute.verify.verification_inputs` draws) and return, in the
     IR's layout and as int8, every model output (keyed by IR tensor name) and, with
-    ``intermediates``, every other IR tensor that holds one TFLite tensor the interpreter keeps.
+    ``intermediates``, every other IR tensor that holds one TFLite tensor the interpreter keeps
+    (``kPreserveAllTensors``).
 
+    The interpreter runs in a child process: TFLite Micro aborts the process (SIGABRT) on
+    some models, and that must not take the caller down. ``last_op`` runs the model cut after
+    that operator (:func:`truncated_model`) and returns only tensors computed by then: every
+    layer before an operator the interpreter aborts on.
     Float interfaces (a QUANTIZE after the input, a DEQUANTIZE before the output) are fed and
     read through the file's parameters. Raises ``ImportError`` when ``tflite_micro`` is not
-    installed and ``RuntimeError`` when the interpreter refuses the model."""
-    from tflite_micro.python.tflite_micro import runtime
+    installed and ``RuntimeError`` when the interpreter refuses or aborts."""
+    import pickle
+    import subprocess
+    import sys
+
+    import tflite_micro  # noqa: F401 - ImportError here, not in the child
 
     result = import_tflite(path)
     graph = result.graph
     model = read_tflite(Path(path))
-    config = runtime.InterpreterConfig.kPreserveAllTensors if intermediates else \
-        runtime.InterpreterConfig.kAllocationRecording
-    size = arena_size or max(64 << 20, 16 * os.path.getsize(path))
-    interp = runtime.Interpreter.from_file(os.fspath(path), arena_size=size, intrepreter_config=config)
-    for k, i in enumerate(model.inputs):
+    data = truncated_model(path, last_op) if last_op is not None else Path(path).read_bytes()
+    computed = {o for op in model.ops if last_op is None or op.index <= last_op for o in op.outputs}
+    feeds: list[np.ndarray] = []
+    for i in model.inputs:
         t = model.tensors[i]
-        if t.name not in graph.tensors:
-            continue
-        x = np.asarray(inputs[t.name])
-        order = _input_order(result, t.name, graph)
+        name = t.name
+        if name not in graph.tensors:
+            raise ValueError(f"model input {name!r} is not an IR input")
+        x = np.asarray(inputs[name])
+        order = _input_order(result, name, graph)
         flat = x.reshape(-1)[order]  # TFLite element k is IR element order[k]
-        data: np.ndarray = flat.reshape(t.shape)
         if t.dtype in ("float32", "float16"):
-            q = graph.tensors[t.name].quant
-            assert q is not None, "a float model has no int8 reference to compare"
-            data = (q.scale[0] * (flat.astype(np.float64) - q.zero_point[0])).astype(np.float32).reshape(t.shape)
-        interp.set_input(data, k)
-    interp.invoke()
-    out: dict[str, np.ndarray] = {}
-    wanted = {name: v for name, v in result.tensor_views.items()}
-    index_of = {i: k for k, i in enumerate(model.outputs)}
-    for name, (ti, pos) in wanted.items():
-        if name in graph.inputs:
-            continue
-        is_output = name in graph.outputs
-        if not is_output and not intermediates:
-            continue
-        if ti in index_of:
-            arr = np.asarray(interp.get_output(index_of[ti]))
-        elif intermediates:
-            try:
-                arr = np.asarray(interp.GetTensor(ti, 0)["tensor_data"])
-            except Exception:  # noqa: BLE001 - a tensor the interpreter does not keep
-                continue
+            q = graph.tensors[name].quant
+            if q is None:
+                raise ValueError("a float model has no int8 interface to compare with TFLite Micro")
+            feeds.append((q.scale[0] * (flat.astype(np.float64) - q.zero_point[0])).astype(np.float32).reshape(t.shape))
         else:
+            feeds.append(flat.astype(_NP[t.dtype]).reshape(t.shape))
+    index_of = {i: k for k, i in enumerate(model.outputs)} if last_op is None else {}
+    wanted = {name: ti for name, (ti, _) in result.tensor_views.items()
+              if name not in graph.inputs and ti in computed and (intermediates or name in graph.outputs)}
+    requests = sorted({ti for ti in wanted.values()})
+    payload = pickle.dumps((data, feeds, requests, index_of, intermediates))
+    try:
+        proc = subprocess.run([sys.executable, "-c", "from memplan.frontend.tflite import _tflm_main; _tflm_main()"],
+                              input=payload, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"the TFLite Micro interpreter took longer than {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        why = "aborted (SIGABRT)" if proc.returncode in (-6, 134) else f"failed (exit code {proc.returncode})"
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise RuntimeError(f"the TFLite Micro interpreter {why} on this model" + (f": {err[-1]}" if err else ""))
+    raw: dict[int, np.ndarray] = pickle.loads(proc.stdout)
+    out: dict[str, np.ndarray] = {}
+    for name, ti in wanted.items():
+        arr = raw.get(ti)
+        if arr is None:
             continue
-        t = model.tensors[ti]
+        pos = result.tensor_views[name][1]
         if arr.dtype.kind == "f":
             q = graph.tensors[name].quant
             if q is None:
                 continue
             arr = np.clip(np.round(arr.astype(np.float64) / q.scale[0]) + q.zero_point[0], -128, 127)
-        if arr.size != pos.size or t.dtype not in ("int8", "float32"):
+        if arr.size != pos.size:
             continue
         shape = tuple(graph.tensors[name].shape)
         ir = np.zeros(math.prod(shape), dtype=np.int8)
         ir[pos] = arr.reshape(-1).astype(np.int8)
         out[name] = ir.reshape(shape)
     return out
+
+
+def _tflm_child(data: bytes, feeds: list[np.ndarray], requests: list[int], index_of: dict[int, int],
+                intermediates: bool) -> dict[int, np.ndarray]:
+    """The child process of :func:`tflm_reference`: one TFLite Micro inference."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    config = runtime.InterpreterConfig.kPreserveAllTensors if intermediates else \
+        runtime.InterpreterConfig.kAllocationRecording
+    interp = runtime.Interpreter.from_bytes(data, arena_size=max(64 << 20, 16 * len(data)), intrepreter_config=config)
+    for k, x in enumerate(feeds):
+        interp.set_input(x, k)
+    interp.invoke()
+    got: dict[int, np.ndarray] = {}
+    for ti in requests:
+        if ti in index_of:
+            got[ti] = np.array(interp.get_output(index_of[ti]))
+        elif intermediates:
+            try:
+                got[ti] = np.array(interp.GetTensor(ti, 0)["tensor_data"])
+            except Exception:  # noqa: BLE001 - a tensor the interpreter does not keep
+                continue
+    return got
+
+
+def _tflm_main() -> None:
+    """Entry point of the child process: a pickled request on stdin, the tensors on stdout."""
+    import pickle
+    import sys
+
+    data, feeds, requests, index_of, intermediates = pickle.loads(sys.stdin.buffer.read())
+    got = _tflm_child(data, feeds, requests, index_of, intermediates)
+    sys.stdout.buffer.write(pickle.dumps(got))
+    sys.stdout.buffer.flush()
+
+
+def truncated_model(path: str | os.PathLike[str], last_op: int) -> bytes:
+    """The flatbuffer of the model cut after operator ``last_op`` (whose first output becomes
+    the only model output), other tensors unchanged: to compare every layer TFLite Micro runs
+    before an operator it aborts on. Needs ``tflite_micro`` (its schema's object API)."""
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
+
+    buf = Path(path).read_bytes()
+    m = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(buf, 0))
+    sg = m.subgraphs[0]
+    sg.operators = sg.operators[: last_op + 1]
+    sg.outputs = [int(sg.operators[-1].outputs[0])]
+    m.signatureDefs = None
+    b = flatbuffers.Builder(len(buf) + 1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
 
 
 def _input_order(result: ImportResult, name: str, graph: Graph) -> np.ndarray:

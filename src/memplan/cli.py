@@ -147,6 +147,13 @@ def _build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--host-ops", choices=["cpu", "error"], help="the plan's setting (it is recorded there; a "
                      "different one is refused)")
 
+    exp = sub.add_parser("export", help="write a verified plan as C99 sources with the reference runtime (memplan.firmware)")
+    exp.add_argument("model", help="ONNX model file the plan was made for")
+    exp.add_argument("plan", help="plan JSON written by memplan solve -o")
+    exp.add_argument("--c", required=True, metavar="DIR", help="directory to write (absent, empty or an earlier export); "
+                     "make -C DIR builds DIR/memplan_run")
+    exp.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, help="quantisation and input seed (default 0)")
+
     ops = sub.add_parser("ops", help="the ONNX operators memplan imports (others run on the host CPU)")
     ops.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
@@ -314,6 +321,21 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     result = verify_files(args.model, args.plan, shapes, seed=args.seed, host_ops=args.host_ops)
     report.print_verify(result, as_json=args.json)
+    return 0
+
+
+@_command("export")
+def _cmd_export(args: argparse.Namespace) -> int:
+    check_input_file(args.model, "model")
+    check_input_file(args.plan, "plan")
+    from memplan.firmware import check_target, export_files
+
+    check_target(args.c)  # before any work
+    from memplan.driver import verify_files
+
+    verify_files(args.model, args.plan, seed=args.seed)  # every check of memplan verify, or one line
+    out = export_files(args.model, args.plan, args.c, seed=args.seed)
+    print(f"wrote {out}: plan tables, runtime, weights.bin, input.bin, expected.bin; build and run with make -C {out} run")
     return 0
 
 

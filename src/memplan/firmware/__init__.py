@@ -4,12 +4,23 @@
   (``memplan_plan.h/.c``), the weight blob, the seeded input and the expected output, the
   runtime sources, a ``Makefile`` and an example ``main.c`` that runs the plan and checks
   every output byte and counter;
+* :func:`export_files` - the same from a model file and the plan file made for it;
 * :func:`weight_blob` - the weight blob the plan's memory map
   (:func:`memplan.plan.memory_map.memory_map`) lays out;
 * the runtime itself is package data: ``memplan/firmware/runtime/`` (:func:`runtime_dir`),
   described in its README.md.
 """
 
-from memplan.firmware.export_c import RUNTIME_FILES, check_exportable, export_c, plan_sources, runtime_dir, weight_blob
+from memplan.firmware.export import (
+    RUNTIME_FILES,
+    check_exportable,
+    check_target,
+    export_c,
+    export_files,
+    plan_sources,
+    runtime_dir,
+    weight_blob,
+)
 
-__all__ = ["RUNTIME_FILES", "check_exportable", "export_c", "plan_sources", "runtime_dir", "weight_blob"]
+__all__ = ["RUNTIME_FILES", "check_exportable", "check_target", "export_c", "export_files", "plan_sources",
+           "runtime_dir", "weight_blob"]

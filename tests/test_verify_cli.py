@@ -186,3 +186,32 @@ def test_plan_is_firmware_complete(solved: tuple[Path, Path]) -> None:
         assert all(w < c["id"] for w in c["waits_for"])
     ends = [t["dram"]["offset"] + t["dram"]["size"] for t in doc["tensors"] if t["dram"]]
     assert ends and max(ends) <= doc["dram"]["arena_bytes"]
+
+
+def test_tflite_plan_is_compared_with_tflite_micro(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """verify of an int8 .tflite runs TFLite Micro on the same input: identical outputs pass
+    (``tflm_match`` true); an output TFLite Micro computes differently fails, in one line."""
+    model = MODELS / "pretrainedResnet_quant.tflite"
+    plan = tmp_path / "resnet.json"
+    assert main(["solve", str(model), "--strategy", "greedy", "--sram", "64KiB", "-o", str(plan)]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(model), str(plan), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verified"] and doc["tflm_match"] is True and len(doc["tflm_outputs"]) == 1
+
+    import memplan.frontend.tflite as tfl
+
+    real = tfl.tflm_reference
+
+    def off_by_one(path, inputs, **kw):  # type: ignore[no-untyped-def]
+        out = real(path, inputs, **kw)
+        name = next(iter(out))
+        bad = out[name].copy()
+        bad.flat[0] = bad.flat[0] + 1 if bad.flat[0] < 127 else 126
+        return {**out, name: bad}
+
+    monkeypatch.setattr(tfl, "tflm_reference", off_by_one)
+    assert main(["verify", str(model), str(plan)]) == 4
+    captured = capsys.readouterr()
+    assert "differs from TFLite Micro's in 1 of" in captured.out + captured.err

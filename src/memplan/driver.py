@@ -24,7 +24,7 @@ from memplan.baselines import (
 )
 from memplan.config import HardwareProfile, SolverConfig
 from memplan.errors import UsageError, VerificationError
-from memplan.execute.verify import VerifyReport, verify_document
+from memplan.execute.verify import VerifyReport, compare_with_tflm, prepare, verify_document
 from memplan.execute.verify import model_sha256 as verified_sha256
 from memplan.frontend import load_model
 from memplan.ir.graph import Graph
@@ -130,5 +130,15 @@ def verify_model_document(model: str | os.PathLike[str], doc: Mapping[str, Any],
                          "(the plan records it)")
     graph = load_model(model, shapes, host_ops=made)
     loaded = time.perf_counter() - start
-    report = verify_document(graph, doc, sha256, seed)
-    return replace(report, wall_time_s=report.wall_time_s + loaded, times={"load": loaded, **report.times})
+    prepared = prepare(graph, seed)
+    report = verify_document(graph, doc, sha256, seed, prepared=prepared)
+    times = {"load": loaded, **report.times}
+    tflm = None
+    if str(model).lower().endswith(".tflite") and report.passed:  # TFLite Micro is the int8 reference of .tflite
+        t0 = time.perf_counter()
+        tflm = compare_with_tflm(model, graph, prepared)
+        times["tflm"] = time.perf_counter() - t0
+        if tflm.match is False:
+            raise VerificationError(f"the plan runs bit-exactly against memplan's reference, but TFLite Micro disagrees: "
+                                    f"{tflm.detail}")
+    return replace(report, wall_time_s=report.wall_time_s + loaded + times.get("tflm", 0.0), times=times, tflm=tflm)

@@ -244,6 +244,9 @@ def print_verify(result: Any, as_json: bool = False) -> None:
     _out.print(f"{verdict}: bit-exact {exact} ({len(result.tensors)} output and spilled tensors, seed {result.seed}); "
                f"SRAM peak {human_bytes(result.sram_peak)} of {human_bytes(result.sram_bytes)}; "
                f"{result.wall_time_s:.1f} s")
+    if result.tflm is not None:
+        match = {True: "[green]identical[/green]", False: "[red]differs[/red]", None: "not compared"}[result.tflm.match]
+        _out.print(f"TFLite Micro: {match} ({result.tflm.detail})")
     if result.failure:
         _out.print(f"[red]{result.failure}[/red]")
 

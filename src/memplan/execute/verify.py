@@ -74,6 +74,17 @@ class Prepared:
 
 
 @dataclass(frozen=True)
+class TflmCheck:
+    """The model's outputs on the verification input, compared with TensorFlow Lite Micro's
+    interpreter (int8 ``.tflite`` models). ``match``: None when the comparison could not run
+    (``detail`` says why: the package is not installed, the model is float, ...)."""
+
+    match: bool | None
+    outputs: tuple[str, ...] = ()
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class VerifyReport:
     """The outcome of a verification.
 
@@ -94,6 +105,8 @@ class VerifyReport:
     wall_time_s: float
     times: Mapping[str, float] = field(default_factory=dict)
     failure: str | None = None
+    #: the comparison with TensorFlow Lite Micro (``.tflite`` models only)
+    tflm: TflmCheck | None = None
 
     @property
     def counts_match(self) -> bool:
@@ -101,7 +114,8 @@ class VerifyReport:
 
     @property
     def passed(self) -> bool:
-        return self.bit_exact and self.counts_match and self.failure is None
+        return (self.bit_exact and self.counts_match and self.failure is None
+                and (self.tflm is None or self.tflm.match is not False))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -121,6 +135,8 @@ class VerifyReport:
             "seed": self.seed,
             "wall_time_s": self.wall_time_s,
             "times_s": dict(self.times),
+            **({} if self.tflm is None else {"tflm_match": self.tflm.match, "tflm_outputs": list(self.tflm.outputs),
+                                             "tflm_detail": self.tflm.detail}),
         }
 
 
@@ -196,6 +212,34 @@ def model_sha256(model: str | os.PathLike[str]) -> str:
         return file_sha256(model)
     except OSError as exc:
         raise VerificationError(f"model file {str(model)!r} cannot be read ({exc.strerror or exc})") from None
+
+
+def compare_with_tflm(model: str | os.PathLike[str], graph: Graph, prepared: Prepared) -> TflmCheck:
+    """Run TensorFlow Lite Micro on the verification input of an int8 ``.tflite`` model and
+    compare every model output byte with the untiled reference (which the tiled run has
+    already matched)."""
+    from memplan.frontend.tflite import tflm_reference
+
+    if any(graph.tensors[name].quant is None for name in graph.inputs):
+        return TflmCheck(None, detail="a float model: TFLite Micro runs it in float, memplan in int8")
+    try:
+        theirs = tflm_reference(model, prepared.inputs)
+    except ImportError:
+        return TflmCheck(None, detail="the tflite-micro package is not installed (pip install tflite-micro)")
+    except (RuntimeError, ValueError) as exc:
+        return TflmCheck(False, detail=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    compared = []
+    for name in graph.outputs:
+        if name not in theirs:
+            return TflmCheck(False, tuple(compared), f"TFLite Micro gives no value for output {name!r}")
+        ours, want = np.asarray(prepared.reference[name]), np.asarray(theirs[name])
+        if ours.shape != want.shape or not np.array_equal(ours, want):
+            bad = int(np.count_nonzero(ours != want)) if ours.shape == want.shape else ours.size
+            worst = int(np.abs(ours.astype(np.int32) - want.astype(np.int32)).max()) if ours.shape == want.shape else -1
+            return TflmCheck(False, tuple(compared), f"output {name!r} differs from TFLite Micro's in {bad} of "
+                                                     f"{ours.size} bytes (at most {worst} LSB)")
+        compared.append(name)
+    return TflmCheck(True, tuple(compared), f"{len(compared)} outputs identical to TFLite Micro's")
 
 
 def verify_document(graph: Graph, doc: Mapping[str, Any], sha256: str | None, seed: int = 0, *,
@@ -402,5 +446,5 @@ def _count_mismatch(measured: Counts, predicted: Counts) -> str:
     return "the outputs are bit-exact but the counts differ: " + "; ".join(diffs)
 
 
-__all__ = ["Prepared", "VerifyReport", "check_plan", "model_sha256", "prepare", "verification_inputs",
+__all__ = ["TflmCheck", "compare_with_tflm", "Prepared", "VerifyReport", "check_plan", "model_sha256", "prepare", "verification_inputs",
            "verify_document", "verify_plan"]

@@ -66,7 +66,7 @@ def main() -> None:
                 try:
                     outcome = plan_graph(graph, hw, strategy, "energy", config)  # validated inside
                     plan = outcome.plan
-                    row.update(plan_s=round(time.perf_counter() - t0, 1), status=(plan.meta.get("solver") or {}).get("status", "-"),
+                    row.update(plan_s=round(time.perf_counter() - t0, 1), status=(plan.provenance.solver or {}).get("status", "-"),
                                energy_uJ=plan.totals.energy_fj / 1e9, dram_total=plan.totals.dram_total,
                                macs=plan.totals.macs, valid=True)
                     if not args.no_verify:

@@ -45,7 +45,7 @@ def _check_consistent(r: SolveResult, g: Graph, hw) -> None:  # type: ignore[no-
     else:
         assert s.proof is None
         assert s.gap == pytest.approx((s.objective - s.bound) / s.objective)
-    assert r.plan.meta["solver"]["status"] == s.status and "wall_time_s" not in r.plan.meta["solver"]
+    assert r.plan.provenance.solver["status"] == s.status and "wall_time_s" not in r.plan.provenance.solver
 
 
 @pytest.mark.parametrize("limit", [1e-3, 0.05, 0.3])
@@ -70,13 +70,13 @@ def test_greedy_cut_short_finishes_layer_by_layer(resnet8: Graph) -> None:
     plan; stopped after some groups, a valid plan between the two; either way marked partial."""
     hw = HW.with_sram(8 << 10)
     full, layer = greedy(resnet8, hw), layer_by_layer(resnet8, hw)
-    assert "partial" not in full.meta
+    assert not full.provenance.partial
     at_once = greedy(resnet8, hw, halt=lambda: True)
-    assert at_once.meta["partial"] is True and at_once.decisions == layer.decisions
+    assert at_once.provenance.partial is True and at_once.decisions == layer.decisions
     asked = iter(range(100))
     halfway = greedy(resnet8, hw, halt=lambda: next(asked) >= 3)  # three groups, then layer by layer
     validate_plan(halfway, resnet8, hw)
-    assert halfway.meta["partial"] is True
+    assert halfway.provenance.partial is True
     assert halfway.decisions.groups[:3] == full.decisions.groups[:3]
     assert all(g.stop - g.start == 1 for g in halfway.decisions.groups[3:])
     assert full.totals.energy_fj <= halfway.totals.energy_fj <= layer.totals.energy_fj
@@ -161,7 +161,7 @@ def test_sigint_during_search_returns_the_plan_so_far(resnet8: Graph) -> None:
     config = SolverConfig(time_limit_s=60.0, warm_start=False)
     r = solve_cpsat(resnet8, hw, "energy", config, progress=listener)
     assert listener.sent
-    assert r.stats.interrupted and r.plan.meta["solver"]["interrupted"] is True
+    assert r.stats.interrupted and r.plan.provenance.solver["interrupted"] is True
     assert r.timings["search"] < 30  # stopped, not run to the limit
     _check_consistent(r, resnet8, hw)
     assert signal.getsignal(signal.SIGINT) is before  # the handler lives only during the search
@@ -169,7 +169,7 @@ def test_sigint_during_search_returns_the_plan_so_far(resnet8: Graph) -> None:
 
 def test_not_interrupted_by_default(resnet8: Graph) -> None:
     r = solve_cpsat(resnet8, HW.with_sram(16 << 10), "energy", WALL)
-    assert r.stats.interrupted is False and r.plan.meta["solver"]["interrupted"] is False
+    assert r.stats.interrupted is False and r.plan.provenance.solver["interrupted"] is False
     _check_consistent(r, resnet8, HW.with_sram(16 << 10))
 
 

@@ -18,7 +18,7 @@ from memplan.ir.builder import GraphBuilder
 from memplan.ir.graph import Graph
 from memplan.plan.build import build_plan
 from memplan.plan.model import Command, Op, Operand
-from memplan.driver import SolveOutcome
+from memplan.solve.run import SolveResult
 from memplan.plan.serialize import check_derived, plan_from_json, plan_to_json, schema
 from memplan.plan.validate import validate_plan
 from test_geometry import random_cnn
@@ -49,8 +49,8 @@ def resnet_like() -> Graph:
 def _json_roundtrip(plan, g, hw):  # type: ignore[no-untyped-def]
     """The plan as ``memplan solve`` writes it: schema-valid, parsed back, and exactly the
     document the parsed plan serialises to."""
-    outcome = SolveOutcome(g, hw, dataclasses.replace(plan, meta={**plan.meta, "objective": "energy"}), floor(g, hw),
-                           {"layer": layer_by_layer(g, hw), "greedy": greedy(g, hw)})
+    outcome = SolveResult(g, hw, dataclasses.replace(plan, provenance=dataclasses.replace(plan.provenance, objective="energy")),
+                          floor(g, hw), {"layer": layer_by_layer(g, hw), "greedy": greedy(g, hw)})
     doc = outcome.to_json("0" * 64)
     jsonschema.validate(doc, schema())
     back, _ = plan_from_json(doc)

@@ -19,7 +19,8 @@ from matplotlib.patches import Rectangle
 from memplan import plot
 from memplan.cli import main
 from memplan.config import load_profile, load_solver_config, parse_size
-from memplan.driver import SolveOutcome, plan_graph
+from memplan.driver import plan_graph
+from memplan.solve.run import SolveResult
 from memplan.errors import UsageError
 from memplan.frontend import load_model
 from memplan.frontend.export import save_onnx
@@ -30,7 +31,7 @@ RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
 
 @pytest.fixture(scope="module")
-def outcomes() -> dict[str, SolveOutcome]:
+def outcomes() -> dict[str, SolveResult]:
     """ResNet-8 at 64 KiB planned by each strategy."""
     graph = load_model(MODELS / "resnet8_float.onnx", {})
     hw = load_profile("generic-npu").with_sram(64 * 1024)
@@ -46,7 +47,7 @@ def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 # ---------------------------------------------------------------------------- memory map
 @pytest.mark.parametrize("strategy", ["layer", "greedy", "cpsat"])
-def test_memory_map_draws_every_buffer(outcomes: dict[str, SolveOutcome], strategy: str) -> None:
+def test_memory_map_draws_every_buffer(outcomes: dict[str, SolveResult], strategy: str) -> None:
     out = outcomes[strategy]
     plan = out.plan
     fig = plot.plot_memory_map(plan, out.hw.name)
@@ -74,7 +75,7 @@ def test_memory_map_draws_every_buffer(outcomes: dict[str, SolveOutcome], strate
 
 # ---------------------------------------------------------------------------- traffic per group
 @pytest.mark.parametrize("strategy", ["layer", "greedy", "cpsat"])
-def test_group_traffic_adds_up_to_the_totals(outcomes: dict[str, SolveOutcome], strategy: str) -> None:
+def test_group_traffic_adds_up_to_the_totals(outcomes: dict[str, SolveResult], strategy: str) -> None:
     out = outcomes[strategy]
     plan, totals = out.plan, out.plan.totals
     rows = plot.group_traffic(plan)
@@ -101,13 +102,13 @@ def test_group_traffic_adds_up_to_the_totals(outcomes: dict[str, SolveOutcome], 
     assert [t.get_text() for t in energy_ax.get_xticklabels()] == [f"g{i}" for i in range(len(rows))]
 
 
-def test_group_traffic_without_a_profile_has_one_panel(outcomes: dict[str, SolveOutcome]) -> None:
+def test_group_traffic_without_a_profile_has_one_panel(outcomes: dict[str, SolveResult]) -> None:
     fig = plot.plot_group_traffic(outcomes["greedy"].plan)
     assert len(fig.axes) == 1 and "DRAM traffic per group" in fig.axes[0].get_title()
 
 
 # ---------------------------------------------------------------------------- metric vs SRAM size
-def test_sram_sweep_one_line_per_strategy_and_the_floor(outcomes: dict[str, SolveOutcome]) -> None:
+def test_sram_sweep_one_line_per_strategy_and_the_floor(outcomes: dict[str, SolveResult]) -> None:
     rows = [
         {"model": "m", "hardware": "generic-npu", "sram_bytes": 65536, "strategy": "cpsat", "status": "OPTIMAL",
          "energy_fj": 30, "dram_total": 300},
@@ -167,7 +168,7 @@ def test_progress_recorder_traces_a_real_cpsat_solve() -> None:
     config = replace(load_solver_config("default"), time_limit_s=5)
     out = plan_graph(graph, hw, objective="latency", config=config, progress=recorder)
     trace = recorder.trace
-    assert out.plan.meta["solver"]["plan_source"] == "cpsat" and len(trace) >= 2
+    assert out.plan.provenance.solver["plan_source"] == "cpsat" and len(trace) >= 2
     objectives, bounds, seconds = [t[1] for t in trace], [t[2] for t in trace], [t[0] for t in trace]
     assert any(o < float("inf") for o in objectives)
     assert all(a >= b for a, b in zip(objectives, objectives[1:]))  # the incumbent only improves
@@ -202,7 +203,7 @@ def test_pareto_front_connects_exactly_the_non_dominated() -> None:
     assert "4 of 8" in ax.get_title()
 
 
-def test_pareto_of_real_plans(outcomes: dict[str, SolveOutcome]) -> None:
+def test_pareto_of_real_plans(outcomes: dict[str, SolveResult]) -> None:
     points = [(o.plan.totals.cycles, o.plan.totals.energy_fj, s) for s, o in outcomes.items()]
     front = plot.pareto_front(points)
     for c, e, label in points:  # every plan off the front is dominated by one on it
@@ -214,14 +215,14 @@ def test_pareto_of_real_plans(outcomes: dict[str, SolveOutcome]) -> None:
 
 # ---------------------------------------------------------------------------- saving
 @pytest.mark.parametrize(("ext", "magic"), [(".png", b"\x89PNG"), (".svg", b"<?xml"), (".pdf", b"%PDF")])
-def test_save_by_extension(outcomes: dict[str, SolveOutcome], tmp_path: Path, ext: str, magic: bytes) -> None:
+def test_save_by_extension(outcomes: dict[str, SolveResult], tmp_path: Path, ext: str, magic: bytes) -> None:
     path = tmp_path / f"map{ext}"
     plot.save_figure(plot.plot_memory_map(outcomes["cpsat"].plan), path)
     assert path.read_bytes().startswith(magic)
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
 
 
-def test_save_refuses_an_unknown_extension(outcomes: dict[str, SolveOutcome], tmp_path: Path) -> None:
+def test_save_refuses_an_unknown_extension(outcomes: dict[str, SolveResult], tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"\.png"):
         plot.save_figure(plot.plot_memory_map(outcomes["cpsat"].plan), tmp_path / "map.jpg")
     assert list(tmp_path.iterdir()) == []

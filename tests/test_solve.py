@@ -248,7 +248,7 @@ def test_deterministic_mode_gives_identical_plan_bytes() -> None:
     g = build_zoo_model("resnet8")  # at 8 KiB CP-SAT searches (the DP bound is below the optimum)
     hw = HW.with_sram(8 * 1024)
     outcomes = [plan_graph(g, hw, "cpsat", "energy", FAST) for _ in range(2)]
-    assert outcomes[0].plan.meta["solver"]["conflicts"] > 0  # the search ran; its counters are in the plan
+    assert outcomes[0].plan.provenance.solver["conflicts"] > 0  # the search ran; its counters are in the plan
     docs = [json.dumps(o.to_json(None), sort_keys=True) for o in outcomes]
     assert docs[0] == docs[1]
 

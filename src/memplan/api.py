@@ -36,7 +36,7 @@ from memplan.plan.model import Plan, Totals
 
 if TYPE_CHECKING:
     from memplan.baselines import Floor
-    from memplan.driver import SolveOutcome
+    from memplan.solve.run import SolveResult
     from memplan.ir.graph import Graph
     from memplan.solve import UserConstraints
     from memplan.solve.run import Progress
@@ -216,18 +216,18 @@ class Result:
     proof: str | None
     #: the sha256 of the model file the graph was loaded from (None for a graph built in memory)
     model_sha256: str | None = None
-    outcome: SolveOutcome | None = field(default=None, compare=False)
+    outcome: SolveResult | None = field(default=None, compare=False)
 
     @classmethod
-    def of(cls, outcome: SolveOutcome, model_sha256: str | None = None) -> Result:
+    def of(cls, outcome: SolveResult, model_sha256: str | None = None) -> Result:
         plan = outcome.plan
-        solver = plan.meta.get("solver")
+        solver = plan.provenance.solver
         if solver:
             status, objective, bound, gap = solver["status"], solver["objective"], solver["bound"], solver["gap"]
             units, source, proof = solver["objective_units"], solver["plan_source"], solver["proof"]
         else:
             status, objective, bound, gap = "HEURISTIC", float(plan.totals.energy_fj), None, None
-            units, source, proof = "fJ", str(plan.meta.get("strategy")), None
+            units, source, proof = "fJ", str(plan.provenance.strategy), None
         return cls(plan, status, objective, bound, gap, units, {k: p.totals for k, p in outcome.baselines.items()},
                    outcome.floor, dict(outcome.timings), source, proof, model_sha256, outcome)
 
@@ -251,7 +251,7 @@ class Result:
     def __repr__(self) -> str:
         t = self.plan.totals
         gap = "" if self.gap is None else f", gap={self.gap:.2%}"
-        return (f"Result({self.plan.graph_name!r}, {self.plan.meta.get('strategy')}, status={self.status}{gap}, "
+        return (f"Result({self.plan.graph_name!r}, {self.plan.provenance.strategy}, status={self.status}{gap}, "
                 f"energy={t.energy_pj:,.0f} pJ, dram={t.dram_total:,} B, cycles={t.cycles:,}, "
                 f"sram_peak={t.sram_peak:,} B of {self.plan.sram_bytes:,})")
 
@@ -270,7 +270,7 @@ class Result:
             + "".join(f"<td style='text-align:right'>{'' if v is None else f'{v:,.0f}'}</td>" for v in values)
             + "</tr>" for label, values in rows)
         gap = f", gap {_pct(self.gap)}" if self.gap is not None else ""
-        caption = (f"{html.escape(self.plan.graph_name)}: {html.escape(str(self.plan.meta.get('strategy')))} plan, "
+        caption = (f"{html.escape(self.plan.graph_name)}: {html.escape(str(self.plan.provenance.strategy))} plan, "
                    f"SRAM {self.plan.sram_bytes:,} B, {len(self.plan.decisions.groups)} groups; "
                    f"<b>{html.escape(self.status)}</b>{gap} ({html.escape(self.plan_source)})")
         return f"<table><caption>{caption}</caption><tr>{head}</tr>{body}</table>"

@@ -11,17 +11,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
-from memplan.baselines import (
-    CostCache,
-    Floor,
-    check_feasible,
-    floor,
-    greedy,
-    layer_by_layer,
-)
+from memplan.baselines import CostCache, check_feasible, floor, greedy, layer_by_layer
 from memplan.config import HardwareProfile, SolverConfig
 from memplan.errors import UsageError, VerificationError
 from memplan.execute.verify import VerifyReport, compare_with_tflm, prepare, verify_document
@@ -29,44 +22,17 @@ from memplan.execute.verify import model_sha256 as verified_sha256
 from memplan.frontend import load_model
 from memplan.ir.graph import Graph
 from memplan.plan.model import Plan
-from memplan.plan.serialize import check_document, file_sha256, plan_to_json, read_plan_document
+from memplan.plan.serialize import check_document, file_sha256, read_plan_document
 from memplan.plan.validate import validate_plan
 from memplan.solve import UserConstraints, solve_cpsat
-from memplan.solve.run import Progress
+from memplan.solve.run import Progress, SolveResult
 
 STRATEGIES = ("cpsat", "layer", "greedy")
 
 
-@dataclass(frozen=True)
-class SolveOutcome:
-    """A validated plan with the floor and the baselines. ``timings`` (seconds per stage and
-    ``total``) describe this run only: they are shown, never written into the plan, so that
-    the same model, config, profile and seed give the same plan bytes."""
-
-    graph: Graph
-    hw: HardwareProfile
-    plan: Plan
-    floor: Floor
-    baselines: dict[str, Plan]
-    timings: Mapping[str, float] = field(default_factory=dict)
-    #: the longest fused group the greedy baseline was allowed (verify recomputes the baseline)
-    max_fuse_depth: int = SolverConfig.max_fuse_depth
-
-    def to_json(self, model_sha256: str | None) -> dict[str, Any]:
-        plan = self.plan
-        meta = dict(plan.meta)
-        meta["model_sha256"] = model_sha256
-        if self.graph.input_shapes:  # the shapes the model was loaded with: verify needs no --input-shape
-            meta["model_input_shapes"] = {k: list(v) for k, v in self.graph.input_shapes.items()}
-        meta["settings"] = {"max_fuse_depth": self.max_fuse_depth, "host_ops": self.graph.host_ops}
-        meta["floor"] = self.floor.to_json()
-        meta["baselines"] = {name: p.totals.to_json() for name, p in self.baselines.items()}
-        return plan_to_json(replace(plan, meta=meta), self.hw, self.graph)
-
-
 def plan_graph(graph: Graph, hw: HardwareProfile, strategy: str = "cpsat", objective: str = "energy",
                config: SolverConfig | None = None, user: UserConstraints | None = None,
-               weights: Mapping[str, float] | None = None, progress: Progress | None = None) -> SolveOutcome:
+               weights: Mapping[str, float] | None = None, progress: Progress | None = None) -> SolveResult:
     """Plan ``graph`` with a strategy; every plan returned has passed the validator."""
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
@@ -74,9 +40,7 @@ def plan_graph(graph: Graph, hw: HardwareProfile, strategy: str = "cpsat", objec
     t0 = time.perf_counter()
     baselines: dict[str, Plan] = {}
     if strategy == "cpsat":  # computes the baselines too, within its time budget, and validates its plan
-        result = solve_cpsat(graph, hw, objective, config, user, weights, progress)
-        return SolveOutcome(graph, hw, result.plan, floor(graph, hw), dict(result.baselines), result.timings,
-                            config.max_fuse_depth)
+        return solve_cpsat(graph, hw, objective, config, user, weights, progress)
     if objective != "energy":
         raise UsageError(f"the {strategy} baseline has no objective to choose: use --strategy cpsat for --objective {objective}")
     cache = CostCache(graph, hw)
@@ -85,10 +49,10 @@ def plan_graph(graph: Graph, hw: HardwareProfile, strategy: str = "cpsat", objec
     # SRAM they raise the error that explains why no baseline applies
     baselines["layer"] = layer_by_layer(graph, hw, cache)
     baselines["greedy"] = greedy(graph, hw, config.max_fuse_depth, cache)
-    plan = replace(baselines[strategy], meta={**baselines[strategy].meta, "objective": objective})
+    plan = replace(baselines[strategy], provenance=replace(baselines[strategy].provenance, objective=objective))
     validate_plan(plan, graph, hw)
-    return SolveOutcome(graph, hw, plan, floor(graph, hw), baselines, {"total": round(time.perf_counter() - t0, 3)},
-                        config.max_fuse_depth)
+    return SolveResult(graph, hw, plan, floor(graph, hw), baselines, {"total": round(time.perf_counter() - t0, 3)},
+                       config.max_fuse_depth)
 
 
 def model_sha256(path: str | os.PathLike[str]) -> str:

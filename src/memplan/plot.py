@@ -159,7 +159,7 @@ def plot_memory_map(plan: Plan, profile: str | None = None) -> Figure:
     handles.append(ax.get_lines()[0])
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     used = max((b.end for b in plan.buffers), default=0)
-    strategy = plan.meta.get("strategy")
+    strategy = plan.provenance.strategy
     ax.set_title(f"{plan.graph_name}{f' on {profile}' if profile else ''}{f', {strategy}' if strategy else ''}: "
                  f"SRAM used {_bytes(used)} / {_bytes(plan.sram_bytes)}, {len(plan.decisions.groups)} groups",
                  fontsize=10, pad=14)

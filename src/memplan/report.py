@@ -98,18 +98,18 @@ def solve_summary(outcome: Any) -> dict[str, Any]:
     from, whether the search was interrupted, the totals next to the floor and the baselines,
     and this run's timings (seconds per stage; they are not in the plan file)."""
     plan = outcome.plan
-    solver = plan.meta.get("solver") or {}
+    solver = plan.provenance.solver or {}
     return {
         "model": plan.graph_name,
         "hardware": outcome.hw.name,
         "sram_bytes": plan.sram_bytes,
-        "strategy": plan.meta.get("strategy"),
-        "objective": plan.meta.get("objective"),
+        "strategy": plan.provenance.strategy,
+        "objective": plan.provenance.objective,
         "status": solver.get("status", "HEURISTIC"),
         "objective_value": solver.get("objective"),
         "bound": solver.get("bound"),
         "gap": solver.get("gap"),
-        "plan_source": solver.get("plan_source", plan.meta.get("strategy")),
+        "plan_source": solver.get("plan_source", plan.provenance.strategy),
         "proof": solver.get("proof"),
         "interrupted": bool(solver.get("interrupted", False)),
         "cut_short": list(solver.get("cut_short", [])),
@@ -155,7 +155,7 @@ def print_solve(outcome: Any, as_json: bool = False, output: str | None = None) 
     plan, fl = outcome.plan, outcome.floor
     t = plan.totals
     table = Table(title=f"{plan.graph_name} on {outcome.hw.name}, SRAM {human_bytes(plan.sram_bytes)}: "
-                        f"{plan.meta.get('strategy')} plan, {len(plan.decisions.groups)} groups")
+                        f"{plan.provenance.strategy} plan, {len(plan.decisions.groups)} groups")
     table.add_column("")
     table.add_column("plan", justify="right")
     table.add_column("floor", justify="right")
@@ -175,12 +175,12 @@ def print_solve(outcome: Any, as_json: bool = False, output: str | None = None) 
     table.add_row("cycles", f"{t.cycles:,}", "", *(f"{p.totals.cycles:,}" for p in outcome.baselines.values()))
     table.add_row("SRAM peak (B)", f"{t.sram_peak:,}", "", *(f"{p.totals.sram_peak:,}" for p in outcome.baselines.values()))
     _out.print(table)
-    solver = plan.meta.get("solver")
+    solver = plan.provenance.solver
     timings = getattr(outcome, "timings", {}) or {}
     if solver:
         _out.print(solver_line(solver, timings), markup=False)
     elif "total" in timings:
-        _out.print(f"{plan.meta.get('strategy')} plan in {timings['total']:.1f} s")
+        _out.print(f"{plan.provenance.strategy} plan in {timings['total']:.1f} s")
     if output:
         _err.print(f"wrote {output}")
 

@@ -172,12 +172,12 @@ def run_point(point: Point, config: str = "default", time_limit_s: float | None 
         outcome = plan_graph(graph, hw, strategy=point.strategy, objective=point.objective, config=solver)
         row["solve_s"] = round(time.perf_counter() - t0, 3)
         plan = outcome.plan
-        meta = plan.meta.get("solver") or {}
+        meta = plan.provenance.solver or {}
         totals = plan.totals
         row.update(status=meta.get("status", "HEURISTIC"), gap=meta.get("gap"), energy_fj=totals.energy_fj,
                    dram_total=totals.dram_total, dram_read_fm=totals.dram_read_fm, dram_write_fm=totals.dram_write_fm,
                    dram_read_weights=totals.dram_read_weights, macs=totals.macs, cycles=totals.cycles,
-                   sram_peak=totals.sram_peak, plan_source=meta.get("plan_source", plan.meta.get("strategy")))
+                   sram_peak=totals.sram_peak, plan_source=meta.get("plan_source", plan.provenance.strategy))
         if verify:
             sha256 = model_sha256(path)
             try:

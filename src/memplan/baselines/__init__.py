@@ -24,7 +24,7 @@ from memplan.errors import InfeasibleError
 from memplan.geometry.group import GroupShape, Tiling, tile_count
 from memplan.ir.graph import Graph
 from memplan.plan.build import build_plan, energy_fj
-from memplan.plan.model import Decisions, GroupDecision, Plan
+from memplan.plan.model import Decisions, GroupDecision, Plan, Provenance
 
 __all__ = ["CostCache", "Floor", "check_feasible", "floor", "footprint", "greedy", "group_blocks", "layer_by_layer",
            "min_sram_for_layer", "spilled_energy"]
@@ -145,7 +145,7 @@ def layer_by_layer(graph: Graph, hw: HardwareProfile, cache: CostCache | None = 
     keep: set[str] = set()
     for i in range(len(graph.layers)):
         _add_layer_alone(cache, i, groups, keep)
-    return build_plan(graph, hw, Decisions(tuple(groups), frozenset(keep)), meta={"strategy": "layer"})
+    return build_plan(graph, hw, Decisions(tuple(groups), frozenset(keep)), provenance=Provenance(strategy="layer"))
 
 
 def _add_layer_alone(cache: CostCache, index: int, groups: list[GroupDecision], keep: set[str]) -> None:
@@ -217,7 +217,7 @@ def greedy(graph: Graph, hw: HardwareProfile, max_len: int = 12, cache: CostCach
     than closing the group and running that layer on its own.
 
     ``halt`` (for a time limit) is asked before each group: once it is true, the layers left
-    run one per group as in layer_by_layer, and the plan's meta says ``"partial": True``."""
+    run one per group as in layer_by_layer, and the plan's provenance says ``partial``."""
     if hw.feature_maps_in_sram:
         return layer_by_layer(graph, hw)  # raises the explanatory error
     cache = _cache(graph, hw, cache)
@@ -226,12 +226,12 @@ def greedy(graph: Graph, hw: HardwareProfile, max_len: int = 12, cache: CostCach
     keep: set[str] = set()
     _best = _Best(cache)
     start = 0
-    meta: dict[str, object] = {"strategy": "greedy"}
+    partial = False
     while start < n:
         if halt is not None and halt():
             for i in range(start, n):
                 _add_layer_alone(cache, i, groups, keep)
-            meta["partial"] = True
+            partial = True
             break
         best = _best(start, start + 1)
         if best is None:
@@ -260,4 +260,5 @@ def greedy(graph: Graph, hw: HardwareProfile, max_len: int = 12, cache: CostCach
         if k:
             keep.update(w.layer for w in c.weights)
         start = stop
-    return build_plan(graph, hw, Decisions(tuple(groups), frozenset(keep)), meta=meta)
+    return build_plan(graph, hw, Decisions(tuple(groups), frozenset(keep)),
+                      provenance=Provenance(strategy="greedy", partial=partial))

@@ -195,7 +195,7 @@ def verify_plan(graph: Graph, plan: Plan, hw: HardwareProfile, seed: int = 0, *,
     t2 = time.perf_counter()
     times = {**prepared.times, "tiled": t1 - t0, "compare": t2 - t1}
     report = VerifyReport(
-        model=graph.name, strategy=plan.meta.get("strategy"), sram_bytes=plan.sram_bytes, commands=run.commands,
+        model=graph.name, strategy=plan.provenance.strategy, sram_bytes=plan.sram_bytes, commands=run.commands,
         bit_exact=bit_exact, tensors=tensors, measured=measured, predicted=predicted, sram_peak=run.sram_peak,
         sram_peak_planned=plan.totals.sram_peak, seed=prepared.seed,
         wall_time_s=earlier + (t2 - start), times=times, failure=failure)
@@ -226,8 +226,9 @@ def compare_with_tflm(model: str | os.PathLike[str], graph: Graph, prepared: Pre
         theirs = tflm_reference(model, prepared.inputs)
     except ImportError:
         return TflmCheck(None, detail="the tflite-micro package is not installed (pip install tflite-micro)")
-    except (RuntimeError, ValueError) as exc:
-        return TflmCheck(False, detail=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except (RuntimeError, ValueError) as exc:  # the interpreter refused or aborted: nothing to compare with
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return TflmCheck(None, detail=f"not compared: {why}")
     compared = []
     for name in graph.outputs:
         if name not in theirs:
@@ -251,13 +252,14 @@ def verify_document(graph: Graph, doc: Mapping[str, Any], sha256: str | None, se
 
     data = dict(doc)
     plan, hw = plan_from_json(data)
-    want = plan.meta.get("model_sha256")
+    want = plan.provenance.model_sha256
     if sha256 is not None and want != sha256:
         raise VerificationError(f"the plan was made for a model with sha256 {str(want)[:12]}..., but this model has "
                                 f"sha256 {sha256[:12]}...: re-run memplan solve on this model")
-    shapes = {k: list(v) for k, v in graph.input_shapes.items()} or None  # what the model was loaded at
-    if plan.meta.get("model_input_shapes") != shapes:
-        raise VerificationError(f"plan field model.input_shapes is {plan.meta.get('model_input_shapes')}, but the model's "
+    shapes = {k: tuple(v) for k, v in graph.input_shapes.items()} or None  # what the model was loaded at
+    recorded = plan.provenance.model_input_shapes
+    if (None if recorded is None else dict(recorded)) != shapes:
+        raise VerificationError(f"plan field model.input_shapes is {recorded}, but the model's "
                                 f"inputs were loaded at {shapes}: re-run memplan solve, or verify at the plan's shapes")
     if graph.name != plan.graph_name:  # the same bytes under another file name
         graph = dataclasses.replace(graph, name=plan.graph_name)
@@ -301,7 +303,7 @@ def _close(a: float, b: float) -> bool:
 
 
 def _check_solver_record(plan: Plan) -> None:
-    strategy, objective, solver = plan.meta.get("strategy"), plan.meta.get("objective"), plan.meta.get("solver")
+    strategy, objective, solver = plan.provenance.strategy, plan.provenance.objective, plan.provenance.solver
     if strategy != "cpsat":
         if solver is not None:
             raise VerificationError(f"plan field solver: a {strategy} plan has no solver record, yet one is given")
@@ -377,7 +379,7 @@ def _check_summaries(graph: Graph, plan: Plan, hw: HardwareProfile, doc: Mapping
     claimed = doc["baselines"]
     expected = set() if hw.feature_maps_in_sram else {"layer", "greedy"}
     # a solve whose time ran out before the greedy baseline says so in its record
-    expected -= set((plan.meta.get("solver") or {}).get("cut_short") or ())
+    expected -= set((plan.provenance.solver or {}).get("cut_short") or ())
     if set(claimed) != expected:
         raise VerificationError(f"plan field baselines names {sorted(claimed)}, but this plan's profile and solve "
                                 f"give the baselines {sorted(expected)}")
@@ -398,14 +400,14 @@ def _check_summaries(graph: Graph, plan: Plan, hw: HardwareProfile, doc: Mapping
             base = layer_by_layer(graph, hw, cache) if name == "layer" else greedy(graph, hw, depth, cache)
             memo[key] = base.totals.to_json()
         differ(("baselines", name), claimed[name], memo[key])
-    strategy = plan.meta.get("strategy")
+    strategy = plan.provenance.strategy
     if strategy in claimed and claimed[strategy] != plan.totals.to_json():
         raise VerificationError(f"plan field baselines.{strategy} differs from the totals of this {strategy} plan")
-    source = (plan.meta.get("solver") or {}).get("plan_source")
+    source = (plan.provenance.solver or {}).get("plan_source")
     if source in claimed and claimed[source] != plan.totals.to_json():
         raise VerificationError(f"plan field solver.plan_source is {source}, but the plan's totals are not those of the "
                                 f"{source} baseline")
-    if (plan.meta.get("solver") or {}).get("proof") == "floor" and doc["floor"]["energy_fj"] != plan.totals.energy_fj:
+    if (plan.provenance.solver or {}).get("proof") == "floor" and doc["floor"]["energy_fj"] != plan.totals.energy_fj:
         raise VerificationError("plan field solver.proof is floor, but the plan's energy is not the floor's")
 
 

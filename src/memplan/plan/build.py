@@ -23,7 +23,7 @@ from memplan.geometry.region import Region
 from memplan.ir.graph import Graph
 from memplan.ir.ops import WEIGHTED, ceil_div
 from memplan.host import tensor_bytes
-from memplan.plan.model import Buffer, BufferKind, Command, Decisions, HostTotals, Op, Operand, Plan, Totals
+from memplan.plan.model import Buffer, BufferKind, Command, Decisions, HostTotals, Op, Operand, Plan, Provenance, Totals
 
 
 # ---------------------------------------------------------------------------- context
@@ -186,7 +186,7 @@ def energy_fj(hw: HardwareProfile, macs: int, dram_bytes: int, sram_bytes: int) 
 
 # ---------------------------------------------------------------------------- plan
 def build_plan(graph: Graph, hw: HardwareProfile, decisions: Decisions,
-               offsets: Mapping[str, int] | None = None, meta: Mapping[str, object] | None = None) -> Plan:
+               offsets: Mapping[str, int] | None = None, provenance: Provenance = Provenance()) -> Plan:
     """Expand decisions into a plan. Offsets default to first fit (baselines)."""
     r = resolve(graph, hw, decisions)
     blocks = plan_blocks(r)
@@ -199,7 +199,7 @@ def build_plan(graph: Graph, hw: HardwareProfile, decisions: Decisions,
     peak = max((b.end for b in buffers), default=0)
     commands = _commands(r, offsets)
     return Plan(graph.name, hw.sram_bytes, hw.elem_bytes, hw.bias_bytes, decisions, tuple(buffers),
-                tuple(commands), cost_totals(r, peak), dict(meta or {}), host_totals(graph, hw))
+                tuple(commands), cost_totals(r, peak), provenance, host_totals(graph, hw))
 
 
 def host_totals(graph: Graph, hw: HardwareProfile) -> HostTotals:

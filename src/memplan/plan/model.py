@@ -9,6 +9,7 @@ slice is stored as int8 weights of each output channel in turn, then its int32 b
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,6 +164,22 @@ class HostTotals:
 
 
 @dataclass(frozen=True)
+class Provenance:
+    """Where a plan came from, as the plan file records it: the strategy and objective, the
+    solver's record (``memplan.solve.run.SolverStats.to_json()``; None for a baseline), the
+    model file's sha256 and the input shapes it was loaded at. ``partial``: a greedy plan cut
+    short by the deadline (the solver's business only; never written). None of it follows
+    from the decisions, so plans compare equal without it."""
+
+    strategy: str | None = None
+    objective: str | None = None
+    solver: Mapping[str, Any] | None = None
+    model_sha256: str | None = None
+    model_input_shapes: Mapping[str, tuple[int, ...]] | None = None
+    partial: bool = False
+
+
+@dataclass(frozen=True)
 class Plan:
     """A complete, executable plan for one graph on one hardware profile."""
 
@@ -174,5 +191,5 @@ class Plan:
     buffers: tuple[Buffer, ...]
     commands: tuple[Command, ...]
     totals: Totals
-    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    provenance: Provenance = field(default=Provenance(), compare=False)
     host: HostTotals = HostTotals()

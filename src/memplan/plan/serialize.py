@@ -16,13 +16,12 @@ Regions are ``[c0, c1, y0, y1, x0, x1]``, half-open.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from fractions import Fraction
 from importlib import resources
@@ -48,6 +47,7 @@ from memplan.plan.model import (
     Op,
     Operand,
     Plan,
+    Provenance,
     Totals,
 )
 
@@ -198,8 +198,10 @@ def _shapes(graph: Graph) -> dict[str, tuple[int, int, int]]:
     return {name: t.shape[1:] for name, t in graph.tensors.items() if t.is_feature_map}  # type: ignore[misc]
 
 
-def plan_to_json(plan: Plan, hw: HardwareProfile, graph: Graph) -> dict[str, Any]:
-    meta = dict(plan.meta)
+def plan_to_json(plan: Plan, hw: HardwareProfile, graph: Graph, claims: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The plan document. ``claims``: the ``floor``, ``baselines`` and ``settings`` records
+    (what the solve computed beside the plan; written after the totals)."""
+    prov = plan.provenance
     dec = plan.decisions
     layer_ids = [layer.id for layer in graph.layers]
     mm = memory_map(plan, graph)
@@ -208,11 +210,11 @@ def plan_to_json(plan: Plan, hw: HardwareProfile, graph: Graph) -> dict[str, Any
     eb = plan.elem_bytes
     return {
         "schema_version": SCHEMA_VERSION,
-        "model": _model_record(plan.graph_name, meta.pop("model_sha256", None), meta.pop("model_input_shapes", None)),
+        "model": _model_record(plan.graph_name, prov.model_sha256, prov.model_input_shapes),
         "hardware": profile_to_json(hw),
-        "objective": meta.pop("objective", None),
-        "strategy": meta.pop("strategy", None),
-        "solver": meta.pop("solver", None),
+        "objective": prov.objective,
+        "strategy": prov.strategy,
+        "solver": None if prov.solver is None else dict(prov.solver),
         "sram_bytes": plan.sram_bytes,
         "elem_bytes": plan.elem_bytes,
         "bias_bytes": plan.bias_bytes,
@@ -233,21 +235,20 @@ def plan_to_json(plan: Plan, hw: HardwareProfile, graph: Graph) -> dict[str, Any
         "commands": [_command(k, c, refs, mm, waits[k], eb) for k, c in enumerate(plan.commands)],
         "totals": plan.totals.to_json(),
         **({"host_totals": plan.host.to_json()} if plan.host.layers else {}),
-        **{k: v for k, v in meta.items()},
+        **dict(claims or {}),
     }
 
 
-#: plan fields not derived from the plan itself: what the solver, the floor and the baselines
-#: claim (``memplan verify`` recomputes the floor and the baselines and checks the solver record)
-CLAIMS = ("solver", "floor", "baselines", "settings")
+#: plan fields not derived from the plan itself, beside its provenance: what the floor and the
+#: baselines claim and the settings to recompute them (``memplan verify`` recomputes both)
+CLAIMS = ("floor", "baselines", "settings")
 
 
 def check_derived(data: dict[str, Any], plan: Plan, hw: HardwareProfile, graph: Graph) -> None:
     """Raise :class:`PlanError` unless ``data`` is exactly what :func:`plan_to_json` writes for
     the plan parsed from it: a field that restates another (``dram_total``, ``energy_pj``, the
     layer names of a group, ...) must agree with it, and nothing the parser ignores may differ."""
-    canonical = plan_to_json(dataclasses.replace(plan, meta={**plan.meta, **{k: data[k] for k in CLAIMS if k in data}}),
-                             hw, graph)
+    canonical = plan_to_json(plan, hw, graph, {k: data[k] for k in CLAIMS if k in data})
     diff = _first_difference(data, canonical, ())
     if diff is not None:
         path, got, want = diff
@@ -343,14 +344,13 @@ def plan_from_json(data: dict[str, Any]) -> tuple[Plan, HardwareProfile]:
         t = data["totals"]
         totals = Totals(t["dram_read_fm"], t["dram_write_fm"], t["dram_read_weights"], t["macs"], t["recompute_macs"],
                         t["sram_peak"], t["sram_access"], t["energy_fj"], t["cycles"])
-        meta = {k: data.get(k) for k in ("objective", "strategy", "solver")}
-        meta["model_sha256"] = data["model"]["sha256"]
-        if "input_shapes" in data["model"]:
-            meta["model_input_shapes"] = {k: list(v) for k, v in data["model"]["input_shapes"].items()}
+        shapes = data["model"].get("input_shapes")
+        provenance = Provenance(data["strategy"], data["objective"], data["solver"], data["model"]["sha256"],
+                                None if shapes is None else {k: tuple(v) for k, v in shapes.items()})
         h = data.get("host_totals", {})
         host = HostTotals(h.get("layers", 0), h.get("dram_read", 0), h.get("dram_write", 0))
         plan = Plan(data["model"]["name"], data["sram_bytes"], data["elem_bytes"], data["bias_bytes"], decisions, buffers,
-                    tuple(commands), totals, meta, host)
+                    tuple(commands), totals, provenance, host)
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(f"plan JSON is malformed ({type(exc).__name__}: {exc}): re-run memplan solve") from None
     return plan, hw

@@ -67,13 +67,14 @@ from typing import Any, Protocol
 from ortools.sat.python import cp_model
 
 from memplan.alloc import extent, first_fit
-from memplan.baselines import CostCache, check_feasible, floor, greedy, layer_by_layer
+from memplan.baselines import CostCache, Floor, check_feasible, floor, greedy, layer_by_layer
 from memplan.config import HardwareProfile, SolverConfig
 from memplan.errors import InfeasibleError, MemplanError, UsageError
 from memplan.geometry.group import GroupShape
 from memplan.ir.graph import Graph
 from memplan.plan.build import build_plan, cost_totals, plan_blocks, resolve
-from memplan.plan.model import Decisions, GroupDecision, Plan, Totals
+from memplan.plan.model import Decisions, GroupDecision, Plan, Provenance, Totals
+from memplan.plan.serialize import plan_to_json
 from memplan.plan.validate import validate_plan
 from memplan.solve.candidates import CandidateSet, enumerate_candidates
 from memplan.solve.dp import BoundaryDP, DPResult
@@ -158,12 +159,33 @@ class SolverStats:
 
 @dataclass(frozen=True)
 class SolveResult:
+    """The outcome of one solve, whatever the strategy: the validated plan (its provenance
+    holds the strategy, objective and solver record), the compulsory floor, the baselines
+    computed on the way (layer and greedy), the greedy depth they used (verify recomputes
+    them), ``stats`` (CP-SAT only) and ``timings``: this run's seconds per stage ("layer",
+    "greedy", "candidates", "dp_bound", "warm_start", "model", "search", "finish"),
+    "search_limit", CP-SAT's "deterministic_time", "total". Timings describe this run only:
+    they are shown, never written into the plan, so that the same model, config, profile and
+    seed give the same plan bytes."""
+
+    graph: Graph
+    hw: HardwareProfile
     plan: Plan
-    stats: SolverStats
-    baselines: Mapping[str, Plan] = field(default_factory=dict)  # layer and greedy, computed on the way
-    # this run's seconds per stage ("layer", "greedy", "candidates", "dp_bound", "warm_start",
-    # "model", "search", "finish"), "search_limit", CP-SAT's "deterministic_time", "total"
+    floor: Floor
+    baselines: Mapping[str, Plan] = field(default_factory=dict)
     timings: Mapping[str, float] = field(default_factory=dict)
+    max_fuse_depth: int = SolverConfig.max_fuse_depth
+    stats: SolverStats | None = None
+
+    def to_json(self, model_sha256: str | None) -> dict[str, Any]:
+        """The plan document ``memplan solve -o`` writes (``model_sha256``: the model file's)."""
+        shapes = {k: tuple(v) for k, v in self.graph.input_shapes.items()} or None  # verify needs no --input-shape
+        plan = replace(self.plan, provenance=replace(self.plan.provenance, model_sha256=model_sha256,
+                                                     model_input_shapes=shapes))
+        claims = {"settings": {"max_fuse_depth": self.max_fuse_depth, "host_ops": self.graph.host_ops},
+                  "floor": self.floor.to_json(),
+                  "baselines": {name: p.totals.to_json() for name, p in self.baselines.items()}}
+        return plan_to_json(plan, self.hw, self.graph, claims)
 
 
 def parse_weights(text: str) -> dict[str, float]:
@@ -401,7 +423,7 @@ def _first_plans(req: _Request, cache: _BudgetCache, clock: Deadline, log: _Ledg
         log.too_short = True  # the cheapest valid plan cannot be had within the limit: returned anyway
     with log.stage("greedy", "greedy plan"):
         plan = greedy(graph, hw, req.config.max_fuse_depth, cache, halt=req.stopper(clock, reserve))
-    if plan.meta.get("partial"):
+    if plan.provenance.partial:
         log.cut_short("greedy")
         return _FirstPlans({"layer": layer}, plan)
     return _FirstPlans({"layer": layer, "greedy": plan})
@@ -840,7 +862,7 @@ def _finish(req: _Request, cs: CandidateSet | None, first: _FirstPlans, dps: _DP
         cut_short=tuple(log.cut), counters_in_plan=deterministic and searched is not None, extra=extra)
     with log.stage("finish", "rebuilding and validating the plan"):
         plan = best.make()
-        plan = replace(plan, meta={"strategy": "cpsat", "objective": objective, "solver": stats.to_json()})
+        plan = replace(plan, provenance=Provenance("cpsat", objective, stats.to_json()))
         validate_plan(plan, graph, hw)
     if best.source == "cpsat":
         if objective == "energy" and plan.totals.energy_fj != round(value):
@@ -850,7 +872,8 @@ def _finish(req: _Request, cs: CandidateSet | None, first: _FirstPlans, dps: _DP
     elif objective == "energy" and plan.totals.energy_fj != round(value):
         raise MemplanError(f"internal error: the {best.source} plan costs {plan.totals.energy_fj} fJ, not {value}")
     log.timings["total"] = round(clock.elapsed(), 3)
-    return SolveResult(plan, stats, dict(first.baselines), dict(log.timings))
+    return SolveResult(graph, hw, plan, floor(graph, hw), dict(first.baselines), dict(log.timings),
+                       req.config.max_fuse_depth, stats)
 
 
 # ---------------------------------------------------------------------------- the solve

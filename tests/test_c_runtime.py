@@ -4,7 +4,8 @@ untiled reference's, and count exactly the plan's DRAM bytes and MACs.
 
 Models: a residual network (ResNet-8), a U-Net with concatenated skips and ConvTranspose (and
 one with bilinear resizes), two depthwise networks (DS-CNN keyword spotting, the int8 QDQ
-MobileNetV2 0.35), a graph of every remaining kernel flavour (test_tiled's ``mixed``: grouped
+MobileNetV2 0.35), the MLPerf Tiny int8 TFLite keyword-spotting model (the file's own int8
+parameters), a graph of every remaining kernel flavour (test_tiled's ``mixed``: grouped
 ConvTranspose, LRN, softmax, fully connected, channel shuffle, average pool, ...) and one of
 the others (:func:`others`: PRelu and table activations, dilated and strided convs, max / min /
 sub / mul with broadcasts, pad, slice, depth-to-space in both modes, space-to-depth, average
@@ -27,10 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from memplan.baselines import greedy, layer_by_layer
 from memplan.config import HardwareProfile, SolverConfig, load_profile
-from memplan.errors import ModelError, PlanError, UsageError, VerificationError
+from memplan.errors import InfeasibleError, ModelError, PlanError, UsageError, VerificationError
 from memplan.execute import Prepared, execute_plan, prepare, verify_plan
 from memplan.execute.fixedpoint import (
     INT32_MAX,
@@ -40,7 +43,7 @@ from memplan.execute.fixedpoint import (
     rounding_divide_by_pot,
     saturating_rounding_doubling_high_mul,
 )
-from memplan.execute.tiled import Counts, _weight_image
+from memplan.execute.tiled import _weight_image
 from memplan.firmware import RUNTIME_FILES, export_c, runtime_dir, weight_blob
 from memplan.frontend import load_model
 from memplan.ir.builder import GraphBuilder
@@ -50,6 +53,7 @@ from memplan.plan.memory_map import memory_map
 from memplan.plan.model import Buffer, BufferKind, Op, Plan
 from memplan.solve import solve_cpsat
 from memplan.zoo import build_zoo_model
+from test_geometry import random_cnn
 from test_host import tail_model
 from test_tiled import MODELS, _relocate, mixed
 
@@ -98,6 +102,7 @@ MODELS_C: dict[str, tuple[Callable[[], Graph], tuple[int, int]]] = {
                       (16 * 1024, 64 * 1024)),
     "dscnn": (lambda: load_model(MODELS / "kws_dscnn_tf2onnx.onnx"), (16 * 1024, 64 * 1024)),
     "mobilenetv2_qdq": (lambda: load_model(MODELS / "keras_mobilenetv2_035_96_int8_qdq.onnx"), (64 * 1024, 256 * 1024)),
+    "kws_tflite": (lambda: load_model(MODELS / "kws_ref_model.tflite"), (16 * 1024, 64 * 1024)),
     "mixed": (mixed, (6 * 1024, 24 * 1024)),
     "others": (others, (4 * 1024, 32 * 1024)),
 }
@@ -152,14 +157,15 @@ def _round_trip(graph: Graph, prepared: Prepared, hw: HardwareProfile, plan: Pla
     tiled = execute_plan(plan, prepared.qgraph, hw, prepared.inputs)
     numpy_out = _output_bytes(graph, dict(tiled.outputs))
     assert numpy_out == _output_bytes(graph, dict(prepared.reference))
-    assert tiled.counts == Counts.of_totals(plan.totals)
+    c, t = tiled.counts, plan.totals  # the totals the C runtime counts (verify checks the others)
+    assert (c.dram_read_fm, c.dram_write_fm, c.dram_read_weights, c.macs) == (t.dram_read_fm, t.dram_write_fm,
+                                                                             t.dram_read_weights, t.macs)
     export_c(graph, plan, hw, prepared, out)
     _build(out, cflags)
     r = _run(out)
     assert r.returncode == 0, f"memplan_run exited {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     assert r.stderr == ""  # sanitizers silent
     assert (out / "output.bin").read_bytes() == numpy_out == (out / "expected.bin").read_bytes()
-    t = plan.totals
     assert _counters(r.stdout) == {
         "dram_read_fm": (t.dram_read_fm, t.dram_read_fm), "dram_write_fm": (t.dram_write_fm, t.dram_write_fm),
         "dram_read_weights": (t.dram_read_weights, t.dram_read_weights), "macs": (t.macs, t.macs),
@@ -224,6 +230,21 @@ def test_sanitizers_stay_silent(model: str, strategy: str, tmp_path: Path) -> No
     graph, prepared = _model(model)
     hw, plan = _plan(model, MODELS_C[model][1][0], strategy)
     _round_trip(graph, prepared, hw, plan, tmp_path / "fw", SANITIZE)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(g=random_cnn(), sram=st.sampled_from([3072, 8192]))
+def test_random_graphs_round_trip(g: Graph, sram: int, tmp_path: Path) -> None:
+    """Random CNNs (convs of any kernel, stride, dilation and padding, depthwise, pools, adds,
+    concats, resizes, ConvTranspose) in SRAM small enough to tile them finely."""
+    hw = NPU.with_sram(sram)
+    try:
+        plan = greedy(g, hw)
+    except InfeasibleError:
+        assume(False)
+        return
+    out = tmp_path / f"fw{len(list(tmp_path.iterdir()))}"
+    _round_trip(g, prepare(g), hw, plan, out)
 
 
 # ---------------------------------------------------------------------------- the runtime uses the plan

@@ -181,6 +181,39 @@ static int64_t bias_of(job *j, int32_t c)
 }
 
 /* ------------------------------------------------------------------ convolutions */
+/* the in-tensor input positions [*lo, *hi) that outputs [o0, o1) read along one axis of a
+   sliding window (o * s - pad + tap * d, tap < k); *lo == *hi when none */
+static void used_span(int32_t o0, int32_t o1, int32_t s, int32_t pad, int32_t k, int32_t d, int32_t n, int32_t *lo,
+                      int32_t *hi)
+{
+    int32_t o, tap;
+    *lo = n;
+    *hi = 0;
+    for (o = o0; o < o1; o++)
+        for (tap = 0; tap < k; tap++) {
+            int32_t i = o * s - pad + tap * d;
+            if (i >= 0 && i < n) {
+                *lo = i < *lo ? i : *lo;
+                *hi = i + 1 > *hi ? i + 1 : *hi;
+            }
+        }
+    if (*lo >= *hi)
+        *lo = *hi = 0;
+}
+
+/* the taps [*t0, *t1) of output position o that land inside [0, n) */
+static void tap_range(int32_t o, int32_t s, int32_t pad, int32_t k, int32_t d, int32_t n, int32_t *t0, int32_t *t1)
+{
+    int32_t first = o * s - pad; /* input position of tap 0 */
+    int32_t a = 0, b = k;
+    if (first < 0)
+        a = (-first + d - 1) / d;
+    if (first + (k - 1) * d >= n)
+        b = first >= n ? 0 : (n - 1 - first) / d + 1;
+    *t0 = a;
+    *t1 = b > a ? b : a;
+}
+
 static void k_conv(job *j, uint64_t *macs)
 {
     const memplan_layer *L = j->L;
@@ -191,37 +224,44 @@ static void k_conv(job *j, uint64_t *macs)
     int32_t co_g = L->out_c / L->groups, ci_g = t->C / L->groups;
     int32_t zp = j->in[0].zero_point;
     int32_t trows = tr->y1 - tr->y0, tcols = tr->x1 - tr->x0;
-    int32_t c, y, x, ci, ky, kx;
+    int64_t plane = (int64_t)trows * tcols;
+    int32_t c, y, x, ci, ky, kx, ylo, yhi, xlo, xhi;
+    /* the tile must hold every in-tensor cell the region reads (memplan's `need`) */
+    used_span(j->r.y0, j->r.y1, sh, top, kh, dh, t->H, &ylo, &yhi);
+    used_span(j->r.x0, j->r.x1, sw, left, kw, dw, t->W, &xlo, &xhi);
+    if (ylo < yhi && xlo < xhi) {
+        int32_t cin_lo = (j->r.c0 / co_g) * ci_g, cin_hi = ((j->r.c1 - 1) / co_g + 1) * ci_g;
+        if (t->data == NULL || ylo < tr->y0 || yhi > tr->y1 || xlo < tr->x0 || xhi > tr->x1 || cin_lo < tr->c0 ||
+            cin_hi > tr->c1) {
+            j->status = MEMPLAN_E_MISSING_INPUT;
+            return;
+        }
+    }
     for (c = j->r.c0; c < j->r.c1; c++) {
-        const int8_t *w = j->rows + (size_t)(c - j->r.c0) * L->row_bytes;
+        const int8_t *w = j->rows + (size_t)(c - j->r.c0) * L->row_bytes; /* (ci_g, kh, kw) */
         int32_t cin0 = (c / co_g) * ci_g;
         int64_t bias = bias_of(j, c);
         for (y = j->r.y0; y < j->r.y1; y++) {
+            int32_t ky0, ky1, iy0 = y * sh - top;
+            tap_range(y, sh, top, kh, dh, t->H, &ky0, &ky1);
             for (x = j->r.x0; x < j->r.x1; x++) {
+                int32_t kx0, kx1, ix0 = x * sw - left;
                 int64_t acc = 0;
-                for (ky = 0; ky < kh; ky++) {
-                    int32_t iy = y * sh - top + ky * dh;
-                    if (iy < 0 || iy >= t->H)
-                        continue;
-                    for (kx = 0; kx < kw; kx++) {
-                        int32_t ix = x * sw - left + kx * dw;
-                        if (ix < 0 || ix >= t->W)
-                            continue;
-                        if (t->data == NULL || iy < tr->y0 || iy >= tr->y1 || ix < tr->x0 || ix >= tr->x1 ||
-                            cin0 < tr->c0 || cin0 + ci_g > tr->c1) {
-                            j->status = MEMPLAN_E_MISSING_INPUT;
-                            return;
+                tap_range(x, sw, left, kw, dw, t->W, &kx0, &kx1);
+                if (ky0 < ky1 && kx0 < kx1) {
+                    /* element indices, not pointers: a tap's row/column offset alone may be negative */
+                    int64_t first = (int64_t)(cin0 - tr->c0) * plane + (int64_t)(ix0 - tr->x0);
+                    for (ci = 0; ci < ci_g; ci++) {
+                        const int8_t *wc = w + (size_t)ci * kh * kw;
+                        int64_t s = 0;
+                        for (ky = ky0; ky < ky1; ky++) {
+                            const int8_t *row = t->data + (first + ci * plane + (int64_t)(iy0 + ky * dh - tr->y0) * tcols +
+                                                           (int64_t)kx0 * dw);
+                            const int8_t *wr = wc + ky * kw;
+                            for (kx = kx0; kx < kx1; kx++)
+                                s += ((int32_t)row[(kx - kx0) * dw] - zp) * wr[kx];
                         }
-                        {
-                            const int8_t *p = t->data + ((int64_t)(cin0 - tr->c0) * trows + (iy - tr->y0)) * tcols +
-                                              (ix - tr->x0);
-                            const int8_t *wp = w + ky * kw + kx;
-                            int64_t plane = (int64_t)trows * tcols, tap = (int64_t)kh * kw;
-                            int64_t s = 0;
-                            for (ci = 0; ci < ci_g; ci++)
-                                s += (int64_t)((int32_t)p[ci * plane] - zp) * wp[ci * tap];
-                            acc += s;
-                        }
+                        acc += s;
                     }
                 }
                 put(j, c, y, x, finish_acc(j, acc + bias, c));

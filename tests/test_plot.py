@@ -165,7 +165,9 @@ def test_progress_recorder_traces_a_real_cpsat_solve() -> None:
     graph = build_zoo_model("toy_chain", n=6, h=32, w=32, c=8)
     hw = load_profile("generic-npu").with_sram(12 * 1024)
     recorder = plot.ProgressRecorder()
-    config = replace(load_solver_config("default"), time_limit_s=5)
+    # deterministic: the search is bounded by CP-SAT's deterministic time, not the wall clock, so a
+    # loaded machine cannot cut it short before it finds its plan
+    config = replace(load_solver_config("default"), time_limit_s=5, deterministic=True)
     out = plan_graph(graph, hw, objective="latency", config=config, progress=recorder)
     trace = recorder.trace
     assert out.plan.provenance.solver["plan_source"] == "cpsat" and len(trace) >= 2

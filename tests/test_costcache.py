@@ -109,8 +109,10 @@ GOLDEN = {
     "toy_chain-single-buffer": ("dc937b59892604f5", "1c4b20b20f430402", "f38a517cf3e595b3", "eb692627bb5b04d5"),
     "toy_chain-rows": ("dc937b59892604f5", "f9b65562cf637e2f", "15228ea5ce7efba6", "15228ea5ce7efba6"),
     "mini_densenet": ("dc937b59892604f5", "cb0da7406859ddca", "e9e6a74c16837f8d", "80b4a3f96e786aa8"),
-    "mixed_ops": ("dc937b59892604f5", "003e835f3bc87b71", "fc340a67c2564305", "4ed888f60fce8468"),
-    "mixed_ops-in-place": ("dc937b59892604f5", "41e76162b60e1377", "68e949da6c6176c9", "e3160cfc8e465a5e"),
+    # the candidates of mixed_ops re-recorded when window spans became exact at their padded ends
+    # (a one-row tile of its dilated conv no longer counts the row its taps skip): baselines unchanged
+    "mixed_ops": ("dc937b59892604f5", "a1084789766d8b1b", "fc340a67c2564305", "4ed888f60fce8468"),
+    "mixed_ops-in-place": ("dc937b59892604f5", "f66aaf177c2edc75", "68e949da6c6176c9", "e3160cfc8e465a5e"),
 }
 
 STAGES = ("check_feasible", "enumerate_candidates", "layer_by_layer", "greedy")

@@ -34,9 +34,25 @@ from memplan.ir.ops import (
 )
 
 
-def _window(o0: int, o1: int, k: int, s: int, pad_lo: int, d: int) -> tuple[int, int]:
-    """Input span [i0, i1) read by outputs [o0, o1) of a sliding window."""
-    return o0 * s - pad_lo, (o1 - 1) * s - pad_lo + d * (k - 1) + 1
+def _window(o0: int, o1: int, k: int, s: int, pad_lo: int, d: int, n_in: int) -> tuple[int, int]:
+    """Input span [i0, i1) read by outputs [o0, o1) of a sliding window (output ``o``, tap ``t``
+    reads ``o*s - pad_lo + t*d``). Unclipped where an end is padding; but where the taps skip
+    the input cells next to the padding (a stride longer than the window's reach, a 1x1
+    stride-2 convolution with padding), that end is the first (last) input cell actually read,
+    so the clipped span is exactly the bounding box of the cells the kernel reads."""
+    i0, i1 = o0 * s - pad_lo, (o1 - 1) * s - pad_lo + d * (k - 1) + 1
+    if i0 < 0:
+        read = [p for o in range(o0, min(o1, o0 + pad_lo // s + 2)) for t in range(k) if 0 <= (p := o * s - pad_lo + t * d) < n_in]
+        first = min(read, default=None)
+        if first is not None and first > 0:
+            i0 = first
+    if i1 > n_in:
+        last_out = max(o0, o1 - 1 - (i1 - n_in) // s - 1)
+        read = [p for o in range(last_out, o1) for t in range(k) if 0 <= (p := o * s - pad_lo + t * d) < n_in]
+        last = max(read, default=None)
+        if last is not None and last + 1 < n_in:
+            i1 = last + 1
+    return i0, i1
 
 
 def _transpose_span(o0: int, o1: int, k: int, s: int, pad_lo: int, d: int, n_in: int) -> tuple[int, int]:
@@ -108,13 +124,13 @@ def input_spans(graph: Graph, layer: Layer, axis: int, lo: int, hi: int) -> tupl
         return ((0, n_in),)
     if op is OpKind.CONV:
         assert isinstance(a, ConvAttrs)
-        return (_window(lo, hi, a.kernel[k], a.stride[k], a.pads[k], a.dilation[k]),)
+        return (_window(lo, hi, a.kernel[k], a.stride[k], a.pads[k], a.dilation[k], n_in),)
     if op is OpKind.CONV_TRANSPOSE:
         assert isinstance(a, ConvTransposeAttrs)
         return (_transpose_span(lo, hi, a.kernel[k], a.stride[k], a.pads[k], a.dilation[k], n_in),)
     if op in (OpKind.MAX_POOL, OpKind.AVG_POOL):
         assert isinstance(a, PoolAttrs)
-        return (_window(lo, hi, a.kernel[k], a.stride[k], a.pads[k], 1),)
+        return (_window(lo, hi, a.kernel[k], a.stride[k], a.pads[k], 1, n_in),)
     if op is OpKind.RESIZE:
         assert isinstance(a, ResizeAttrs)
         return (_resize_span(a, lo, hi, a.out_hw[k], n_in),)

@@ -150,8 +150,11 @@ def _build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="write a verified plan as C99 sources with the reference runtime (memplan.firmware)")
     exp.add_argument("model", help="ONNX model file the plan was made for")
     exp.add_argument("plan", help="plan JSON written by memplan solve -o")
-    exp.add_argument("--c", required=True, metavar="DIR", help="directory to write (absent, empty or an earlier export); "
+    exp.add_argument("--c", metavar="DIR", help="write C99 sources here (absent, empty or an earlier export); "
                      "make -C DIR builds DIR/memplan_run")
+    exp.add_argument("--tflm-offsets", metavar="OUT.tflite", help="write a copy of the .tflite model with TensorFlow Lite "
+                     "Micro's offline memory plan (OfflineMemoryAllocation) from an untiled memory plan; checked with "
+                     "the TFLite Micro interpreter (needs tflite-micro)")
     exp.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, help="quantisation and input seed (default 0)")
 
     ops = sub.add_parser("ops", help="the ONNX operators memplan imports (others run on the host CPU)")
@@ -328,14 +331,27 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     check_input_file(args.model, "model")
     check_input_file(args.plan, "plan")
-    from memplan.firmware import check_target, export_files
+    if args.c is None and args.tflm_offsets is None:
+        raise UsageError("say what to export: --c DIR (C99 sources) and/or --tflm-offsets OUT.tflite")
+    from memplan.firmware import check_exportable, check_target, export_c
 
-    check_target(args.c)  # before any work
-    from memplan.driver import verify_files
+    target = check_target(args.c) if args.c is not None else None  # before any work
+    if args.tflm_offsets is not None:
+        check_output(args.tflm_offsets, flag="--tflm-offsets", protect=args.model, example="model_planned.tflite")
+    from memplan.driver import verified_plan
 
-    verify_files(args.model, args.plan, seed=args.seed)  # every check of memplan verify, or one line
-    out = export_files(args.model, args.plan, args.c, seed=args.seed)
-    print(f"wrote {out}: plan tables, runtime, weights.bin, input.bin, expected.bin; build and run with make -C {out} run")
+    v = verified_plan(args.model, args.plan, seed=args.seed)  # every check of memplan verify, or one line
+    if target is not None:
+        check_exportable(v.graph, v.plan)
+        out = export_c(v.graph, v.plan, v.hw, v.prepared, target, args.seed)
+        print(f"wrote {out}: plan tables, runtime, weights.bin, input.bin, expected.bin; build and run with make -C {out} run")
+    if args.tflm_offsets is not None:
+        from memplan.firmware.tflm_offsets import export_tflm_offsets
+
+        r = export_tflm_offsets(args.model, v.graph, v.plan, dict(v.prepared.inputs), args.tflm_offsets)
+        print(f"wrote {args.tflm_offsets}: {r.plan.planned} tensors planned offline in {r.plan.head_bytes:,} B; TFLite Micro "
+              f"arena head {r.arena_offline.head:,} B with the plan vs {r.arena_default.head:,} B with its own planner "
+              f"(total {r.arena_offline.total:,} vs {r.arena_default.total:,} B); outputs identical")
     return 0
 
 

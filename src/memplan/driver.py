@@ -11,18 +11,18 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from memplan.baselines import CostCache, check_feasible, floor, greedy, layer_by_layer
 from memplan.config import HardwareProfile, SolverConfig
 from memplan.errors import UsageError, VerificationError
-from memplan.execute.verify import VerifyReport, compare_with_tflm, prepare, verify_document
+from memplan.execute.verify import Prepared, VerifyReport, compare_with_tflm, prepare, verify_document
 from memplan.execute.verify import model_sha256 as verified_sha256
 from memplan.frontend import load_model
 from memplan.ir.graph import Graph
 from memplan.plan.model import Plan
-from memplan.plan.serialize import check_document, file_sha256, read_plan_document
+from memplan.plan.serialize import check_document, file_sha256, plan_from_json, read_plan_document
 from memplan.plan.validate import validate_plan
 from memplan.solve import UserConstraints, solve_cpsat
 from memplan.solve.run import Progress, SolveResult
@@ -59,15 +59,35 @@ def model_sha256(path: str | os.PathLike[str]) -> str:
     return file_sha256(path)
 
 
+@dataclass(frozen=True)
+class Verified:
+    """A plan file that passed ``memplan verify`` for its model, with what the verification
+    loaded and computed: the graph (at the plan's input shapes), the parsed plan and profile,
+    and the quantised graph with its seeded input and reference (what the exports embed)."""
+
+    report: VerifyReport
+    graph: Graph
+    plan: Plan
+    hw: HardwareProfile
+    prepared: Prepared
+
+
 def verify_files(model: str | os.PathLike[str], plan_path: str | os.PathLike[str],
                  input_shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0,
                  host_ops: str | None = None) -> VerifyReport:
     """``memplan verify``: the plan file at ``plan_path`` against the model file it was made
     for (every check of :mod:`memplan.execute.verify`). The model is loaded at the input
     shapes and with the host-ops setting the plan records; given ones must agree with them."""
+    return verified_plan(model, plan_path, input_shapes, seed, host_ops).report
+
+
+def verified_plan(model: str | os.PathLike[str], plan_path: str | os.PathLike[str],
+                  input_shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0,
+                  host_ops: str | None = None) -> Verified:
+    """:func:`verify_files`, keeping what the verification loaded (``memplan export``)."""
     start = time.perf_counter()
     doc = read_plan_document(plan_path)
-    return verify_model_document(model, doc, input_shapes, seed, host_ops, start)
+    return _verify(model, doc, input_shapes, seed, host_ops, start)
 
 
 def verify_model_document(model: str | os.PathLike[str], doc: Mapping[str, Any],
@@ -75,6 +95,11 @@ def verify_model_document(model: str | os.PathLike[str], doc: Mapping[str, Any],
                           host_ops: str | None = None, start: float | None = None) -> VerifyReport:
     """:func:`verify_files` of a plan document already read (``start``: when reading began,
     counted in the report's load time)."""
+    return _verify(model, doc, input_shapes, seed, host_ops, start).report
+
+
+def _verify(model: str | os.PathLike[str], doc: Mapping[str, Any], input_shapes: Mapping[str, tuple[int, ...]] | None,
+            seed: int, host_ops: str | None, start: float | None) -> Verified:
     start = time.perf_counter() if start is None else start
     doc = dict(doc)
     check_document(doc)  # before any field of it is read
@@ -105,4 +130,8 @@ def verify_model_document(model: str | os.PathLike[str], doc: Mapping[str, Any],
         if tflm.match is False:
             raise VerificationError(f"the plan runs bit-exactly against memplan's reference, but TFLite Micro disagrees: "
                                     f"{tflm.detail}")
-    return replace(report, wall_time_s=report.wall_time_s + loaded + times.get("tflm", 0.0), times=times, tflm=tflm)
+    report = replace(report, wall_time_s=report.wall_time_s + loaded + times.get("tflm", 0.0), times=times, tflm=tflm)
+    plan, hw = plan_from_json(doc)
+    if graph.name != plan.graph_name:  # the same model bytes under another file name (the sha256 was checked)
+        graph = replace(graph, name=plan.graph_name)
+    return Verified(report, graph, plan, hw, prepared)

@@ -4,7 +4,8 @@
   (``memplan_plan.h/.c``), the weight blob, the seeded input and the expected output, the
   runtime sources, a ``Makefile`` and an example ``main.c`` that runs the plan and checks
   every output byte and counter;
-* :func:`export_files` - the same from a model file and the plan file made for it;
+* :mod:`memplan.firmware.tflm_offsets` - TensorFlow Lite Micro's offline memory plan
+  (``memplan export --tflm-offsets``) from an untiled memory plan;
 * :func:`weight_blob` - the weight blob the plan's memory map
   (:func:`memplan.plan.memory_map.memory_map`) lays out;
 * the runtime itself is package data: ``memplan/firmware/runtime/`` (:func:`runtime_dir`),
@@ -16,11 +17,10 @@ from memplan.firmware.export import (
     check_exportable,
     check_target,
     export_c,
-    export_files,
     plan_sources,
     runtime_dir,
     weight_blob,
 )
 
-__all__ = ["RUNTIME_FILES", "check_exportable", "check_target", "export_c", "export_files", "plan_sources",
+__all__ = ["RUNTIME_FILES", "check_exportable", "check_target", "export_c", "plan_sources",
            "runtime_dir", "weight_blob"]

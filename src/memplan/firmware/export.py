@@ -24,7 +24,6 @@ weights). The directory is written to a temporary sibling and renamed into place
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import shutil
@@ -41,7 +40,7 @@ from memplan.errors import ModelError, PlanError, UsageError
 from memplan.execute.quantize import QLayer, QuantizedGraph, Requant
 from memplan.execute.reference import run_reference
 from memplan.execute.tiled import BIAS_BYTES, _weight_image
-from memplan.execute.verify import Prepared, prepare, verification_inputs
+from memplan.execute.verify import Prepared, verification_inputs
 from memplan.execute.windows import pool_counts, resize_linear_fixed, resize_nearest_index
 from memplan.host import tensor_dtype
 from memplan.ir.graph import Graph
@@ -511,27 +510,6 @@ def export_c(graph: Graph, plan: Plan, hw: HardwareProfile, prepared: Prepared |
     return target
 
 
-def export_files(model: str | os.PathLike[str], plan_path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                 seed: int = 0) -> Path:
-    """``memplan export MODEL PLAN --c DIR``: the C export of a plan file for the model file
-    it was made for, loaded at the input shapes and with the host-ops setting the plan records.
-    The caller verifies the pair first (:func:`memplan.driver.verify_files`, as the command
-    line does): this function checks only what the export needs."""
-    from memplan.frontend import load_model
-    from memplan.plan.serialize import plan_from_json, read_plan_document
-
-    target = check_target(out_dir)
-    doc = read_plan_document(plan_path)
-    plan, hw = plan_from_json(doc)
-    shapes = {k: tuple(v) for k, v in (plan.provenance.model_input_shapes or {}).items()}
-    host_ops = (doc.get("settings") or {}).get("host_ops", "cpu")
-    graph = load_model(model, shapes, host_ops=host_ops)
-    if graph.name != plan.graph_name:  # the same model bytes under another file name (verify checked the sha256)
-        graph = dataclasses.replace(graph, name=plan.graph_name)
-    check_exportable(graph, plan)
-    return export_c(graph, plan, hw, prepare(graph, seed), target, seed)
-
-
 # ---------------------------------------------------------------------------- writing
 _MARKER = "memplan_plan.h"
 
@@ -581,5 +559,5 @@ def _write_dir(target: Path, files: Mapping[str, bytes]) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-__all__ = ["RUNTIME_FILES", "check_exportable", "check_target", "export_c", "export_files", "plan_sources", "runtime_dir",
+__all__ = ["RUNTIME_FILES", "check_exportable", "check_target", "export_c", "plan_sources", "runtime_dir",
            "weight_blob"]

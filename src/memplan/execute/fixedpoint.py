@@ -137,3 +137,133 @@ def _like(out: IntArray, *args: object) -> ArrayLike:
     if all(np.ndim(a) == 0 and not isinstance(a, np.ndarray) for a in args):
         return int(out)  # type: ignore[return-value]
     return out  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------- gemmlowp FixedPoint
+# The transcendental functions TFLite Micro's int8 LOGISTIC, TANH and SOFTMAX evaluate, on
+# int32 raw values of gemmlowp ``FixedPoint<int32_t, I>`` (``I`` integer bits, ``31 - I``
+# fractional bits), vectorised over int64 arrays. memplan evaluates them at build time only
+# (activation tables, the softmax), so they favour clarity over speed.
+
+def wrap_int32(x: npt.ArrayLike) -> IntArray:
+    """Two's-complement int32 wrap of int64 values (C int32 arithmetic)."""
+    a = np.asarray(x, dtype=np.int64)
+    return ((a + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def _srdhm(a: IntArray, b: IntArray | int) -> IntArray:
+    return np.asarray(saturating_rounding_doubling_high_mul(np.asarray(a, dtype=np.int64),
+                                                            np.asarray(b, dtype=np.int64)), dtype=np.int64)
+
+
+def saturating_rounding_multiply_by_pot(x: IntArray, exponent: int) -> IntArray:
+    """gemmlowp ``SaturatingRoundingMultiplyByPOT<exponent>`` on int32 values: a saturating
+    left shift for ``exponent > 0``, :func:`rounding_divide_by_pot` for ``exponent < 0``."""
+    a = np.asarray(x, dtype=np.int64)
+    if exponent == 0:
+        return a
+    if exponent < 0:
+        return np.asarray(rounding_divide_by_pot(a, np.int64(-exponent)), dtype=np.int64)
+    threshold = (1 << (31 - exponent)) - 1
+    return np.where(a > threshold, INT32_MAX, np.where(a < -threshold, INT32_MIN, a << exponent))
+
+
+def rounding_half_sum(a: IntArray, b: IntArray | int) -> IntArray:
+    """gemmlowp ``RoundingHalfSum`` (int32): ``(a + b + sign) / 2`` with C truncation."""
+    s = np.asarray(a, dtype=np.int64) + np.asarray(b, dtype=np.int64)
+    num = s + np.where(s >= 0, 1, -1)
+    return np.sign(num) * (np.abs(num) // 2)
+
+
+def _exp_on_interval_between_negative_one_quarter_and_0_excl(a: IntArray) -> IntArray:
+    """gemmlowp: exp(a) for a (Q0.31) in [-1/4, 0), by a Taylor expansion around -1/8."""
+    constant_term = 1895147668  # exp(-1/8) in Q0.31
+    constant_1_over_3 = 715827883
+    x = wrap_int32(a + (1 << 28))  # a + 1/8
+    x2 = _srdhm(x, x)
+    x3 = _srdhm(x2, x)
+    x4 = _srdhm(x2, x2)
+    x4_over_4 = saturating_rounding_multiply_by_pot(x4, -2)
+    poly = saturating_rounding_multiply_by_pot(wrap_int32(_srdhm(wrap_int32(x4_over_4 + x3), constant_1_over_3) + x2), -1)
+    return wrap_int32(constant_term + _srdhm(constant_term, wrap_int32(x + poly)))
+
+
+#: gemmlowp's exp barrel shifter: (exponent E, exp(-2**E) in Q0.31)
+_EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308), (2, 39332535), (3, 720401),
+               (4, 242))
+
+
+def exp_on_negative_values(a: npt.ArrayLike, integer_bits: int) -> IntArray:
+    """gemmlowp ``exp_on_negative_values``: exp of a non-positive ``FixedPoint<int32_t,
+    integer_bits>`` raw value, as a Q0.31 raw value."""
+    a = np.asarray(a, dtype=np.int64)
+    frac = 31 - integer_bits
+    one_quarter = 1 << (frac - 2)
+    a_mod_quarter_minus_one_quarter = wrap_int32((a & (one_quarter - 1)) - one_quarter)
+    result = _exp_on_interval_between_negative_one_quarter_and_0_excl(
+        saturating_rounding_multiply_by_pot(a_mod_quarter_minus_one_quarter, integer_bits))
+    remainder = wrap_int32(a_mod_quarter_minus_one_quarter - a)
+    for exponent, multiplier in _EXP_BARREL:
+        if integer_bits > exponent:
+            bit = 1 << (frac + exponent)
+            result = np.where((remainder & bit) != 0, _srdhm(result, multiplier), result)
+    if integer_bits > 5:
+        clamp = -(1 << (36 - integer_bits))  # -32
+        result = np.where(a < clamp, 0, result)
+    return np.where(a == 0, INT32_MAX, result)
+
+
+def _newton_reciprocal_f2(a: IntArray) -> IntArray:
+    """gemmlowp's Newton-Raphson iteration for 1 / (1 + a), a in Q0.31 [0, 1): the result
+    ``x ~= 2 / (1 + a)`` in Q2.29."""
+    half_denominator = rounding_half_sum(a, INT32_MAX)
+    constant_48_over_17 = 1515870810
+    constant_neg_32_over_17 = -1010580540
+    x = wrap_int32(constant_48_over_17 + _srdhm(half_denominator, constant_neg_32_over_17))
+    one_f2 = 1 << 29
+    for _ in range(3):
+        half_denominator_times_x = _srdhm(half_denominator, x)
+        one_minus = wrap_int32(one_f2 - half_denominator_times_x)
+        x = wrap_int32(x + saturating_rounding_multiply_by_pot(_srdhm(x, one_minus), 2))
+    return x
+
+
+def one_over_one_plus_x_for_x_in_0_1(a: npt.ArrayLike) -> IntArray:
+    """gemmlowp ``one_over_one_plus_x_for_x_in_0_1``: Q0.31 in, Q0.31 out."""
+    x = _newton_reciprocal_f2(np.asarray(a, dtype=np.int64))
+    return saturating_rounding_multiply_by_pot(x, 1)  # ExactMulByPot<-1> then Rescale<0> of a Q1.30
+
+
+def one_minus_x_over_one_plus_x_for_x_in_0_1(a: npt.ArrayLike) -> IntArray:
+    """gemmlowp ``one_minus_x_over_one_plus_x_for_x_in_0_1``: Q0.31 in, Q0.31 out."""
+    x = _newton_reciprocal_f2(np.asarray(a, dtype=np.int64))
+    return saturating_rounding_multiply_by_pot(wrap_int32(x - (1 << 29)), 2)
+
+
+def fixed_point_logistic(a: npt.ArrayLike, integer_bits: int) -> IntArray:
+    """gemmlowp ``logistic`` of a ``FixedPoint<int32_t, integer_bits>`` raw value, Q0.31 out."""
+    a = np.asarray(a, dtype=np.int64)
+    positive = a > 0
+    abs_input = np.where(positive, a, wrap_int32(-a))
+    result_if_positive = one_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(wrap_int32(-abs_input), integer_bits))
+    result_if_negative = wrap_int32(INT32_MAX - result_if_positive)
+    return np.where(a == 0, 1 << 30, np.where(positive, result_if_positive, result_if_negative))
+
+
+def fixed_point_tanh(a: npt.ArrayLike, integer_bits: int) -> IntArray:
+    """gemmlowp ``tanh`` of a ``FixedPoint<int32_t, integer_bits>`` raw value, Q0.31 out."""
+    a = np.asarray(a, dtype=np.int64)
+    negative = a < 0
+    n = np.where(negative, a, wrap_int32(-a))  # -|a|
+    t = one_minus_x_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(n, integer_bits + 1))  # ExactMulByPot<1>
+    return np.where(a == 0, 0, np.where(negative, wrap_int32(-t), t))
+
+
+def calculate_input_radius(input_integer_bits: int, input_left_shift: int, total_signed_bits: int = 31) -> int:
+    """TFLite ``CalculateInputRadius``: the largest input magnitude a fixed-point function
+    with ``input_integer_bits`` integer bits takes after a left shift of ``input_left_shift``."""
+    max_input_rescaled = (1.0 * ((1 << input_integer_bits) - 1) * float(1 << (total_signed_bits - input_integer_bits))
+                          / float(1 << input_left_shift) if input_left_shift >= 0 else
+                          1.0 * ((1 << input_integer_bits) - 1) * float(1 << (total_signed_bits - input_integer_bits))
+                          * float(1 << -input_left_shift))
+    return int(math.floor(max_input_rescaled))

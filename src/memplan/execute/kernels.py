@@ -35,7 +35,17 @@ import numpy as np
 import numpy.typing as npt
 
 from memplan.errors import PlanError
-from memplan.execute.fixedpoint import INT32_MAX, INT32_MIN, INT8_MAX, INT8_MIN, divide_round_half_away
+from memplan.execute.fixedpoint import (
+    INT32_MAX,
+    INT32_MIN,
+    INT8_MAX,
+    INT8_MIN,
+    divide_round_half_away,
+    one_over_one_plus_x_for_x_in_0_1,
+    rounding_divide_by_pot,
+    saturating_rounding_doubling_high_mul,
+    wrap_int32,
+)
 from memplan.execute.quantize import ADD_LEFT_SHIFT, LRN_TABLE_BITS, SOFTMAX_MUL_BITS, QLayer
 from memplan.execute.windows import (
     RESIZE_FRAC_BITS,
@@ -418,11 +428,15 @@ def _avg_pool(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> 
 
 
 def _global_avg_pool(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
+    """TFLite Micro's int8 MEAN over H and W: the integer sum of ``q - zp_in`` times one
+    multiplier of ``s_in / (s_out * count)`` (:func:`~memplan.execute.quantize.tflm_mean_requant`),
+    plus the output zero point: one rounding."""
     window = windows[0]
-    assert window is not None
+    assert window is not None and ql.requant is not None
     count = window.shape[2] * window.shape[3]
-    total = window.astype(np.int64).sum(axis=(2, 3), keepdims=True)
-    return _finish_input_domain(ql, divide_round_half_away(total, count), out)
+    total = window.astype(np.int64).sum(axis=(2, 3), keepdims=True) - ql.in_q[0].zero_point * count
+    total = np.clip(total, INT32_MIN, INT32_MAX)
+    return _activate(ql, ql.requant.apply(total) + ql.stage_q.zero_point, out)
 
 
 def _global_max_pool(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
@@ -534,10 +548,36 @@ def _channel_shuffle(ql: QLayer, windows: Windows, out: Region, accesses: Access
     return _finish_input_domain(ql, window.astype(np.int64)[:, src - int(src.min())], out)
 
 
+def _softmax_tflm(ql: QLayer, q: I64, out: Region) -> I8:
+    """TFLite Micro's int8 softmax (``reference_ops::Softmax``, output 1/256, zero point -128):
+    per cell, ``E[d]`` (Q0.31 exponentials of the scaled differences to the channel maximum,
+    ``ql.table``) summed in Q12.19, the sum's reciprocal by ``GetReciprocal`` (a normalising
+    shift and gemmlowp ``one_over_one_plus_x_for_x_in_0_1``), each output ``E[d] * reciprocal``
+    shifted right by ``num_bits_over_unit + 23``, minus 128. TFLM aborts when that shift exceeds
+    31 (a sum of 512 or more: a flat distribution over many classes); memplan's shift then
+    gives 0, the value the rounding tends to."""
+    assert ql.table is not None
+    e = ql.table[q.max(axis=1, keepdims=True) - q]
+    total = np.asarray(rounding_divide_by_pot(e, 12), dtype=np.int64).sum(axis=1, keepdims=True)
+    total = wrap_int32(total)
+    bits = np.frexp((total & 0xFFFFFFFF).astype(np.float64))[1].astype(np.int64)  # bit length (uint32)
+    headroom = 32 - bits
+    num_bits_over_unit = 12 - headroom
+    shifted = wrap_int32(((total << headroom) & 0xFFFFFFFF) - (1 << 31))
+    scale = one_over_one_plus_x_for_x_in_0_1(shifted)
+    exponent = num_bits_over_unit + 31 - 8
+    prod = np.asarray(saturating_rounding_doubling_high_mul(np.broadcast_to(scale, e.shape), e), dtype=np.int64)
+    res = np.asarray(rounding_divide_by_pot(prod, np.clip(exponent, 0, 31)), dtype=np.int64)
+    res = np.where(exponent > 31, 0, res)
+    return _activate(ql, res[:, out.c0:out.c1] - 128, out)
+
+
 def _softmax(ql: QLayer, windows: Windows, out: Region, accesses: Accesses) -> I8:
     window = windows[0]
     assert window is not None and ql.table is not None
     q = window.astype(np.int64)
+    if ql.softmax is not None:
+        return _softmax_tflm(ql, q, out)
     e = ql.table[q.max(axis=1, keepdims=True) - q]
     total = e.sum(axis=1, keepdims=True)
     num = e[:, out.c0:out.c1] * ql.table_mul

@@ -83,9 +83,14 @@ from memplan.execute.fixedpoint import (
     INT32_MIN,
     INT8_MAX,
     INT8_MIN,
+    calculate_input_radius,
+    fixed_point_logistic,
+    fixed_point_tanh,
     multiply_by_quantized_multiplier,
     quantize_multiplier,
     round_half_away,
+    rounding_divide_by_pot,
+    saturating_rounding_doubling_high_mul,
 )
 from memplan.execute.float_ref import activation_params, apply_activation, run_float_detailed
 from memplan.execute.windows import conv_transpose_weight_taps, conv_weight_taps
@@ -207,7 +212,9 @@ def activation_lut(act: Activation, stage: QParams, out: QParams) -> I8:
 
 
 def activation_range(act: Activation | None, out: QParams) -> tuple[int, int]:
-    """Clamp bounds, in the output's quantised domain, of a ReLU/Clip activation."""
+    """Clamp bounds, in the output's quantised domain, of a ReLU/Clip activation: ``zp +
+    round(bound / scale)``, the division in float32 when the scale is a float32 (a model's), as
+    TFLite's ``CalculateActivationRangeQuantized``."""
     if act is None or act.kind not in CLAMP_ACTIVATIONS:
         return INT8_MIN, INT8_MAX
     lo, hi = (0.0, math.inf) if act.kind is ActKind.RELU else activation_params(act)
@@ -215,9 +222,228 @@ def activation_range(act: Activation | None, out: QParams) -> tuple[int, int]:
     def q(v: float) -> int:
         if math.isinf(v):
             return INT8_MIN if v < 0 else INT8_MAX
-        return int(np.clip(round_half_away(v / out.scale) + out.zero_point, INT8_MIN, INT8_MAX))
+        if float(np.float32(out.scale)) == out.scale:  # a file's float32 scale: TFLite's float32 division
+            ratio = float(np.float32(np.float32(v) / np.float32(out.scale)))
+        else:
+            ratio = v / out.scale
+        return int(np.clip(round_half_away(ratio) + out.zero_point, INT8_MIN, INT8_MAX))
 
     return q(lo), q(hi)
+
+
+# ---------------------------------------------------------------------------- TFLite Micro's int8 functions
+# Each returns, for every int8 input q (index q + 128), the int8 TensorFlow Lite Micro computes
+# (its Prepare's parameters from the float32 scales, its Eval's integer arithmetic). Every one
+# is an elementwise function of one int8 value, so a 256-entry table reproduces it bit for bit.
+_Q = np.arange(INT8_MIN, INT8_MAX + 1, dtype=np.int64)
+#: TFLite's LOGISTIC / TANH / SOFTMAX fixed-point input formats (kInputIntegerBits, kScaledDiffIntegerBits)
+TFLM_LOGISTIC_INPUT_BITS = 4
+TFLM_SOFTMAX_DIFF_BITS = 5
+TFLM_SOFTMAX_ACCUM_BITS = 12
+
+
+def _f32(x: float) -> np.float32:
+    return np.float32(x)
+
+
+def _frexp_multiplier(real: float) -> tuple[int, int]:
+    """``frexp`` and ``TfLiteRound(q * 2**31)`` without QuantizeMultiplier's carry (LOGISTIC /
+    TANH Prepare)."""
+    q, shift = math.frexp(real)
+    return int(round_half_away(q * (1 << 31))), shift
+
+
+def _saturate(x: npt.ArrayLike) -> I8:
+    lut = np.clip(np.asarray(x, dtype=np.int64), INT8_MIN, INT8_MAX).astype(np.int8)
+    lut.setflags(write=False)
+    return lut
+
+
+def _sigmoid_like_lut(in_q: QParams, tanh: bool) -> I8:
+    """TFLM int8 LOGISTIC (``reference_integer_ops::Logistic``: output scale 1/256, zero point
+    -128) or TANH (``reference_integer_ops::Tanh``: 1/128, 0): the input minus its zero point,
+    clamped at ``input_range_radius``, scaled into Q4.27 by ``input_multiplier`` /
+    ``input_left_shift`` (``s_in * 2**27``), gemmlowp ``logistic`` / ``tanh`` to Q0.31, then a
+    rounding shift to 8 (7) fractional bits."""
+    bits = TFLM_LOGISTIC_INPUT_BITS
+    mult, left_shift = _frexp_multiplier(float(_f32(in_q.scale)) * float(1 << (31 - bits)))
+    radius = calculate_input_radius(bits, left_shift, 31)
+    x = _Q - in_q.zero_point
+    inside = (x > -radius) & (x < radius)
+    xs = np.where(inside, x, 0)
+    if left_shift > 0:
+        xs = xs << left_shift
+        right = 0
+    else:
+        right = -left_shift
+    x_q4 = np.asarray(rounding_divide_by_pot(saturating_rounding_doubling_high_mul(xs, mult), min(right, 31))
+                      if right <= 31 else np.zeros_like(xs), dtype=np.int64)
+    if tanh:
+        y = np.asarray(rounding_divide_by_pot(fixed_point_tanh(x_q4, bits), 31 - 7), dtype=np.int64)
+    else:
+        y = np.asarray(rounding_divide_by_pot(fixed_point_logistic(x_q4, bits), 31 - 8), dtype=np.int64) - 128
+    y = np.where(x <= -radius, INT8_MIN, np.where(x >= radius, INT8_MAX, y))
+    return _saturate(y)
+
+
+def tflm_logistic_lut(in_q: QParams) -> I8:
+    """TensorFlow Lite Micro's int8 LOGISTIC of every int8 input (see :func:`_sigmoid_like_lut`)."""
+    return _sigmoid_like_lut(in_q, tanh=False)
+
+
+def tflm_tanh_lut(in_q: QParams) -> I8:
+    """TensorFlow Lite Micro's int8 TANH of every int8 input (see :func:`_sigmoid_like_lut`)."""
+    return _sigmoid_like_lut(in_q, tanh=True)
+
+
+def _srdhm16(a: I64, b: int) -> I64:
+    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int16."""
+    ab = a * b
+    num = ab + np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
+    out = np.sign(num) * (np.abs(num) // (1 << 15))
+    return np.where((a == -32768) & (b == -32768), 32767, out)
+
+
+def _wrap16(x: I64) -> I64:
+    return ((x + 32768) & 0xFFFF) - 32768
+
+
+def _rdbpot16(x: I64, exponent: int) -> I64:
+    """gemmlowp ``RoundingDivideByPOT`` on int16 values, exactly as its int16 instantiation
+    computes: the mask ``(1 << exponent) - 1`` is narrowed to int16, so an exponent of 16 or more
+    gives 1 for ``x >= 0`` and -1 below (TFLM's HARD_SWISH reaches it with tiny input scales)."""
+    mask = int(_wrap16(np.int64((1 << exponent) - 1)))
+    remainder = _wrap16(x & mask)
+    threshold = _wrap16((mask >> 1) + (x < 0).astype(np.int64))
+    return _wrap16((x >> exponent) + (remainder > threshold).astype(np.int64))
+
+
+def _downscale_to_int16(m: int) -> int:
+    """TFLite ``DownScaleInt32ToInt16Multiplier``."""
+    if m >= INT32_MAX - (1 << 15):
+        return 32767
+    return (m + (1 << 15)) >> 16
+
+
+def tflm_hard_swish_lut(in_q: QParams, out_q: QParams) -> I8 | None:
+    """TensorFlow Lite Micro's int8 HARD_SWISH (``reference_ops::HardSwish`` with
+    ``HardSwishParams``): int16 arithmetic on the input at a 128x finer ("hires") scale, a
+    "reluish" factor at scale 3/32768 and the output multiplier, both as int16 fixed point
+    (float32 scale arithmetic, as Prepare). None where TFLM's Prepare refuses the parameters
+    (an output multiplier of 1 or more)."""
+    hires = _f32(1.0 / 128.0) * _f32(in_q.scale)
+    reluish_scale = _f32(3.0) / _f32(32768.0)
+    out_m32, out_exp = quantize_multiplier(float(np.float32(hires / _f32(out_q.scale))))
+    if out_exp > 0:
+        return None
+    rel_m32, rel_exp = quantize_multiplier(float(np.float32(hires / reluish_scale)))
+    out_m16, rel_m16 = _downscale_to_int16(out_m32), _downscale_to_int16(rel_m32)
+    x = _wrap16(_Q - in_q.zero_point)
+    hi = _wrap16(x * 128)
+    preshift = _srdhm16(hi, out_m16)
+    reluish = hi
+    if rel_exp > 0:
+        reluish = np.clip(reluish * (1 << (rel_exp - 1)), -32768, 32767)
+    reluish = _srdhm16(reluish, rel_m16)
+    if rel_exp > 0:
+        reluish = np.clip(reluish * 2, -32768, 32767)
+    if rel_exp < 0:
+        reluish = _rdbpot16(reluish, -rel_exp)
+    reluish = (reluish + (1 << 15)) >> 1
+    prod = reluish * preshift  # SaturatingDoublingHighMul (int16, truncating)
+    preshift_out = np.where((reluish == -32768) & (preshift == -32768), 32767, np.sign(prod) * (np.abs(prod) // (1 << 15)))
+    y = _rdbpot16(_wrap16(preshift_out), -out_exp)
+    return _saturate(_wrap16(y + out_q.zero_point))
+
+
+def _signed_multiplier(real: float) -> tuple[int, int, bool]:
+    m, s = quantize_multiplier(abs(real))
+    return m, s, real < 0
+
+
+def tflm_leaky_relu_lut(in_q: QParams, out_q: QParams, alpha: float) -> I8:
+    """TensorFlow Lite Micro's int8 LEAKY_RELU (``reference_ops::QuantizeLeakyRelu``): ``x = q
+    - zp_in``; ``x >= 0``: ``x * s_in / s_out``, else ``x * alpha * s_in / s_out`` (a negative
+    alpha: its magnitude, negated after), each one fixed-point multiplier from float32
+    products, plus the output zero point."""
+    s_in, s_out = _f32(in_q.scale), _f32(out_q.scale)
+    am, ash, neg = _signed_multiplier(float(np.float32(np.float32(s_in * _f32(alpha)) / s_out)))
+    im, ish = quantize_multiplier(float(np.float32(s_in / s_out)))
+    x = _Q - in_q.zero_point
+    pos = np.asarray(multiply_by_quantized_multiplier(x, im, ish), dtype=np.int64)
+    scaled = np.asarray(multiply_by_quantized_multiplier(x, am, ash), dtype=np.int64)
+    y = np.where(x >= 0, pos, -scaled if neg else scaled) + out_q.zero_point
+    return _saturate(y)
+
+
+def tflm_add_constant_lut(in_q: QParams, const_q: QParams, const: npt.ArrayLike, out_q: QParams,
+                          clamp: tuple[int, int] = (INT8_MIN, INT8_MAX)) -> I8:
+    """TensorFlow Lite Micro's int8 ADD of a feature map and an int8 constant (one value per
+    channel), per channel: ``(C, 256)``. The ADD arithmetic of :func:`_quantize_layer` (TFLite's
+    ``left_shift = 20``, ``twice_max_input_scale``) with the constant as the second input, then
+    the fused activation's clamp."""
+    c = np.asarray(const, dtype=np.int64).reshape(-1, 1)
+    twice_max = 2.0 * max(in_q.scale, const_q.scale)
+    r1, r2 = Requant.of(in_q.scale / twice_max), Requant.of(const_q.scale / twice_max)
+    rout = Requant.of(twice_max / ((1 << ADD_LEFT_SHIFT) * out_q.scale))
+    a = r1.apply((_Q[None, :] - in_q.zero_point) << ADD_LEFT_SHIFT)
+    b = r2.apply((c - const_q.zero_point) << ADD_LEFT_SHIFT)
+    raw = np.clip(a + b, INT32_MIN, INT32_MAX)
+    y = rout.apply(raw) + out_q.zero_point
+    return _saturate(np.clip(y, *clamp))
+
+
+def tflm_mean_requant(in_scale: float, out_scale: float, count: int) -> Requant:
+    """TensorFlow Lite Micro's int8 MEAN multiplier (``reference_ops::QuantizedMeanOrSum``):
+    ``QuantizeMultiplier(s_in / s_out)``, then ``1 / count`` folded in as
+    ``(m << k) / count`` with shift ``shift - k``, ``k = floor(log2(count))`` clamped to 32 and
+    to ``31 + shift``. Applied to the integer sum of ``q - zp_in``: one rounding."""
+    m, shift = quantize_multiplier(in_scale / out_scale)
+    k = min(count.bit_length() - 1, 32, 31 + shift)
+    k = max(k, 0)
+    mult = (m << k) // count
+    arr = (np.array([in_scale / out_scale / count]), np.array([mult], dtype=np.int64),
+           np.array([shift - k], dtype=np.int64))
+    for a in arr:
+        a.setflags(write=False)
+    return Requant(*arr)
+
+
+@dataclass(frozen=True)
+class SoftmaxParams:
+    """TensorFlow Lite Micro's int8 SOFTMAX parameters (``CalculateSoftmaxParams``):
+    ``PreprocessSoftmaxScaling(beta, s_in, 5)`` and ``diff_min``. TFLM requires ``beta * s_in *
+    2**26 > 1`` (it aborts otherwise): memplan then uses the same multiplier with a right shift
+    (``left_shift < 0``)."""
+
+    multiplier: int
+    left_shift: int
+    diff_min: int
+
+
+def tflm_softmax_params(in_scale: float, beta: float = 1.0) -> SoftmaxParams:
+    real = min(beta * in_scale * float(1 << (31 - TFLM_SOFTMAX_DIFF_BITS)), float((1 << 31) - 1))
+    m, shift = quantize_multiplier(real)
+    radius = calculate_input_radius(TFLM_SOFTMAX_DIFF_BITS, shift, 31)
+    return SoftmaxParams(m, shift, -radius)
+
+
+def tflm_softmax_exp_table(params: SoftmaxParams) -> I64:
+    """``exp_on_negative_values`` (Q0.31) of every input difference ``-d``, ``d = 0..255``, scaled
+    into Q5.26 as TFLM's softmax does; 0 where ``-d < diff_min`` (TFLM skips those: they add
+    nothing to the sum and give -128)."""
+    from memplan.execute.fixedpoint import exp_on_negative_values
+
+    diff = -np.arange(256, dtype=np.int64)
+    d = np.where(diff >= params.diff_min, diff, 0)  # skipped differences would overflow the scaling
+    if params.left_shift >= 0:
+        scaled = np.asarray(saturating_rounding_doubling_high_mul(d << params.left_shift, params.multiplier),
+                            dtype=np.int64)
+    else:
+        scaled = np.asarray(multiply_by_quantized_multiplier(d, params.multiplier, params.left_shift), dtype=np.int64)
+    table = np.where(diff >= params.diff_min, exp_on_negative_values(scaled, TFLM_SOFTMAX_DIFF_BITS), 0).astype(np.int64)
+    table.setflags(write=False)
+    return table
 
 
 # ---------------------------------------------------------------------------- layers
@@ -235,7 +461,8 @@ class QLayer:
     ``q - zero_point`` of input-domain ops (None when input and stage parameters are equal).
     ``input_requants`` are add's per-input multipliers or concat's per-input rescales (None:
     identity). ``table`` / ``table_mul`` are softmax's exponential table and output multiplier
-    or LRN's factor table."""
+    or LRN's factor table; ``softmax`` is set when the softmax runs TensorFlow Lite Micro's
+    algorithm (``table`` then holds its Q0.31 exponentials)."""
 
     layer: Layer
     in_shapes: tuple[Shape, ...]
@@ -252,6 +479,7 @@ class QLayer:
     input_requants: tuple[Requant | None, ...] = ()
     table: I64 | None = None
     table_mul: int = 0
+    softmax: SoftmaxParams | None = None
 
     @property
     def op(self) -> OpKind:
@@ -435,6 +663,47 @@ def _uses_lut(layer: Layer) -> bool:
     return layer.activation is not None and layer.activation.kind not in CLAMP_ACTIVATIONS
 
 
+#: table activations TensorFlow Lite Micro computes with an integer algorithm memplan reproduces
+TFLM_TABLE_ACTIVATIONS = frozenset({ActKind.SIGMOID, ActKind.TANH, ActKind.HARD_SWISH, ActKind.LEAKY_RELU})
+
+
+def identity_role(graph: Graph, layer: Layer) -> str | None:
+    """What an *identity layer* carries, or None if ``layer`` is not one.
+
+    An identity layer is how the TFLite import writes an int8 operator that maps each input
+    integer to one output integer: a depthwise 1x1 convolution of weight 1 at weight scale 1
+    (model-given), stride 1, no padding, between two tensors with model-given parameters.
+    ``"act"``: it carries a table activation (LOGISTIC, TANH, HARD_SWISH, LEAKY_RELU, PRELU),
+    computed on the input's integers; ``"add"``: it adds an int8 constant, its bias (one value
+    per channel, with the constant's own int8 parameters on the bias tensor), as TFLite's ADD
+    with a constant operand (a fused ReLU/Clip allowed). Plain requantisations (QUANTIZE,
+    RELU, RELU6) are not identity layers in this sense: the convolution's requantisation is
+    already TFLite's."""
+    attrs = layer.attrs
+    if layer.op is not OpKind.CONV or not isinstance(attrs, ConvAttrs) or layer.weight is None:
+        return None
+    if (attrs.kernel != (1, 1) or attrs.stride != (1, 1) or any(attrs.pads) or attrs.dilation != (1, 1)):
+        return None
+    c_in, c_out = graph.shape(layer.inputs[0])[1], graph.out_channels(layer)
+    if attrs.groups != c_in or c_in != c_out:
+        return None
+    wq = graph.tensors[layer.weight].quant
+    if wq is None or any(v != 1.0 for v in wq.scale) or any(z != 0 for z in wq.zero_point):
+        return None
+    if not np.all(np.asarray(graph.weights[layer.weight]) == 1.0):
+        return None
+    if graph.tensors[layer.inputs[0]].quant is None or graph.tensors[layer.output].quant is None:
+        return None
+    if layer.bias is None:
+        return "act" if _uses_lut(layer) else None
+    bq = graph.tensors[layer.bias].quant
+    if bq is None or bq.dtype != "int8" or len(bq.scale) != 1 or len(bq.zero_point) != 1:
+        return None
+    if layer.activation is not None and layer.activation.kind not in CLAMP_ACTIVATIONS:
+        return None
+    return "add"
+
+
 def quantize_graph(graph: Graph, *, seed: int = 0, num_samples: int = 2,
                    inputs: Mapping[str, npt.ArrayLike] | None = None,
                    substitute_weights: bool = True) -> QuantizedGraph:
@@ -450,7 +719,9 @@ def quantize_graph(graph: Graph, *, seed: int = 0, num_samples: int = 2,
         graph, substituted = substitute_constant_weights(graph, seed)
     fmaps = [*graph.inputs, *(layer.output for layer in graph.layers)]
     explicit = {t for t in fmaps if graph.tensors[t].quant is not None}
-    need_calibration = len(explicit) < len(fmaps) or any(_uses_lut(layer) for layer in graph.layers)
+    roles = {layer.id: identity_role(graph, layer) for layer in graph.layers}
+    need_calibration = len(explicit) < len(fmaps) or any(_uses_lut(layer) and roles[layer.id] is None
+                                                         for layer in graph.layers)
     need_calibration = need_calibration or any(graph.layers[i].output not in explicit for i in graph.host_layers)
     values: Mapping[str, F64] = {}
     pre: Mapping[str, F64] = {}
@@ -475,9 +746,12 @@ def quantize_graph(graph: Graph, *, seed: int = 0, num_samples: int = 2,
             qlayers.append(QLayer(layer, tuple(graph.tensors[t].shape for t in layer.inputs),  # type: ignore[misc]
                                   graph.tensors[layer.output].shape, in_q, out_q, out_q))  # type: ignore[arg-type]
             continue
-        lut = _uses_lut(layer)
+        role = roles[layer.id]
+        lut = _uses_lut(layer) or role is not None
         # the stage domain: where the op's result lives before a table activation
-        if layer.op in INPUT_DOMAIN_OPS:
+        if role is not None:  # an identity layer's table reads the input's own integers
+            natural = in_q[0]
+        elif layer.op in INPUT_DOMAIN_OPS:
             natural = in_q[0]
         elif layer.op is OpKind.SOFTMAX:
             natural = QParams(SOFTMAX_OUT_SCALE, SOFTMAX_OUT_ZERO_POINT)
@@ -491,7 +765,7 @@ def quantize_graph(graph: Graph, *, seed: int = 0, num_samples: int = 2,
             out_q = calibrated(values[layer.output])
         stage_q = natural if lut and natural is not None else out_q
         params[layer.output] = out_q
-        qlayers.append(_quantize_layer(graph, layer, in_q, out_q, stage_q))
+        qlayers.append(_quantize_layer(graph, layer, in_q, out_q, stage_q, role))
     if not need_calibration:
         calib = Calibration(source, seed, 0, "none: every parameter comes from the model", substituted)
     elif inputs is None:
@@ -513,10 +787,39 @@ def _host_params(layer: Layer, q: QuantParams | None, values: Mapping[str, F64])
     return QParams.from_range(float(arr.min()), float(arr.max()))
 
 
+def _identity_lut(graph: Graph, layer: Layer, role: str, in_q: QParams, out_q: QParams) -> I8:
+    """The table of an identity layer (:func:`identity_role`): TensorFlow Lite Micro's int8
+    function of the input's integers, or (PRELU, SILU, HARD_SIGMOID, or parameters TFLM refuses)
+    the float function rounded once from the input's own parameters."""
+    if role == "add":
+        assert layer.bias is not None
+        bq = graph.tensors[layer.bias].quant
+        assert bq is not None
+        const_q = _ir_params(QuantParams(bq.scale, bq.zero_point, bq.dtype, None), layer.bias)
+        real = np.asarray(graph.weights[layer.bias], dtype=np.float64).reshape(-1)
+        ints = round_half_away(real / const_q.scale) + const_q.zero_point
+        return tflm_add_constant_lut(in_q, const_q, ints, out_q, activation_range(layer.activation, out_q))
+    act = layer.activation
+    assert act is not None
+    table: I8 | None = None
+    if act.kind is ActKind.SIGMOID:
+        table = tflm_logistic_lut(in_q)
+    elif act.kind is ActKind.TANH:
+        table = tflm_tanh_lut(in_q)
+    elif act.kind is ActKind.HARD_SWISH:
+        table = tflm_hard_swish_lut(in_q, out_q)
+    elif act.kind is ActKind.LEAKY_RELU:
+        table = tflm_leaky_relu_lut(in_q, out_q, activation_params(act)[0])
+    return activation_lut(act, in_q, out_q) if table is None else table
+
+
 def _quantize_layer(graph: Graph, layer: Layer, in_q: tuple[QParams, ...], out_q: QParams,
-                    stage_q: QParams) -> QLayer:
+                    stage_q: QParams, role: str | None = None) -> QLayer:
     op = layer.op
-    lut = activation_lut(layer.activation, stage_q, out_q) if _uses_lut(layer) else None
+    if role is not None:
+        lut = _identity_lut(graph, layer, role, in_q[0], out_q)
+    else:
+        lut = activation_lut(layer.activation, stage_q, out_q) if _uses_lut(layer) else None
     assert layer.activation is None or lut is not None or stage_q == out_q
     make = functools.partial(
         QLayer,
@@ -536,7 +839,10 @@ def _quantize_layer(graph: Graph, layer: Layer, in_q: tuple[QParams, ...], out_q
         wq = _quantize_weight(layer, w, w_scale, graph.tensors[layer.weight].quant is not None)
         acc_scale = in_q[0].scale * w_scale
         bias = None
-        if layer.bias is not None:
+        if role == "add":  # the constant is in the table; the convolution passes the input through
+            bias = np.zeros(graph.out_channels(layer), dtype=np.int32)
+            bias.setflags(write=False)
+        elif layer.bias is not None:
             b = round_half_away(graph.weights[layer.bias].astype(np.float64) / _bias_scales(graph, layer, acc_scale))
             bias = np.clip(b, INT32_MIN, INT32_MAX).astype(np.int32)
             bias.setflags(write=False)
@@ -558,9 +864,15 @@ def _quantize_layer(graph: Graph, layer: Layer, in_q: tuple[QParams, ...], out_q
             assert isinstance(layer.attrs, ResizeAttrs)
             if layer.attrs.mode not in ("nearest", "linear"):
                 raise ModelError(f"layer {layer.id!r}: resize mode {layer.attrs.mode!r} is not supported")
+        if op is OpKind.GLOBAL_AVG_POOL:  # TFLite Micro's MEAN: the sum requantised once
+            _, _, h, w = graph.shape(layer.inputs[0])
+            return make(requant=tflm_mean_requant(in_q[0].scale, stage_q.scale, h * w))
         rescale = None if in_q[0] == stage_q else Requant.of(in_q[0].scale / stage_q.scale)
         return make(requant=rescale)
     if op is OpKind.SOFTMAX:
+        if stage_q == QParams(SOFTMAX_OUT_SCALE, SOFTMAX_OUT_ZERO_POINT):  # TFLite's int8 softmax
+            params = tflm_softmax_params(in_q[0].scale)
+            return make(table=tflm_softmax_exp_table(params), softmax=params)
         d = np.arange(256, dtype=np.float64)
         table = round_half_away((1 << SOFTMAX_EXP_BITS) * np.exp(-in_q[0].scale * d)).astype(np.int64)
         mul = int(round_half_away((1 << SOFTMAX_MUL_BITS) / stage_q.scale))

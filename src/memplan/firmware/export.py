@@ -270,6 +270,7 @@ def _layer_entry(t: _Tables, index: int, ql: QLayer, graph: Graph, ids: Mapping[
         param[0] = attrs.size
     if layer.op is OpKind.SOFTMAX:
         assert ql.table is not None
+        param[0] = 1 if ql.softmax is not None else 0  # TFLite Micro's fixed-point algorithm
         fields["table"] = t.array("int64_t", f"{p}_exp", ql.table)
         fields["table_len"] = f"{len(ql.table)}u"
         fields["table_mul"] = _i64(ql.table_mul)

@@ -1070,6 +1070,17 @@ def _elementwise(cv: _Converter, op: TOp) -> None:
             cv.emit(op, OpKind.CONV, [x], ConvAttrs((1, 1), groups=c), op.outputs[0], weight=weight,
                     weight_info=info, activation=act)
             return
+        if kind is OpKind.ADD and cv.quant(x_i) is not None and ct.dtype == "int8" and len(ct.scale) == 1:
+            # TFLite's ADD of an int8 constant: an identity layer whose bias is the constant with
+            # its own int8 parameters; the int8 executor computes TFLite Micro's ADD arithmetic
+            # from them (memplan.execute.quantize.identity_role), exactly
+            ints = vals.astype(np.int64) - ct.zero_point[0]
+            exact = ints.astype(np.float64) * ct.scale[0]
+            cv.emit(op, OpKind.CONV, [x], ConvAttrs((1, 1), groups=c), op.outputs[0], weight=np.ones((c, 1, 1, 1)),
+                    weight_info=ConstInfo("int8", QuantParams((1.0,), (0,), "int8", 0)), bias=exact,
+                    bias_info=ConstInfo("int8", QuantParams((ct.scale[0],), (ct.zero_point[0],), "int8", None)),
+                    activation=act, exact_bias=exact)
+            return
         real = cv.real_const(c_i, "operand")
         real = np.broadcast_to(real.reshape(-1), (c,)) if real.size in (1, c) else None  # type: ignore[assignment]
         if real is None:

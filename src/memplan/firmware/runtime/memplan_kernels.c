@@ -421,9 +421,14 @@ static void k_global_pool(job *j, int is_max)
                 else
                     acc += v;
             }
-        if (!is_max)
-            acc = memplan_divide_round_half_away(acc, (int64_t)t->H * t->W);
-        put(j, c, 0, 0, finish_in(j, acc, c));
+        if (is_max) {
+            put(j, c, 0, 0, finish_in(j, acc, c));
+        } else {
+            /* TFLite Micro's MEAN: the sum of q - zp_in times one multiplier of s_in / (s_out * n) */
+            acc -= (int64_t)j->in[0].zero_point * ((int64_t)t->H * t->W);
+            acc = clamp64(acc, I32_MIN, I32_MAX);
+            put(j, c, 0, 0, activate(j, requant_ch(j, acc, 0) + j->L->stage_zp, c));
+        }
     }
 }
 
@@ -605,11 +610,94 @@ static void k_resize(job *j)
 }
 
 /* ------------------------------------------------------------------ normalisations */
+/* int64 -> int32 with two's-complement wrap (C int32 arithmetic, without its undefined overflow) */
+static int32_t wrap32(int64_t v)
+{
+    uint32_t u = (uint32_t)((uint64_t)v & 0xFFFFFFFFu);
+    if (u >= 0x80000000u)
+        return -(int32_t)(~u) - 1;
+    return (int32_t)u;
+}
+
+/* gemmlowp SaturatingRoundingMultiplyByPOT<e>, e > 0: a saturating left shift */
+static int32_t sat_shift_left(int32_t x, int e)
+{
+    int64_t threshold = ((int64_t)1 << (31 - e)) - 1;
+    if (x > threshold)
+        return (int32_t)I32_MAX;
+    if (x < -threshold)
+        return (int32_t)I32_MIN;
+    return (int32_t)((int64_t)x * ((int64_t)1 << e));
+}
+
+/* gemmlowp one_over_one_plus_x_for_x_in_0_1: 1 / (1 + a) for a in Q0.31 [0, 1), Q0.31, by three
+   Newton-Raphson steps in Q2.29 from 48/17 - 32/17 * (1 + a) / 2 */
+static int32_t one_over_one_plus_x(int32_t a)
+{
+    int64_t sum = (int64_t)a + I32_MAX;
+    int32_t half_den = (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2); /* RoundingHalfSum */
+    int32_t x = wrap32((int64_t)1515870810 + memplan_srdhm(half_den, -1010580540));
+    int i;
+    for (i = 0; i < 3; i++) {
+        int32_t one_minus = wrap32(((int64_t)1 << 29) - memplan_srdhm(half_den, x));
+        x = wrap32((int64_t)x + sat_shift_left(memplan_srdhm(x, one_minus), 2));
+    }
+    return sat_shift_left(x, 1);
+}
+
+static int clz32(uint32_t u)
+{
+    int n = 0;
+    if (u == 0)
+        return 32;
+    while (!(u & 0x80000000u)) {
+        u <<= 1;
+        n++;
+    }
+    return n;
+}
+
+/* TFLite Micro's int8 softmax (reference_ops::Softmax, output 1/256, zero point -128): table[d] is
+   exp_on_negative_values of the scaled difference -d to the maximum (Q0.31, 0 below diff_min);
+   the sum in Q12.19, GetReciprocal, each output exp * reciprocal >> (num_bits_over_unit + 23) */
+static void k_softmax_tflm(job *j)
+{
+    const memplan_layer *L = j->L;
+    const memplan_tile *t = &j->tiles[0];
+    int32_t c, k, y, x;
+    for (y = j->r.y0; y < j->r.y1; y++)
+        for (x = j->r.x0; x < j->r.x1; x++) {
+            int32_t mx = -128, sum, scale;
+            int64_t total = 0;
+            int headroom, exponent;
+            for (k = 0; k < t->C; k++) {
+                int32_t v = cell_in(j, t, k, y, x);
+                mx = v > mx ? v : mx;
+            }
+            for (k = 0; k < t->C; k++)
+                total += memplan_rounding_divide_by_pot(L->table[mx - cell_in(j, t, k, y, x)], 12);
+            sum = wrap32(total);
+            headroom = clz32((uint32_t)sum);
+            scale = one_over_one_plus_x(
+                wrap32((int64_t)(((uint64_t)(uint32_t)sum << headroom) & 0xFFFFFFFFu) - ((int64_t)1 << 31)));
+            exponent = 12 - headroom + 31 - 8;
+            for (c = j->r.c0; c < j->r.c1; c++) {
+                int32_t e = (int32_t)L->table[mx - cell_in(j, t, c, y, x)];
+                int64_t r = exponent > 31 ? 0 : memplan_rounding_divide_by_pot(memplan_srdhm(scale, e), exponent);
+                put(j, c, y, x, activate(j, r - 128, c));
+            }
+        }
+}
+
 static void k_softmax(job *j)
 {
     const memplan_layer *L = j->L;
     const memplan_tile *t = &j->tiles[0];
     int32_t c, k, y, x;
+    if (L->param[0] == 1) {
+        k_softmax_tflm(j);
+        return;
+    }
     for (y = j->r.y0; y < j->r.y1; y++)
         for (x = j->r.x0; x < j->r.x1; x++) {
             int32_t mx = -128;

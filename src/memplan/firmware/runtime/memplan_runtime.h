@@ -154,13 +154,14 @@ typedef struct memplan_layer {
     int32_t kernel[2], stride[2], pads[4], dilation[2], groups;
     /* op parameters: pad: (channel front); slice: (channel, row, column start);
        depth/space: (block, mode 0 DCR / 1 CRD); resize: (mode 0 nearest / 1 linear);
-       lrn: (size); avg pool: unused (counts are tables) */
+       lrn: (size); softmax: (algorithm: 0 memplan's rational, 1 TFLite Micro's fixed point);
+       avg pool: unused (counts are tables) */
     int32_t param[4];
     /* int32 tables: avg pool (valid rows, counted rows, valid cols, counted cols);
        nearest resize (source row, source col); linear resize (row0, row1, row weight,
        col0, col1, col weight); channel shuffle (source channel) */
     const int32_t *tab[6];
-    /* int64 tables: softmax exponentials (256) or LRN factors (table_len) */
+    /* int64 tables: softmax exponentials (256; TFLite Micro's: Q0.31) or LRN factors (table_len) */
     const int64_t *table;
     uint32_t table_len;
     int64_t table_mul;             /* softmax output multiplier */

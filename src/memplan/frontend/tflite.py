@@ -87,7 +87,8 @@ from memplan.ir.ops import (
     ZeroPadAttrs,
 )
 
-__all__ = ["SUFFIXES", "import_tflite", "load_tflite", "supported_operators", "tflm_reference", "truncated_model"]
+__all__ = ["SUFFIXES", "import_tflite", "load_tflite", "supported_operators", "tflm_reference", "tflm_softmax_limits",
+           "truncated_model"]
 
 SUFFIXES = (".tflite",)
 
@@ -1461,7 +1462,11 @@ def tflm_reference(path: str | os.PathLike[str], inputs: Mapping[str, np.ndarray
     if proc.returncode != 0:
         why = "aborted (SIGABRT)" if proc.returncode in (-6, 134) else f"failed (exit code {proc.returncode})"
         err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise RuntimeError(f"the TFLite Micro interpreter {why} on this model" + (f": {err[-1]}" if err else ""))
+        known = [f"{k}: {r}" for k, r in tflm_softmax_limits(model) if last_op is None or k <= last_op]
+        detail = f": {err[-1]}" if err else ""
+        if known:
+            detail += "; " + "; ".join(known)
+        raise RuntimeError(f"the TFLite Micro interpreter {why} on this model" + detail)
     raw: dict[int, np.ndarray] = pickle.loads(proc.stdout)
     out: dict[str, np.ndarray] = {}
     for name, ti in wanted.items():
@@ -1480,6 +1485,49 @@ def tflm_reference(path: str | os.PathLike[str], inputs: Mapping[str, np.ndarray
         ir = np.zeros(math.prod(shape), dtype=np.int8)
         ir[pos] = arr.reshape(-1).astype(np.int8)
         out[name] = ir.reshape(shape)
+    return out
+
+
+def tflm_softmax_limits(model: TModel | str | os.PathLike[str]) -> list[tuple[int, str]]:
+    """The int8 SOFTMAX operators TensorFlow Lite Micro aborts on whatever the input, and why.
+
+    TFLM's int8 softmax (``CalculateSoftmaxParams``, ``reference_ops::Softmax``) stops the
+    process (``TFLITE_CHECK``) when
+
+    * Prepare: ``beta * s_in * 2**26 <= 1`` (``PreprocessSoftmaxScaling`` calls
+      ``QuantizeMultiplierGreaterThanOne``): an input scale below about 1.5e-8;
+    * Invoke: the sum of the exponentials (Q12.19) reaches 512, so the output shift
+      ``num_bits_over_unit + 23`` exceeds 31: every output would round to 0. When even the
+      smallest possible sum (the maximum's 1 plus ``n - 1`` times ``exp(-255 * s_in)``, or 0 for
+      differences below ``diff_min``) reaches it, every input aborts: a flat distribution over
+      many classes, as the 1000-class Keras models with collapsed scales have.
+
+    Returns ``(operator index, reason)`` per such operator (inputs that make a sum reach 512
+    only for some data are not listed)."""
+    from memplan.execute.fixedpoint import rounding_divide_by_pot
+    from memplan.execute.quantize import tflm_softmax_exp_table, tflm_softmax_params
+
+    m = model if isinstance(model, TModel) else read_tflite(Path(model))
+    out: list[tuple[int, str]] = []
+    for op in m.ops:
+        if op.name != "SOFTMAX" or not op.inputs:
+            continue
+        t = m.tensors[op.inputs[0]]
+        if t.dtype != "int8" or not t.scale:
+            continue
+        beta, s_in = float(op.opts.get("Beta", 1.0)), float(t.scale[0])
+        n = int(t.shape[-1]) if t.shape else 1
+        real = beta * s_in * float(1 << 26)
+        if real <= 1.0:
+            out.append((op.index, f"SOFTMAX Prepare needs beta * input_scale * 2^26 > 1 (QuantizeMultiplierGreaterThanOne), "
+                                  f"this one has {real:.3g} (input scale {s_in:.3g})"))
+            continue
+        table = tflm_softmax_exp_table(tflm_softmax_params(s_in, beta))
+        low = int(rounding_divide_by_pot(int(table[0]), 12)) + (n - 1) * int(rounding_divide_by_pot(int(table[255]), 12))
+        if low >= 1 << 28:
+            out.append((op.index, f"SOFTMAX over {n} classes with input scale {s_in:.3g}: the sum of exponentials is at "
+                                  f"least {low / 2 ** 19:.0f} >= 512 for every input, so TFLM's output shift exceeds 31 "
+                                  "(TFLITE_CHECK in reference_ops::Softmax)"))
     return out
 
 

@@ -37,28 +37,39 @@ Scheme
   double-rounding ``MultiplyByQuantizedMultiplier``, plus the output zero point, saturated.
   Add follows TFLite: inputs minus zero points shifted left by 20, each scaled by
   ``scale_i / (2 * max scale)``, summed, scaled by ``2 * max scale / (2**20 * output_scale)``.
-* Fused activations: ReLU and Clip clamp the quantised range. Sigmoid, tanh, hard-sigmoid,
+* Fused activations: ReLU and Clip clamp the quantised range (bounds ``zp + round(b / s)``,
+  divided in float32 for a model's float32 scale, as TFLite). Sigmoid, tanh, hard-sigmoid,
   hard-swish, leaky ReLU and SiLU requantise to an intermediate ("stage") int8 scale
   calibrated on the pre-activation values, then look up a 256-entry table:
   ``lut[q + 128] = sat8(round_half_away(f(stage.scale * (q - stage.zp)) / out.scale) + out.zp)``
   (:func:`activation_lut`); PRelu (per-channel slopes) has one such table per channel.
-* Softmax over channels: ``d = max_c q - q`` indexes ``E[d] = round(2**20 * exp(-s_in * d))``;
+* Identity layers (:func:`identity_role`: the TFLite import's depthwise 1x1 convolution of
+  weight 1 carrying a standalone LOGISTIC / TANH / HARD_SWISH / LEAKY_RELU / PRELU, or an ADD
+  of an int8 constant) have no stage scale: the table reads the input's own integers and holds
+  TensorFlow Lite Micro's int8 result for each (:func:`tflm_logistic_lut`,
+  :func:`tflm_tanh_lut`, :func:`tflm_hard_swish_lut`, :func:`tflm_leaky_relu_lut`,
+  :func:`tflm_add_constant_lut`, per channel for the constant); PRELU and the activations TFLM
+  has no int8 kernel for use the float function rounded once.
+* Softmax over channels with TFLite's output parameters (1/256, -128): TensorFlow Lite
+  Micro's fixed-point algorithm (:class:`SoftmaxParams`, :func:`tflm_softmax_exp_table`,
+  :func:`memplan.execute.kernels`). With other output parameters: ``d = max_c q - q`` indexes
+  ``E[d] = round(2**20 * exp(-s_in * d))``;
   ``q_out = zp + floor((2 * E * K + S * 2**16) / (S * 2**17))`` with ``S`` the channel sum of
   ``E`` and ``K = round(2**16 / s_out)``: round half up of ``E / S / s_out``.
 * LRN: ``v = q - zp_in``, ``S`` the channel-window sum of ``v**2``; a table indexed by ``S``
   holds ``T[S] = round(2**24 * s_in / s_out * (bias + alpha / size * s_in**2 * S) ** -beta)``
   and ``q_out = zp + divide_round_half_away(v * T[S], 2**24)``.
 * Average pools: integer sum of ``q`` (counted padding adds the zero point) divided by the
-  cell count rounding half away from zero (TFLite); bilinear resize: exact rational source
+  cell count rounding half away from zero (TFLite); global average pools as TFLite Micro's
+  MEAN: the sum of ``q - zp_in`` times one multiplier of ``s_in / (s_out * n)``
+  (:func:`tflm_mean_requant`), one rounding; bilinear resize: exact rational source
   coordinates, 10-bit weights per axis, ``round_half_away(sum / 2**20)`` on ``q``.
 * Host layers (:mod:`memplan.host`) dequantise their inputs, run in float and quantise the
   result with their output's parameters (calibrated, or the model's); an integer output
   (ArgMax indices) is stored exactly as int32 with scale 1, zero point 0.
 * Ops whose output parameters differ from their input's (only possible with model-given
-  parameters) requantise their int8 result with ``scale_in / scale_out``. For average pools
-  that is a second rounding after the average's (TFLite Micro's int8 Mean and onnxruntime's
-  QLinearGlobalAveragePool round once), so a global average pool whose output scale is finer
-  than its input's can differ from them by up to ``floor(scale_in / scale_out / 2 + 1)`` LSB.
+  parameters) requantise their int8 result with ``scale_in / scale_out`` (for a windowed
+  average pool that is a second rounding; the global pool rounds once, see above).
 
 Rounding of floats (weights, biases, tables) is always half away from zero
 (:func:`~memplan.execute.fixedpoint.round_half_away`).

@@ -125,7 +125,7 @@ def test_solve_and_verify_from_the_wheel(wheel_env: dict[str, Path]) -> None:
     assert (work / "plan.json").is_file()
     _run([memplan_script, "verify", MODEL.name, "plan.json"], cwd=work, env=env)
     _run([wheel_env["python"], "-m", "memplan", "solve", MODEL.name, "--sram", "64KiB", "--strategy", "greedy",
-          "--hardware", "ethos-u55-256", "--config", "fast", "-o", "plan_u55.json"], cwd=work, env=env)
+          "--hardware", "ethos-u65-256-client-server", "--config", "fast", "-o", "plan_u65.json"], cwd=work, env=env)
 
 
 def test_configs_load_from_a_zip(wheel_env: dict[str, Path]) -> None:
@@ -138,7 +138,8 @@ def test_configs_load_from_a_zip(wheel_env: dict[str, Path]) -> None:
                 "print(c.load_profile('ethos-u65-256').name, c.load_solver_config('thorough').name, *c.available_profiles())"],
                cwd=wheel_env["work"], env=env).stdout.splitlines()
     assert out[0].startswith(str(wheel_env["wheel"])), out[0]
-    assert out[1].split() == ["ethos-u65-256", "thorough", "ethos-u55-256", "ethos-u65-256", "generic-npu", "mcu-sram"]
+    assert out[1].split() == ["ethos-u65-256", "thorough", "ethos-u55-256", "ethos-u65-256", "ethos-u65-256-client-server",
+                              "generic-npu", "mcu-sram"]
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o077], ids=lambda u: f"umask{u:03o}")

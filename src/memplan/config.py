@@ -88,6 +88,14 @@ class HardwareProfile:
     weights_in_place: bool
     tiling: TilingRules
     description: str = ""
+    #: vector work (elementwise ops, pools, data movers) per cycle in the simple cycle model
+    elementwise_elems_per_cycle: int = 16
+    #: "simple" (MACs / macs_per_cycle + elements / elementwise_elems_per_cycle) or "ethos-u"
+    #: (Vela's per-op model, memplan.cost.cycles), which needs the three fields below
+    cycle_model: str = "simple"
+    npu: str = ""  # the Ethos-U core: ethos-u55-256, ethos-u65-256, ethos-u55-128, ethos-u55-64
+    sram_bytes_per_cycle: Fraction = Fraction(0)  # the NPU's SRAM bandwidth
+    sram_latency: int = 0  # cycles before a block transfer from or to SRAM starts
 
     def with_sram(self, sram_bytes: int) -> HardwareProfile:
         return replace(self, sram_bytes=sram_bytes)
@@ -123,7 +131,15 @@ _SPEC: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "dma_overlaps_compute": (bool, True),
     "feature_maps_in_sram": (bool, False),
     "weights_in_place": (bool, False),
+    "elementwise_elems_per_cycle": (int, False),
+    "cycle_model": (str, False),
+    "npu": (str, False),
+    "sram_bytes_per_cycle": (_NUMBER, False),
+    "sram_latency": (int, False),
 }
+#: the cycle models a profile may name, and the Ethos-U cores the "ethos-u" model knows
+CYCLE_MODELS = ("simple", "ethos-u")
+NPU_NAMES = ("ethos-u55-256", "ethos-u65-256", "ethos-u55-128", "ethos-u55-64")
 _TILING_SPEC: dict[str, type] = {"row_only": bool, "tile_multiple": int, "max_tiles": int}
 
 
@@ -148,6 +164,9 @@ _PROFILE_RANGES: dict[str, tuple[float, float]] = {
     "macs_per_cycle": (1, 1 << 20),
     "dram_bytes_per_cycle": (0.001, 1 << 20),
     "clock_mhz": (0.001, 100_000),
+    "elementwise_elems_per_cycle": (1, 1 << 20),
+    "sram_bytes_per_cycle": (0.001, 1 << 20),
+    "sram_latency": (0, 1 << 20),
 }
 #: tiling rules, from the profile or the command line: (low, high) inclusive
 TILING_RANGES: dict[str, tuple[int, int]] = {"tile_multiple": (1, 4096), "max_tiles": (1, 4096)}
@@ -193,6 +212,18 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Hardwa
     for key, (low, high) in _PROFILE_RANGES.items():
         if key in data:
             _check_range(data[key], low, high, key, source)
+    model = data.get("cycle_model", "simple")
+    if model not in CYCLE_MODELS:
+        raise ConfigError(f"{source}: key 'cycle_model' must be one of {', '.join(CYCLE_MODELS)}, got {model!r}")
+    if model == "ethos-u":
+        for key in ("npu", "sram_bytes_per_cycle", "sram_latency"):
+            if key not in data:
+                raise ConfigError(f"{source}: cycle_model 'ethos-u' needs key {key!r}")
+        if data["npu"] not in NPU_NAMES:
+            raise ConfigError(f"{source}: key 'npu' must be one of {', '.join(NPU_NAMES)}, got {data['npu']!r}")
+        if data["npu"].split("-")[-1] != str(data["macs_per_cycle"]):
+            raise ConfigError(f"{source}: npu {data['npu']!r} has {data['npu'].split('-')[-1]} MACs per cycle, but "
+                              f"macs_per_cycle is {data['macs_per_cycle']}")
     if tiling.tile_multiple < 1 or tiling.max_tiles < 1:
         raise ConfigError(f"{source}: tiling.tile_multiple and tiling.max_tiles must be >= 1")
     for key, (low, high) in TILING_RANGES.items():
@@ -213,6 +244,11 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Hardwa
         feature_maps_in_sram=data.get("feature_maps_in_sram", False),
         weights_in_place=data.get("weights_in_place", False),
         tiling=tiling,
+        elementwise_elems_per_cycle=data.get("elementwise_elems_per_cycle", 16),
+        cycle_model=model,
+        npu=data.get("npu", ""),
+        sram_bytes_per_cycle=Fraction(str(data.get("sram_bytes_per_cycle", 0))),
+        sram_latency=data.get("sram_latency", 0),
     )
 
 

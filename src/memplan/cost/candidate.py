@@ -9,10 +9,12 @@ the same totals again command by command, and tests hold the two equal.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from memplan.alloc import Block, extent, first_fit
 from memplan.config import HardwareProfile
+from memplan.cost.cycles import command_work, group_compute_cycles, is_mac_layer
 from memplan.geometry.backprop import region_macs
 from memplan.geometry.group import (
     HOST_TILING,
@@ -82,6 +84,9 @@ class Candidate:
     macs: int
     compute_sram_bytes: int  # bytes compute commands read and write in SRAM (feature maps)
     weights: tuple[WeightCost, ...]
+    #: compute cycles of the group: memplan.cost.cycles.command_work summed over the compute
+    #: commands of every tile, then group_compute_cycles
+    compute_cycles: int = 0
 
     @property
     def key(self) -> tuple[int, int, Tiling]:
@@ -183,9 +188,13 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
     spatial = rows.count * cols.count
     macs = 0
     compute_sram = 0
+    elems = npu = 0
     weights = []
     for f in facts.layers:
         out = f.layer.output
+        e, n = _layer_work(geo, f.layer, hw)
+        elems += e
+        npu += n
         if f.unit_macs is None:
             macs += _transpose_macs(geo.graph, geo, f.layer)
         else:
@@ -211,7 +220,28 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
         macs=macs,
         compute_sram_bytes=compute_sram,
         weights=tuple(weights),
+        compute_cycles=group_compute_cycles(hw, macs, elems, npu),
     )
+
+
+def _layer_work(geo: GroupGeometry, layer: Layer, hw: HardwareProfile) -> tuple[int, int]:
+    """:func:`memplan.cost.cycles.command_work` summed over the layer's compute commands, one
+    per tile: the work depends on the output region's size only, so the sum runs over the
+    distinct (channels, rows, cols) sizes of the per-axis spans, each weighted by its count."""
+    out = layer.output
+    if hw.cycle_model == "simple":
+        if is_mac_layer(layer):
+            return 0, 0
+        return geo.chan_axis.total[out] * geo.row_axis.total[out] * geo.col_axis.total[out], 0
+    sizes = [Counter(b - a for a, b in spans) for spans in (geo.chans[out], geo.rows[out], geo.cols[out])]
+    elems = npu = 0
+    for c, nc in sizes[0].items():
+        for h, nh in sizes[1].items():
+            for w, nw in sizes[2].items():
+                e, n = command_work(geo.graph, layer, (c, h, w), hw)
+                elems += e * nc * nh * nw
+                npu += n * nc * nh * nw
+    return elems, npu
 
 
 # ---------------------------------------------------------------------------- fitting

@@ -54,7 +54,9 @@ buffer end; the run reports the highest byte touched). DRAM bytes are counted as
 happen. SRAM bytes accessed are the DMA bytes plus, per compute, the input cells the kernel
 reads (once per input tensor) and the output cells it writes. Energy and cycles follow from
 those counts, per group, by the profile's formulas (:func:`memplan.plan.build.energy_fj` and
-:func:`~memplan.plan.build.group_cycles`). MACs are counted from the work handed to the
+:func:`~memplan.plan.build.group_cycles`); a compute's cycles are those of the output array
+its kernel returned (:func:`memplan.cost.cycles.command_work` of the layer and that array's
+shape, summed per group by :func:`~memplan.cost.cycles.group_compute_cycles`). MACs are counted from the work handed to the
 kernels, not from the plan's cost model: for convolutions and fully connected layers, the
 elements of the output array the kernel returned times the reduction length of the weight
 slice decoded from memory (weights per output channel); for ConvTranspose, per output
@@ -74,6 +76,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memplan.config import HardwareProfile
+from memplan.cost.cycles import command_work, group_compute_cycles
 from memplan.errors import VerificationError
 from memplan.execute.kernels import MissingInputError, Tile, required_input_regions, run_layer
 from memplan.execute.quantize import QLayer, QuantizedGraph, Requant
@@ -327,6 +330,7 @@ class _Machine:
         self.live: list[list[Buffer]] = [[b for b in plan.buffers if b.t0 <= s < b.t1] for s in range(n)]
         self.read_fm = self.write_fm = self.read_w = self.macs = self.sram_access = 0
         self.group_macs: dict[int, int] = {}
+        self.group_work: dict[int, tuple[int, int]] = {}  # vector elements, NPU cycles per group
         self.group_dma: dict[int, int] = {}
         self.peak = 0
         self.host_layers = self.host_read = self.host_write = 0
@@ -363,8 +367,9 @@ class _Machine:
     def _counts(self) -> Counts:
         hw, graph = self.hw, self.graph
         untiled = sum(graph.layer_macs(layer) for layer in graph.layers)
-        cycles = sum(group_cycles(hw, self.group_macs.get(g, 0), self.group_dma.get(g, 0))
-                     for g in set(self.group_macs) | set(self.group_dma))
+        cycles = sum(group_cycles(hw, group_compute_cycles(hw, self.group_macs.get(g, 0), *self.group_work.get(g, (0, 0))),
+                                  self.group_dma.get(g, 0))
+                     for g in set(self.group_macs) | set(self.group_dma) | set(self.group_work))
         dram = self.read_fm + self.write_fm + self.read_w
         return Counts(self.read_fm, self.write_fm, self.read_w, self.macs, self.macs - untiled, self.sram_access,
                       energy_fj(hw, self.macs, dram, self.sram_access), cycles)
@@ -569,6 +574,11 @@ class _Machine:
         macs = _kernel_macs(ql, result, region, reduction) if reduction else 0
         self.macs += macs
         self.group_macs[cmd.group] = self.group_macs.get(cmd.group, 0) + macs
+        # compute cycles of the output the kernel returned (memplan.cost.cycles.command_work)
+        _, c_out, h_out, w_out = result.shape
+        e, n_cyc = command_work(self.graph, layer, (c_out, h_out, w_out), self.hw)
+        e0, n0 = self.group_work.get(cmd.group, (0, 0))
+        self.group_work[cmd.group] = (e0 + e, n0 + n_cyc)
         self.sram_access += region.numel  # the output cells written
         n = out.region.numel
         self._claim(k, cmd, out.offset, n, f"output {out.tensor} {out.region.as_list()}", tensor=out.tensor)

@@ -21,7 +21,7 @@ from memplan.errors import PlanError
 from memplan.geometry.group import HOST_TILING, group_geometry, group_shape, is_host, tiling_options
 from memplan.geometry.region import Region
 from memplan.ir.graph import Graph
-from memplan.ir.ops import WEIGHTED, ceil_div
+from memplan.ir.ops import WEIGHTED
 from memplan.host import tensor_bytes
 from memplan.plan.model import Buffer, BufferKind, Command, Decisions, HostTotals, Op, Operand, Plan, Provenance, Totals
 
@@ -163,16 +163,17 @@ def cost_totals(r: Resolved, sram_peak: int) -> Totals:
             dma += b
         macs += c.macs
         sram += c.compute_sram_bytes + (dma if _weights_in_sram(hw) else dma - sum(w.reload_bytes for w in c.weights))
-        cycles += group_cycles(hw, c.macs, dma)
+        cycles += group_cycles(hw, c.compute_cycles, dma)
     base_macs = sum(g.layer_macs(layer) for layer in g.layers)
     return Totals(fm_read, fm_write, w_read, macs, macs - base_macs, sram_peak, sram,
                   energy_fj(hw, macs, fm_read + fm_write + w_read, sram), cycles)
 
 
-def group_cycles(hw: HardwareProfile, macs: int, dma_bytes: int) -> int:
+def group_cycles(hw: HardwareProfile, compute: int, dma_bytes: int) -> int:
     """Latency model of one group: compute and DMA engines each busy for their work; with
-    double-buffered staging they overlap (the longer one dominates), otherwise they add."""
-    compute = ceil_div(macs, hw.macs_per_cycle)
+    double-buffered staging they overlap (the longer one dominates), otherwise they add.
+    ``compute`` is the group's compute cycles (:func:`memplan.cost.cycles.group_compute_cycles`
+    of its commands' work), ``dma_bytes`` what its DMA commands move."""
     dma = int(-(-Fraction(dma_bytes) // hw.dram_bytes_per_cycle))
     return max(compute, dma) if hw.dma_overlaps_compute else compute + dma
 

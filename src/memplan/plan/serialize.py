@@ -72,6 +72,9 @@ def profile_to_json(hw: HardwareProfile) -> dict[str, Any]:
         "dram_bytes_per_cycle": _num(hw.dram_bytes_per_cycle), "clock_mhz": _num(Fraction(hw.clock_hz, 1_000_000)),
         "dma_overlaps_compute": hw.dma_overlaps_compute, "feature_maps_in_sram": hw.feature_maps_in_sram,
         "weights_in_place": hw.weights_in_place, "tiling": asdict(hw.tiling),
+        "elementwise_elems_per_cycle": hw.elementwise_elems_per_cycle, "cycle_model": hw.cycle_model,
+        **({"npu": hw.npu, "sram_bytes_per_cycle": _num(hw.sram_bytes_per_cycle), "sram_latency": hw.sram_latency}
+           if hw.cycle_model == "ethos-u" else {}),
     }
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from memplan.config import HardwareProfile
+from memplan.cost.cycles import command_work, group_compute_cycles
 from memplan.errors import PlanError
 from memplan.geometry.backprop import input_regions, region_macs
 from memplan.geometry.region import Region
@@ -129,6 +130,7 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
     buffers = list(plan.buffers)
     fm_read = fm_write = w_read = macs = sram_access = 0
     group_macs: dict[int, int] = {}
+    group_work: dict[int, tuple[int, int]] = {}  # vector elements, NPU cycles
     group_dma: dict[int, int] = {}
     eb = hw.elem_bytes
     host_read = host_write = host_layers = 0
@@ -180,6 +182,10 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
             macs += n_macs
             sram_access += n_sram
             group_macs[cmd.group] = group_macs.get(cmd.group, 0) + n_macs
+            assert cmd.layer is not None and cmd.region is not None
+            e, n = command_work(graph, graph.layer(cmd.layer), (cmd.region.channels, cmd.region.rows, cmd.region.cols), hw)
+            e0, n0 = group_work.get(cmd.group, (0, 0))
+            group_work[cmd.group] = (e0 + e, n0 + n)
         group_dma[cmd.group] = group_dma.get(cmd.group, 0) + dma
         if not (cmd.op is Op.COMPUTE and hw.weights_in_place):
             sram_access += dma
@@ -191,7 +197,8 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
         elif not st.dram_valid[t].all():
             raise PlanError(f"model output {t} is never completely written to DRAM")
     groups = sorted(set(group_macs) | set(group_dma))
-    cycles = sum(group_cycles(hw, group_macs.get(g, 0), group_dma.get(g, 0)) for g in groups)
+    cycles = sum(group_cycles(hw, group_compute_cycles(hw, group_macs.get(g, 0), *group_work.get(g, (0, 0))),
+                              group_dma.get(g, 0)) for g in groups)
     base = sum(graph.layer_macs(layer) for layer in graph.layers)
     totals = Totals(fm_read, fm_write, w_read, macs, macs - base, max((b.end for b in plan.buffers), default=0),
                     sram_access, energy_fj(hw, macs, fm_read + fm_write + w_read, sram_access), cycles)

@@ -103,8 +103,9 @@ def build_cycles(graph: Graph, v: Vars, hw: HardwareProfile) -> cp_model.LinearE
                     dma_terms += [(w.total_bytes, kept), (w.reload_bytes, rel)]
                 else:
                     dma_terms.append((w.reload_bytes, v.x[i]))
-        compute = sum(ceil_div(v.cands[i].macs, hw.macs_per_cycle) * v.x[i] for i in members)
-        max_c = max(ceil_div(v.cands[i].macs, hw.macs_per_cycle) for i in members)
+        # compute cycles per candidate: memplan.cost.cycles summed over its commands
+        compute = sum(v.cands[i].compute_cycles * v.x[i] for i in members)
+        max_c = max(v.cands[i].compute_cycles for i in members)
         max_dma = sum(b for b, _ in dma_terms)
         dma_cyc = model.new_int_var(0, ceil_div(max_dma * den, num) + 1, f"dma_cycles_{a}")
         model.add(dma_cyc * num >= sum(b * lit for b, lit in dma_terms) * den)

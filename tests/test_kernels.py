@@ -434,3 +434,265 @@ def test_region_property_batch_two() -> None:
     parts = [run_layer(ql, [Tile.cut(x, required_input_regions(ql, r)[0])], r) for r in (top, bottom)]
     assert np.array_equal(np.concatenate(parts, axis=2), full)
     assert np.array_equal(full[1:], run_layer(ql, [Tile.whole(x[1:])], Region.full(ql.out_shape)))
+
+
+# ---------------------------------------------------------------------------- TFLite Micro transcriptions
+# Scalar, line-by-line transcriptions of TensorFlow Lite Micro's int8 kernels (plain Python ints,
+# C truncating division), against memplan's vectorised tables and kernels on random int8 inputs
+# and random valid float32 scales.
+import math  # noqa: E402
+
+from memplan.execute import quantize as Q  # noqa: E402
+from memplan.execute.kernels import _softmax_tflm  # noqa: E402
+
+_I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
+
+
+def _tdiv(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
+def _srdhm(a: int, b: int) -> int:
+    if a == b == _I32_MIN:
+        return _I32_MAX
+    ab = a * b
+    return _tdiv(ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30)), 1 << 31)
+
+
+def _rdbpot(x: int, e: int) -> int:
+    mask = (1 << e) - 1
+    return (x >> e) + ((x & mask) > (mask >> 1) + (1 if x < 0 else 0))
+
+
+def _mbqm(x: int, m: int, shift: int) -> int:
+    return _rdbpot(_srdhm(x * (1 << max(shift, 0)), m), max(-shift, 0))
+
+
+def _qm(real: float) -> tuple[int, int]:
+    if real == 0:
+        return 0, 0
+    q, shift = math.frexp(real)
+    m = int(math.floor(abs(q) * 2**31 + 0.5))
+    if m == 2**31:
+        m, shift = m // 2, shift + 1
+    return (0, 0) if shift < -31 else (m, shift)
+
+
+_f32 = st.floats(1e-6, 2.0).map(lambda s: float(np.float32(s)))
+_zp = st.integers(-128, 127)
+
+
+@settings(max_examples=60, deadline=None)
+@given(s_in=_f32, z_in=_zp, ratio=st.floats(0.05, 20.0), z_out=_zp, h=st.integers(1, 9), w=st.integers(1, 9),
+       seed=st.integers(0, 2**16))
+def test_mean_is_tflms_quantized_mean(s_in: float, z_in: int, ratio: float, z_out: int, h: int, w: int,
+                                      seed: int) -> None:
+    """reference_ops::QuantizedMeanOrSum: QuantizeMultiplier(s_in / s_out), 1/n folded into the
+    multiplier, the sum of q - zp once through MultiplyByQuantizedMultiplier."""
+    s_out = float(np.float32(s_in * ratio))
+    x = np.random.default_rng(seed).integers(-128, 128, size=(1, 3, h, w)).astype(np.int8)
+    n = h * w
+    m, shift = _qm(s_in / s_out)
+    k = min(n.bit_length() - 1, 32, 31 + shift)
+    m, shift = (m << k) // n, shift - k
+    want = [max(-128, min(127, _mbqm(int(x[0, c].astype(int).sum()) - z_in * n, m, shift) + z_out)) for c in range(3)]
+    g = GraphBuilder("mean")
+    graph = g.build(g.global_avg_pool(g.input((1, 3, h, w), "x")))
+    graph = dataclasses.replace(graph, tensors=MappingProxyType({
+        **graph.tensors, **{t: dataclasses.replace(graph.tensors[t], quant=QuantParams((sc,), (zp,)))
+                            for t, sc, zp in ((graph.inputs[0], s_in, z_in), (graph.outputs[0], s_out, z_out))}}))
+    ql = quantize_graph(graph).layers[0]
+    got = run_layer(ql, [Tile.whole(x)], Region.full(ql.out_shape))
+    assert got.reshape(-1).tolist() == want
+
+
+def _exp_neg(v: int, ibits: int) -> int:  # exp_on_negative_values, Q(ibits) -> Q0.31
+    frac = 31 - ibits
+    quarter = 1 << (frac - 2)
+    amod = (v & (quarter - 1)) - quarter
+    r0 = amod << ibits if ibits else amod
+    r0 = max(_I32_MIN, min(_I32_MAX, r0))
+    y = r0 + (1 << 28)
+    y2 = _srdhm(y, y)
+    y3 = _srdhm(y2, y)
+    y4 = _srdhm(y2, y2)
+    poly = _rdbpot(_srdhm(_rdbpot(y4, 2) + y3, 715827883) + y2, 1)
+    res = 1895147668 + _srdhm(1895147668, y + poly)
+    rem = amod - v
+    for e, mul in ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308), (2, 39332535),
+                   (3, 720401), (4, 242)):
+        if ibits > e and rem & (1 << (frac + e)):
+            res = _srdhm(res, mul)
+    return _I32_MAX if v == 0 else res
+
+
+def _sat_shl(v: int, e: int) -> int:
+    t = (1 << (31 - e)) - 1
+    return _I32_MAX if v > t else (_I32_MIN if v < -t else v << e)
+
+
+def _newton(v: int) -> int:  # ~ 2 / (1 + v) in Q2.29
+    s = v + _I32_MAX
+    hd = _tdiv(s + (1 if s >= 0 else -1), 2)
+    y = 1515870810 + _srdhm(hd, -1010580540)
+    for _ in range(3):
+        y = y + _sat_shl(_srdhm(y, (1 << 29) - _srdhm(hd, y)), 2)
+    return y
+
+
+def _logistic_ref(q: int, s_in: float, zp: int, tanh: bool) -> int:
+    """reference_integer_ops::Logistic / Tanh on gemmlowp fixed point (scalar transcription)."""
+    real = float(np.float32(s_in)) * float(1 << 27)
+    mant, left = math.frexp(real)
+    mult = int(math.floor(mant * 2**31 + 0.5))
+    radius = int(math.floor(15 * 2.0**27 / 2.0**left))
+    x = q - zp
+    if x <= -radius:
+        return -128
+    if x >= radius:
+        return 127
+    a = _mbqm(x, mult, left)  # Q4.27
+
+    if tanh:
+        n = a if a < 0 else -a
+        t = _sat_shl(_newton(_exp_neg(n, 5)) - (1 << 29), 2)
+        out = 0 if a == 0 else (-t if a < 0 else t)
+        return max(-128, min(127, _rdbpot(out, 24)))
+    ab = a if a > 0 else -a
+    pos = _sat_shl(_newton(_exp_neg(-ab, 4)), 1)
+    out = (1 << 30) if a == 0 else (pos if a > 0 else _I32_MAX - pos)
+    return max(-128, min(127, _rdbpot(out, 23) - 128))
+
+
+@settings(max_examples=40, deadline=None)
+@given(s_in=st.floats(1e-9, 4.0).map(lambda s: float(np.float32(s))), zp=_zp, tanh=st.booleans())
+def test_logistic_and_tanh_tables_are_tflms(s_in: float, zp: int, tanh: bool) -> None:
+    lut = (Q.tflm_tanh_lut if tanh else Q.tflm_logistic_lut)(Q.QParams(s_in, zp))
+    assert lut.tolist() == [_logistic_ref(q, s_in, zp, tanh) for q in range(-128, 128)]
+
+
+def _hard_swish_ref(q: int, s_in: float, z_in: int, s_out: float, z_out: int) -> int | None:
+    """reference_ops::HardSwish (int16 arithmetic) with HardSwishPrepare's parameters."""
+    f32 = np.float32
+    hires = f32(1.0 / 128.0) * f32(s_in)
+    om, oe = _qm(float(f32(hires / f32(s_out))))
+    rm, re_ = _qm(float(f32(hires / (f32(3.0) / f32(32768.0)))))
+    if oe > 0:
+        return None
+    down = (lambda m: 32767 if m >= _I32_MAX - (1 << 15) else (m + (1 << 15)) >> 16)
+    om16, rm16 = down(om), down(rm)
+
+    def w16(v: int) -> int:
+        return ((v + 32768) & 0xFFFF) - 32768
+
+    def srdhm16(a: int, b: int) -> int:
+        if a == b == -32768:
+            return 32767
+        ab = a * b
+        return _tdiv(ab + ((1 << 14) if ab >= 0 else 1 - (1 << 14)), 1 << 15)
+
+    def rdbpot16(v: int, e: int) -> int:
+        mask = w16((1 << e) - 1)
+        return w16((v >> e) + (w16(v & mask) > w16((mask >> 1) + (1 if v < 0 else 0))))
+
+    def shl16(v: int, e: int) -> int:
+        return max(-32768, min(32767, v * (1 << e)))
+
+    x = w16(q - z_in)
+    hi = w16(x * 128)
+    pre = srdhm16(hi, om16)
+    r = hi
+    if re_ > 0:
+        r = shl16(r, re_ - 1)
+    r = srdhm16(r, rm16)
+    if re_ > 0:
+        r = shl16(r, 1)
+    if re_ < 0:
+        r = rdbpot16(r, -re_)
+    r = w16((r + (1 << 15)) >> 1)
+    p = 32767 if r == pre == -32768 else _tdiv(r * pre, 1 << 15)
+    out = w16(rdbpot16(w16(p), -oe) + z_out)
+    return max(-128, min(127, out))
+
+
+@settings(max_examples=60, deadline=None)
+@given(s_in=st.floats(1e-9, 4.0).map(lambda s: float(np.float32(s))), z_in=_zp,
+       ratio=st.floats(0.01, 8.0), z_out=_zp)
+def test_hard_swish_table_is_tflms(s_in: float, z_in: int, ratio: float, z_out: int) -> None:
+    s_out = float(np.float32(s_in * ratio))
+    want = [_hard_swish_ref(q, s_in, z_in, s_out, z_out) for q in range(-128, 128)]
+    lut = Q.tflm_hard_swish_lut(Q.QParams(s_in, z_in), Q.QParams(s_out, z_out))
+    if want[0] is None:
+        assert lut is None  # TFLM's Prepare refuses an output multiplier of 1 or more
+    else:
+        assert lut is not None and lut.tolist() == want
+
+
+@settings(max_examples=60, deadline=None)
+@given(s_in=_f32, z_in=_zp, ratio=st.floats(0.05, 8.0), z_out=_zp, alpha=st.floats(-2.0, 2.0))
+def test_leaky_relu_table_is_tflms(s_in: float, z_in: int, ratio: float, z_out: int, alpha: float) -> None:
+    f32 = np.float32
+    s_out = float(f32(s_in * ratio))
+    real_a = float(f32(f32(f32(s_in) * f32(alpha)) / f32(s_out)))
+    am, ash = _qm(abs(real_a))
+    im, ish = _qm(float(f32(f32(s_in) / f32(s_out))))
+    want = []
+    for q in range(-128, 128):
+        x = q - z_in
+        v = _mbqm(x, im, ish) if x >= 0 else (-_mbqm(x, am, ash) if real_a < 0 else _mbqm(x, am, ash))
+        want.append(max(-128, min(127, v + z_out)))
+    assert Q.tflm_leaky_relu_lut(Q.QParams(s_in, z_in), Q.QParams(s_out, z_out), alpha).tolist() == want
+
+
+@settings(max_examples=40, deadline=None)
+@given(s_in=st.floats(2e-8, 2.0).map(lambda s: float(np.float32(s))), n=st.integers(2, 64),
+       seed=st.integers(0, 2**16), spread=st.integers(1, 255))
+def test_softmax_is_tflms(s_in: float, n: int, seed: int, spread: int) -> None:
+    """reference_ops::Softmax (int8 in and out), transcribed with the transcribed exp."""
+    params = Q.tflm_softmax_params(s_in)
+    real = s_in * float(1 << 26)
+    m, left = _qm(min(real, 2.0**31 - 1))
+    assert (params.multiplier, params.left_shift) == (m, left)
+    radius = int(math.floor(31 * 2.0**26 / 2.0**left))
+    assert params.diff_min == -radius
+    x = np.random.default_rng(seed).integers(-128, -128 + spread, size=(1, n, 1, 1), endpoint=True)
+    x = np.clip(x, -128, 127)
+    table = Q.tflm_softmax_exp_table(params)
+    for d in range(256):  # the exponential table against the transcription of exp_on_negative_values
+        if -d >= params.diff_min:
+            assert int(table[d]) == _exp_neg(_srdhm(-d * (1 << left), m), 5)
+        else:
+            assert int(table[d]) == 0
+    mx = int(x.max())
+    total = sum(_rdbpot(int(table[mx - int(v)]), 12) for v in x.reshape(-1))
+    headroom = 32 - total.bit_length()
+    shifted = ((total << headroom) & 0xFFFFFFFF) - (1 << 31)
+    s = shifted + _I32_MAX
+    hd = _tdiv(s + (1 if s >= 0 else -1), 2)
+    y = 1515870810 + _srdhm(hd, -1010580540)
+
+    def sat_shl(v: int, e: int) -> int:
+        t = (1 << (31 - e)) - 1
+        return _I32_MAX if v > t else (_I32_MIN if v < -t else v << e)
+
+    for _ in range(3):
+        y = y + sat_shl(_srdhm(y, (1 << 29) - _srdhm(hd, y)), 2)
+    scale = sat_shl(y, 1)
+    exponent = 12 - headroom + 23
+    want = []
+    for v in x.reshape(-1):
+        e = int(table[mx - int(v)])
+        r = 0 if exponent > 31 else _rdbpot(_srdhm(scale, e), exponent)
+        want.append(max(-128, min(127, r - 128)))
+    ql = dataclasses.replace(_SOFTMAX_QL, table=table, softmax=params, in_shapes=((1, n, 1, 1),), out_shape=(1, n, 1, 1))
+    got = _softmax_tflm(ql, x.astype(np.int64), Region(0, n, 0, 1, 0, 1))
+    assert got.reshape(-1).tolist() == want
+
+
+def _softmax_qlayer() -> QLayer:
+    g = GraphBuilder("softmax")
+    return quantize_graph(g.build(g.softmax(g.input((1, 4, 1, 1), "x")))).layers[0]
+
+
+_SOFTMAX_QL = _softmax_qlayer()

@@ -33,10 +33,15 @@ Import
   dilations, depth multipliers, transposed-convolution output shapes.
 * Standalone RELU / RELU6 / LOGISTIC / TANH / HARD_SWISH / LEAKY_RELU / PRELU and int8->int8
   QUANTIZE become a depthwise 1x1 identity convolution (weight 1, scale 1) carrying the
-  activation: for int8 that is TFLite Micro's requantisation ``(q - zp_in) * s_in / s_out``
-  bit for bit. MUL of a feature map by a per-channel constant becomes a depthwise 1x1
-  convolution whose weights are the constant's integers minus its zero point (exact while
-  they fit int8; otherwise rescaled, see ``docs/tflm-differences.md``).
+  activation: for int8 RELU/RELU6/QUANTIZE that is TFLite Micro's requantisation ``(q - zp_in) *
+  s_in / s_out`` bit for bit; for the others the int8 executor reads the input's integers
+  through a table of TFLite Micro's integer algorithm
+  (:func:`memplan.execute.quantize.identity_role`). MUL of a feature map by a per-channel
+  constant becomes a depthwise 1x1 convolution whose weights are the constant's integers minus
+  its zero point (exact while they fit int8; otherwise rescaled, see
+  ``docs/tflm-differences.md``); ADD of an int8 constant becomes an identity convolution whose
+  bias is the constant with its own int8 parameters, which the executor adds with TFLite's ADD
+  arithmetic (a per-channel table).
 * Constants: DEQUANTIZE of fp16/int8 constants (MediaPipe's fp16 weights), DENSIFY of sparse
   constants (CSR without blocks), SHAPE of a static tensor, PACK, STRIDED_SLICE, RESHAPE,
   CONCATENATION, SQUEEZE, EXPAND_DIMS, TRANSPOSE, CAST and GATHER of constants are folded.

@@ -47,7 +47,7 @@ def test_the_checker_sees_imports() -> None:
 # ---------------------------------------------------------------------------- memplan's own layers
 #: memplan's packages and top-level modules, lowest first: each may import only those before it
 #: (function-local imports included, so a back-edge cannot hide inside a function)
-LAYERS = ("errors", "config", "alloc", "ir", "geometry", "host", "frontend", "cost", "plan", "baselines", "solve",
+LAYERS = ("errors", "config", "alloc", "pack", "ir", "geometry", "host", "frontend", "cost", "plan", "baselines", "solve",
           "execute", "firmware", "zoo", "report", "plot", "driver", "api", "sweep", "cli", "__main__", "__init__")
 
 

@@ -187,6 +187,12 @@ def _build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--workers", type=_int_in(1, 1024), help="local cluster processes (default: the cores)")
     swp.add_argument("-o", "--output", required=True, help="results .csv (or .parquet); rows already there are skipped")
     swp.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+
+    plc = sub.add_parser("place", help="offsets for buffers with fixed lifetimes (MiniMalloc's CSV: id,lower,upper,size)")
+    plc.add_argument("buffers", help="CSV with a header id,lower,upper,size; lifetimes [lower, upper)")
+    plc.add_argument("--capacity", required=True, help="memory size in bytes, e.g. 1048576 or 1MiB")
+    plc.add_argument("--time-limit", type=_seconds, default=60.0, help="seconds for the search (default 60)")
+    plc.add_argument("-o", "--output", help="write the CSV with an offset column here (default: stdout)")
     return p
 
 
@@ -435,6 +441,24 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                             scheduler=args.scheduler, workers=args.workers, on_row=bar.row if bar else None,
                             on_start=bar.start if bar else None)
     report.print_sweep(summary, as_json=args.json)
+    return 0
+
+
+@_command("place")
+def _cmd_place(args: argparse.Namespace) -> int:
+    from memplan.config import parse_size
+    from memplan.pack import place_file
+
+    try:
+        capacity = parse_size(args.capacity)
+    except UsageError as exc:
+        raise UsageError(f"--capacity: {exc.message}") from None
+    check_output(args.output, protect=args.buffers, example="offsets.csv")
+    res, text = place_file(args.buffers, capacity, args.time_limit, args.output)
+    if args.output is None:
+        sys.stdout.write(text)
+    print(f"memplan: packed {len(res.offsets or {})} buffers within {capacity} bytes by {res.method} "
+          f"in {res.seconds:.2f} s ({res.nodes} search nodes)", file=sys.stderr)
     return 0
 
 

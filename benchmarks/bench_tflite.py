@@ -32,7 +32,8 @@ from pathlib import Path
 import memplan
 from memplan.errors import MemplanError
 from memplan.execute.verify import prepare
-from memplan.frontend.tflite import read_tflite, tflm_reference
+from memplan.execute.tflm import tflm_reference
+from memplan.frontend.tflite import read_tflite
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "external"

@@ -23,7 +23,8 @@ import tflite_micro  # noqa: F401 - the reference; in the test extra
 from memplan.errors import ModelError
 from memplan.execute.verify import prepare
 from memplan.frontend import load_model
-from memplan.frontend.tflite import import_tflite, same_padding, tflm_reference, tflm_softmax_limits
+from memplan.execute.tflm import tflm_reference, tflm_softmax_limits
+from memplan.frontend.tflite import import_tflite, same_padding
 from memplan.ir.ops import OpKind
 
 MODELS = Path(__file__).resolve().parents[1] / "models"

@@ -22,7 +22,8 @@ from memplan.firmware.tflm_offsets import (
     with_offline_offsets,
 )
 from memplan.frontend import load_model
-from memplan.frontend.tflite import import_tflite, read_tflite, tflm_reference
+from memplan.execute.tflm import tflm_reference
+from memplan.frontend.tflite import import_tflite, read_tflite
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 INT8 = ["kws_ref_model", "vww_96_int8", "pretrainedResnet_quant", "ad01_int8"]

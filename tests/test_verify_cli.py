@@ -200,7 +200,7 @@ def test_tflite_plan_is_compared_with_tflite_micro(tmp_path: Path, capsys: pytes
     doc = json.loads(capsys.readouterr().out)
     assert doc["verified"] and doc["tflm_match"] is True and len(doc["tflm_outputs"]) == 1
 
-    import memplan.frontend.tflite as tfl
+    import memplan.execute.tflm as tfl
 
     real = tfl.tflm_reference
 

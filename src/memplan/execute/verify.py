@@ -218,7 +218,7 @@ def compare_with_tflm(model: str | os.PathLike[str], graph: Graph, prepared: Pre
     """Run TensorFlow Lite Micro on the verification input of an int8 ``.tflite`` model and
     compare every model output byte with the untiled reference (which the tiled run has
     already matched)."""
-    from memplan.frontend.tflite import tflm_reference
+    from memplan.execute.tflm import tflm_reference
 
     if any(graph.tensors[name].quant is None for name in graph.inputs):
         return TflmCheck(None, detail="a float model: TFLite Micro runs it in float, memplan in int8")

@@ -200,7 +200,8 @@ def export_tflm_offsets(model: str | os.PathLike[str], graph: Graph, plan: Plan,
     """Write ``out``: the ``.tflite`` ``model`` with the plan's offsets, after checking with
     TFLite Micro that it computes the same outputs on ``inputs`` (the verification input);
     the file is written only then, atomically."""
-    from memplan.frontend.tflite import import_tflite, read_tflite, tflm_reference
+    from memplan.execute.tflm import tflm_reference
+    from memplan.frontend.tflite import import_tflite, read_tflite
 
     source = Path(model)
     if source.suffix.lower() != ".tflite":

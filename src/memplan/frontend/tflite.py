@@ -9,7 +9,7 @@ only inside a binary wheel (CPython 3.11, manylinux x86_64) that exists to run t
 interpreter: making it a run-time dependency would tie ``memplan inspect|solve`` to one
 platform. ``tflite`` installs everywhere, reads tables lazily (an 8 MB model is not copied
 into Python objects) and is a run-time dependency; ``tflite-micro`` is only the reference of
-:func:`tflm_reference` and the tests.
+:func:`memplan.execute.tflm.tflm_reference` and the tests.
 
 Import
 ------
@@ -56,7 +56,7 @@ Import
 Every failure is a :class:`~memplan.errors.ModelError` (or
 :class:`~memplan.errors.UnsupportedOpError`) with a one-line message.
 
-:func:`tflm_reference` runs TensorFlow Lite Micro's interpreter on the same int8 inputs the
+:func:`memplan.execute.tflm.tflm_reference` runs TensorFlow Lite Micro's interpreter on the same int8 inputs the
 int8 reference takes and returns its tensors in the IR's layout.
 """
 
@@ -92,14 +92,14 @@ from memplan.ir.ops import (
     ZeroPadAttrs,
 )
 
-__all__ = ["SUFFIXES", "import_tflite", "load_tflite", "supported_operators", "tflm_reference", "tflm_softmax_limits",
+__all__ = ["NUMPY_DTYPES", "SUFFIXES", "import_tflite", "input_order", "load_tflite", "read_tflite", "supported_operators",
            "truncated_model"]
 
 SUFFIXES = (".tflite",)
 
 _DTYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8",
            10: "float64"}
-_NP = {"float32": np.float32, "float16": np.float16, "int32": np.int32, "uint8": np.uint8, "int64": np.int64,
+NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "int32": np.int32, "uint8": np.uint8, "int64": np.int64,
        "bool": np.bool_, "int16": np.int16, "int8": np.int8, "float64": np.float64}
 _FUSED = {0: None, 1: Activation(ActKind.RELU), 2: Activation(ActKind.CLIP, (-1.0, 1.0)),
           3: Activation(ActKind.CLIP, (0.0, 6.0))}
@@ -219,9 +219,9 @@ def _parse(buf: bytes) -> TModel:
             raw = buf[off: off + size]
         sparse = t.Sparsity()
         if raw is not None:
-            if dtype not in _NP:
+            if dtype not in NUMPY_DTYPES:
                 raise ModelError(f"constant tensor {name!r} has type {dtype}, which memplan cannot read")
-            arr = np.frombuffer(raw, dtype=_NP[dtype])
+            arr = np.frombuffer(raw, dtype=NUMPY_DTYPES[dtype])
             if sparse is None:
                 if arr.size != math.prod(shape):
                     raise ModelError(f"constant tensor {name!r} holds {arr.size} values for shape {list(shape)}; "
@@ -733,7 +733,7 @@ def _fold(cv: _Converter, op: TOp) -> np.ndarray:
     if n == "TRANSPOSE":
         return np.transpose(ins[0], [int(p) for p in ins[1]])  # type: ignore[union-attr]
     if n == "CAST":
-        return ins[0].astype(_NP[cv.t(op.outputs[0]).dtype])  # type: ignore[union-attr]
+        return ins[0].astype(NUMPY_DTYPES[cv.t(op.outputs[0]).dtype])  # type: ignore[union-attr]
     if n == "GATHER":
         return np.take(ins[0], ins[1].astype(np.int64), axis=int(o.get("Axis", 0)))  # type: ignore[union-attr]
     if n == "STRIDED_SLICE":
@@ -744,7 +744,7 @@ def _fold(cv: _Converter, op: TOp) -> np.ndarray:
         out = cv.t(op.outputs[0])
         if out.dtype in ("int8", "uint8") and out.scale:
             raise OpError("arithmetic of quantised constants is not folded")
-        return r.astype(_NP.get(out.dtype, np.float32))
+        return r.astype(NUMPY_DTYPES.get(out.dtype, np.float32))
     raise OpError(f"cannot fold {n}")
 
 
@@ -1411,165 +1411,6 @@ def load_tflite(path: str | os.PathLike[str], input_shapes: Mapping[str, tuple[i
     return import_tflite(path, input_shapes, host_ops).graph
 
 
-def tflm_reference(path: str | os.PathLike[str], inputs: Mapping[str, np.ndarray], *,
-                   intermediates: bool = False, last_op: int | None = None,
-                   timeout: float = 600.0) -> dict[str, np.ndarray]:
-    """Run TensorFlow Lite Micro's interpreter (``tflite_micro``) on int8 inputs in the IR's
-    layout (what :func:`memplan.execute.verify.verification_inputs` draws) and return, in the
-    IR's layout and as int8, every model output (keyed by IR tensor name) and, with
-    ``intermediates``, every other IR tensor that holds one TFLite tensor the interpreter keeps
-    (``kPreserveAllTensors``).
-
-    The interpreter runs in a child process: TFLite Micro aborts the process (SIGABRT) on
-    some models, and that must not take the caller down. ``last_op`` runs the model cut after
-    that operator (:func:`truncated_model`) and returns only tensors computed by then: every
-    layer before an operator the interpreter aborts on.
-    Float interfaces (a QUANTIZE after the input, a DEQUANTIZE before the output) are fed and
-    read through the file's parameters. Raises ``ImportError`` when ``tflite_micro`` is not
-    installed and ``RuntimeError`` when the interpreter refuses or aborts."""
-    import pickle
-    import subprocess
-    import sys
-
-    import tflite_micro  # noqa: F401 - ImportError here, not in the child
-
-    result = import_tflite(path)
-    graph = result.graph
-    model = read_tflite(Path(path))
-    data = truncated_model(path, last_op) if last_op is not None else Path(path).read_bytes()
-    computed = {o for op in model.ops if last_op is None or op.index <= last_op for o in op.outputs}
-    feeds: list[np.ndarray] = []
-    for i in model.inputs:
-        t = model.tensors[i]
-        name = t.name
-        if name not in graph.tensors:
-            raise ValueError(f"model input {name!r} is not an IR input")
-        x = np.asarray(inputs[name])
-        order = _input_order(result, name, graph)
-        flat = x.reshape(-1)[order]  # TFLite element k is IR element order[k]
-        if t.dtype in ("float32", "float16"):
-            q = graph.tensors[name].quant
-            if q is None:
-                raise ValueError("a float model has no int8 interface to compare with TFLite Micro")
-            feeds.append((q.scale[0] * (flat.astype(np.float64) - q.zero_point[0])).astype(np.float32).reshape(t.shape))
-        else:
-            feeds.append(flat.astype(_NP[t.dtype]).reshape(t.shape))
-    index_of = {i: k for k, i in enumerate(model.outputs)} if last_op is None else {}
-    wanted = {name: ti for name, (ti, _) in result.tensor_views.items()
-              if name not in graph.inputs and ti in computed and (intermediates or name in graph.outputs)}
-    requests = sorted({ti for ti in wanted.values()})
-    payload = pickle.dumps((data, feeds, requests, index_of, intermediates))
-    try:
-        proc = subprocess.run([sys.executable, "-c", "from memplan.frontend.tflite import _tflm_main; _tflm_main()"],
-                              input=payload, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"the TFLite Micro interpreter took longer than {timeout:.0f} s") from None
-    if proc.returncode != 0:
-        why = "aborted (SIGABRT)" if proc.returncode in (-6, 134) else f"failed (exit code {proc.returncode})"
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        known = [f"{k}: {r}" for k, r in tflm_softmax_limits(model) if last_op is None or k <= last_op]
-        detail = f": {err[-1]}" if err else ""
-        if known:
-            detail += "; " + "; ".join(known)
-        raise RuntimeError(f"the TFLite Micro interpreter {why} on this model" + detail)
-    raw: dict[int, np.ndarray] = pickle.loads(proc.stdout)
-    out: dict[str, np.ndarray] = {}
-    for name, ti in wanted.items():
-        arr = raw.get(ti)
-        if arr is None:
-            continue
-        pos = result.tensor_views[name][1]
-        if arr.dtype.kind == "f":
-            q = graph.tensors[name].quant
-            if q is None:
-                continue
-            arr = np.clip(np.round(arr.astype(np.float64) / q.scale[0]) + q.zero_point[0], -128, 127)
-        if arr.size != pos.size:
-            continue
-        shape = tuple(graph.tensors[name].shape)
-        ir = np.zeros(math.prod(shape), dtype=np.int8)
-        ir[pos] = arr.reshape(-1).astype(np.int8)
-        out[name] = ir.reshape(shape)
-    return out
-
-
-def tflm_softmax_limits(model: TModel | str | os.PathLike[str]) -> list[tuple[int, str]]:
-    """The int8 SOFTMAX operators TensorFlow Lite Micro aborts on whatever the input, and why.
-
-    TFLM's int8 softmax (``CalculateSoftmaxParams``, ``reference_ops::Softmax``) stops the
-    process (``TFLITE_CHECK``) when
-
-    * Prepare: ``beta * s_in * 2**26 <= 1`` (``PreprocessSoftmaxScaling`` calls
-      ``QuantizeMultiplierGreaterThanOne``): an input scale below about 1.5e-8;
-    * Invoke: the sum of the exponentials (Q12.19) reaches 512, so the output shift
-      ``num_bits_over_unit + 23`` exceeds 31: every output would round to 0. When even the
-      smallest possible sum (the maximum's 1 plus ``n - 1`` times ``exp(-255 * s_in)``, or 0 for
-      differences below ``diff_min``) reaches it, every input aborts: a flat distribution over
-      many classes, as the 1000-class Keras models with collapsed scales have.
-
-    Returns ``(operator index, reason)`` per such operator (inputs that make a sum reach 512
-    only for some data are not listed)."""
-    from memplan.execute.fixedpoint import rounding_divide_by_pot
-    from memplan.execute.quantize import tflm_softmax_exp_table, tflm_softmax_params
-
-    m = model if isinstance(model, TModel) else read_tflite(Path(model))
-    out: list[tuple[int, str]] = []
-    for op in m.ops:
-        if op.name != "SOFTMAX" or not op.inputs:
-            continue
-        t = m.tensors[op.inputs[0]]
-        if t.dtype != "int8" or not t.scale:
-            continue
-        beta, s_in = float(op.opts.get("Beta", 1.0)), float(t.scale[0])
-        n = int(t.shape[-1]) if t.shape else 1
-        real = beta * s_in * float(1 << 26)
-        if real <= 1.0:
-            out.append((op.index, f"SOFTMAX Prepare needs beta * input_scale * 2^26 > 1 (QuantizeMultiplierGreaterThanOne), "
-                                  f"this one has {real:.3g} (input scale {s_in:.3g})"))
-            continue
-        table = tflm_softmax_exp_table(tflm_softmax_params(s_in, beta))
-        low = int(rounding_divide_by_pot(int(table[0]), 12)) + (n - 1) * int(rounding_divide_by_pot(int(table[255]), 12))
-        if low >= 1 << 28:
-            out.append((op.index, f"SOFTMAX over {n} classes with input scale {s_in:.3g}: the sum of exponentials is at "
-                                  f"least {low / 2 ** 19:.0f} >= 512 for every input, so TFLM's output shift exceeds 31 "
-                                  "(TFLITE_CHECK in reference_ops::Softmax)"))
-    return out
-
-
-def _tflm_child(data: bytes, feeds: list[np.ndarray], requests: list[int], index_of: dict[int, int],
-                intermediates: bool) -> dict[int, np.ndarray]:
-    """The child process of :func:`tflm_reference`: one TFLite Micro inference."""
-    from tflite_micro.python.tflite_micro import runtime
-
-    config = runtime.InterpreterConfig.kPreserveAllTensors if intermediates else \
-        runtime.InterpreterConfig.kAllocationRecording
-    interp = runtime.Interpreter.from_bytes(data, arena_size=max(64 << 20, 16 * len(data)), intrepreter_config=config)
-    for k, x in enumerate(feeds):
-        interp.set_input(x, k)
-    interp.invoke()
-    got: dict[int, np.ndarray] = {}
-    for ti in requests:
-        if ti in index_of:
-            got[ti] = np.array(interp.get_output(index_of[ti]))
-        elif intermediates:
-            try:
-                got[ti] = np.array(interp.GetTensor(ti, 0)["tensor_data"])
-            except Exception:  # noqa: BLE001 - a tensor the interpreter does not keep
-                continue
-    return got
-
-
-def _tflm_main() -> None:
-    """Entry point of the child process: a pickled request on stdin, the tensors on stdout."""
-    import pickle
-    import sys
-
-    data, feeds, requests, index_of, intermediates = pickle.loads(sys.stdin.buffer.read())
-    got = _tflm_child(data, feeds, requests, index_of, intermediates)
-    sys.stdout.buffer.write(pickle.dumps(got))
-    sys.stdout.buffer.flush()
-
-
 def truncated_model(path: str | os.PathLike[str], last_op: int) -> bytes:
     """The flatbuffer of the model cut after operator ``last_op`` (whose first output becomes
     the only model output), other tensors unchanged: to compare every layer TFLite Micro runs
@@ -1588,7 +1429,7 @@ def truncated_model(path: str | os.PathLike[str], last_op: int) -> bytes:
     return bytes(b.Output())
 
 
-def _input_order(result: ImportResult, name: str, graph: Graph) -> np.ndarray:
+def input_order(result: ImportResult, name: str, graph: Graph) -> np.ndarray:
     v = result.tensor_views.get(name)
     if v is not None:
         return v[1]

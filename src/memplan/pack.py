@@ -21,6 +21,14 @@ then a complete search in the spirit of MiniMalloc (Moffitt, ASPLOS 2023):
   buffer is skipped (that buffer would fit in the gap below forever: the packing is not
   compacted). A placed buffer that overlaps no unplaced buffer ("hatless") leaves the others'
   problem unchanged: if its subtree fails, its siblings fail too.
+- **lone buffers and twins**: a free buffer that overlaps no free buffer goes to its minimum
+  offset at once (nothing else depends on it; a packing can always move it there), outside the
+  canonical order. Buffers with the same lifetime and size are interchangeable: placed in index
+  order only.
+- **a memo of failed states**: what is left to place depends only on the free buffers and their
+  minimum offsets (and the sub-problem's preorder); a state that failed under a canonical
+  constraint (last offset, rank) fails again under any constraint at least as strong. Keys are
+  128-bit digests; at most 400,000 states are kept.
 - **decomposition**: when no unplaced buffer crosses the boundary between two sections any more,
   both sides are independent sub-problems, solved one after the other (each with its own
   preorder); one that fails makes the branch fail.
@@ -33,6 +41,11 @@ Sets and per-section data are numpy arrays; a placement changes them in place an
 undone on backtrack. The search is deterministic: the same blocks give the same offsets (or the
 same node count to a proof), whatever the machine; only whether it finishes within the time
 limit depends on the machine. Every packing returned is checked against the blocks.
+
+Known limit: the search proves infeasibility by exhausting canonical solutions, with no energetic
+reasoning; on random *tight* instances (load at the capacity at every time, many one-step
+buffers) of 25-40 buffers it can run out of time where CP-SAT's NoOverlap2D proves infeasibility
+in well under a second. MiniMalloc's instances (feasible, zero slack) are solved.
 """
 
 from __future__ import annotations

@@ -148,6 +148,11 @@ def test_zero_slack_instance_first_fit_cannot_place() -> None:
     cut = pack_result(blocks, 1 << 20, time_limit_s=0.0)
     assert cut.status == TIMEOUT and cut.offsets is None and cut.nodes > 0
     assert pack(blocks, 1 << 20, time_limit_s=0.0) is None
+    # a node budget stops the search whatever the machine's speed (deterministic solves use it)
+    few = pack_result(blocks, 1 << 20, time_limit_s=600, max_nodes=100)
+    assert few.status == TIMEOUT and 100 < few.nodes <= 101
+    enough = pack_result(blocks, 1 << 20, time_limit_s=600, max_nodes=res.nodes)
+    assert enough.status == PACKED and enough.offsets == res.offsets
 
 
 def test_deterministic_on_random_instances() -> None:

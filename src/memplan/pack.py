@@ -107,9 +107,10 @@ def pack(blocks: Sequence[Block], capacity: int, *, time_limit_s: float,
 
 
 def pack_result(blocks: Sequence[Block], capacity: int, *, time_limit_s: float,
-                alignment: int = 1, quick: bool = True) -> PackResult:
+                alignment: int = 1, quick: bool = True, max_nodes: int | None = None) -> PackResult:
     """Pack the blocks within ``capacity``: heuristics first (unless ``quick`` is False), then
-    the exact search (see the module docstring). A block of size 0 or with an empty lifetime (t1 <= t0) is never live: it
+    the exact search (see the module docstring), stopped by ``time_limit_s`` or after
+    ``max_nodes`` search nodes (a stop that does not depend on the machine: reproducible). A block of size 0 or with an empty lifetime (t1 <= t0) is never live: it
     gets offset 0 (and still has to fit: its size at most the capacity)."""
     start = time.perf_counter()
     if alignment < 1:
@@ -145,7 +146,7 @@ def pack_result(blocks: Sequence[Block], capacity: int, *, time_limit_s: float,
         if _extent(live, offsets) <= capacity:
             return done(PACKED, offsets, 0, method)
     deadline = start + max(time_limit_s, 0.0)
-    search = _Search(lo, hi, size, capacity, alignment, deadline)
+    search = _Search(lo, hi, size, capacity, alignment, deadline, max_nodes)
     status = search.run()
     if status == _FOUND:
         return done(PACKED, {b.name: int(search.sol[i]) for i, b in enumerate(live)}, search.nodes, "search")
@@ -229,8 +230,9 @@ class _Search:
     sections 0..S-1; ``slo[i]:shi[i]`` are buffer i's sections."""
 
     def __init__(self, lo: np.ndarray, hi: np.ndarray, size: np.ndarray, capacity: int, alignment: int,
-                 deadline: float) -> None:
+                 deadline: float, max_nodes: int | None = None) -> None:
         n = len(size)
+        self.max_nodes = max_nodes
         self.n, self.size, self.cap, self.align, self.deadline = n, size, capacity, alignment, deadline
         self.width = hi - lo
         pts = np.unique(np.concatenate([lo, hi]))
@@ -345,7 +347,8 @@ class _Search:
         self.budget -= 1
         if self.budget < 0:
             return _ABORT
-        if self.nodes % _CLOCK_EVERY == 0 and time.perf_counter() > self.deadline:
+        if self.nodes % _CLOCK_EVERY == 0 and time.perf_counter() > self.deadline or (
+                self.max_nodes is not None and self.nodes > self.max_nodes):
             self.timed_out = True
             self.budget = -1
             return _ABORT

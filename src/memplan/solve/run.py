@@ -45,8 +45,9 @@ cases), whenever CP-SAT proves the warm start optimal (ties go to the warm start
 CP-SAT's copy of it), and for fallback plans reached the same way. The search itself keeps
 CP-SAT's parallel portfolio under a wall-clock limit: interleaving it (reproducible up to
 where it stops) made resnet8 at 8 KiB take 4.4-4.8 s to prove instead of 0.8 s, and a
-wall-clock stop would still depend on timing. Placement (solve/place.py) is interleaved: it
-stops at its first packing, so its offsets are the same on every run.
+wall-clock stop would still depend on timing. Placement (:mod:`memplan.pack`, an exact search
+over canonical packings) stops at its first packing, in a fixed order, so its offsets are the
+same on every run; a deterministic config bounds it by search nodes instead of seconds.
 
 The plan is always rebuilt from the decoded decisions and offsets by the same code the
 baselines use, checked by the independent validator, and its cost compared with the solver's
@@ -67,6 +68,7 @@ from typing import Any, Protocol
 from ortools.sat.python import cp_model
 
 from memplan.alloc import extent, first_fit
+from memplan.pack import pack_result
 from memplan.baselines import CostCache, Floor, check_feasible, floor, greedy, layer_by_layer
 from memplan.config import HardwareProfile, SolverConfig
 from memplan.errors import InfeasibleError, MemplanError, UsageError
@@ -81,11 +83,11 @@ from memplan.solve.dp import BoundaryDP, DPResult
 from memplan.solve.memory import Slot, add_memory
 from memplan.solve.model import UserConstraints, Vars, build_decisions
 from memplan.solve.objective import Terms, build_cycles, build_energy
-from memplan.solve.place import place
 
 OBJECTIVES = ("energy", "latency", "balanced", "memory", "custom")
 
-PLACE_LIMIT_S = 3.0  # placing a warm start's buffers where first fit fails (solve/place.py)
+PLACE_LIMIT_S = 3.0  # placing a warm start's buffers where first fit fails (memplan.pack)
+PLACE_NODES = 30_000  # the same, in search nodes, for deterministic configs (about 3 s)
 DP_SLACKS = (0.0, 0.01, 0.03, 0.05)  # capacity margins tried for the DP path until one can be placed
 # measured on MobileNetV2 and DenseNet-121 @224 (benchmarks/bench_anytime.py): building the
 # CP-SAT model takes ~0.19 ms per candidate, rebuilding and validating a plan ~6 ms per
@@ -443,8 +445,9 @@ def _warm_start(cs: CandidateSet, graph: Graph, hw: HardwareProfile, decisions: 
                 deterministic: bool = False, place_limit_s: float = PLACE_LIMIT_S,
                 index: Mapping[tuple[int, int, object], int] | None = None) -> _Warm | None:
     """Express decisions (a baseline's or the DP's) over the candidates (a pruned one is
-    replaced by the candidate that dominates it) and place them: first fit, else the
-    placement-only CP-SAT model. None when that fails or the decisions cannot be expressed.
+    replaced by the candidate that dominates it) and place them: first fit, else the exact
+    allocator (:mod:`memplan.pack`, bounded by ``place_limit_s``, or by search nodes for a
+    deterministic config). None when that fails or the decisions cannot be expressed.
     ``index`` maps candidate keys to indexes (:func:`_index`; else looked up one by one)."""
     chosen = []
     for gd in decisions.groups:
@@ -465,10 +468,11 @@ def _warm_start(cs: CandidateSet, graph: Graph, hw: HardwareProfile, decisions: 
     if extent(blocks, offsets) > hw.sram_bytes:
         if place_limit_s <= 0:
             return None
-        placed = place(blocks, hw.sram_bytes, time_limit_s=place_limit_s, deterministic=deterministic)
-        if placed is None:
+        placed = pack_result(blocks, hw.sram_bytes, time_limit_s=place_limit_s if not deterministic else 10 * PLACE_LIMIT_S,
+                             max_nodes=PLACE_NODES if deterministic else None)
+        if placed.offsets is None:
             return None
-        offsets = placed
+        offsets = dict(placed.offsets)
     return _Warm(tuple(chosen), dec, offsets, cost_totals(r, 0))
 
 

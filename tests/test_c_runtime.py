@@ -43,7 +43,7 @@ from memplan.execute.fixedpoint import (
     rounding_divide_by_pot,
     saturating_rounding_doubling_high_mul,
 )
-from memplan.execute.tiled import _weight_image
+from memplan.execute.tiled import weight_image
 from memplan.firmware import RUNTIME_FILES, export_c, runtime_dir, weight_blob
 from memplan.frontend import load_model
 from memplan.ir.builder import GraphBuilder
@@ -361,7 +361,7 @@ def test_weight_blob_holds_the_executor_slices() -> None:
         parts = [blob[rec.offset + c0 * rec.row_bytes: rec.offset + c1 * rec.row_bytes]]
         if rec.bias_offset is not None:
             parts.append(blob[rec.bias_offset + 4 * c0: rec.bias_offset + 4 * c1])
-        want = _weight_image(prepared.qgraph.qlayer(cmd.layer)).slice(c0, c1)
+        want = weight_image(prepared.qgraph.qlayer(cmd.layer)).slice(c0, c1)
         assert np.array_equal(np.concatenate(parts), want)
 
 

@@ -154,7 +154,7 @@ def test_weights_come_from_memory(case: str, request: pytest.FixtureRequest, mon
     graph's own weights."""
     g, hw, plan, prepared = request.getfixturevalue(case)
     layer = g.layers[0].id
-    original = tiled._weight_image
+    original = tiled.weight_image
 
     def corrupted(ql):  # type: ignore[no-untyped-def]
         image = original(ql)
@@ -164,7 +164,7 @@ def test_weights_come_from_memory(case: str, request: pytest.FixtureRequest, mon
         weights[0] ^= 0x40
         return dataclasses.replace(image, weights=weights)
 
-    monkeypatch.setattr(tiled, "_weight_image", corrupted)
+    monkeypatch.setattr(tiled, "weight_image", corrupted)
     with pytest.raises(VerificationError, match=rf"compute {layer}, .*differs from the reference"):
         verify_plan(g, plan, hw, prepared=prepared)
 

@@ -171,7 +171,7 @@ def execute_plan(plan: Plan, qgraph: QuantizedGraph, hw: HardwareProfile, inputs
 
 # ---------------------------------------------------------------------------- weights
 @dataclass(frozen=True)
-class _WeightImage:
+class WeightImage:
     """A weighted layer's weights and biases in DRAM, in slice layout."""
 
     per_channel: int  # weight elements (= bytes) per output channel
@@ -226,12 +226,15 @@ def _natural(ql: QLayer, rows: I8, groups: int) -> I8:
     return rows.reshape(rows.shape[0], *w.shape[1:])
 
 
-def _weight_image(ql: QLayer) -> _WeightImage:
+def weight_image(ql: QLayer) -> WeightImage:
+    """A weighted layer's weights and biases as they lie in DRAM (the layout of the plan's
+    weight blob, :mod:`memplan.plan.memory_map`): the one source the executor, the C export
+    and the tests read them from."""
     rows = _channel_major(ql)
     biases = None
     if ql.bias is not None:
         biases = np.frombuffer(ql.bias.astype("<i4").tobytes(), dtype=np.uint8)
-    return _WeightImage(rows.shape[1], rows.reshape(-1).view(np.uint8), biases)
+    return WeightImage(rows.shape[1], rows.reshape(-1).view(np.uint8), biases)
 
 
 def _frozen(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -323,7 +326,7 @@ class _Machine:
         self.dram: dict[str, I8] = {}
         self.dram_writer: dict[str, I32] = {}
         self.stored: set[str] = set()
-        self.images = {ql.layer.id: _weight_image(ql) for ql in qgraph.layers if ql.op in WEIGHTED}
+        self.images = {ql.layer.id: weight_image(ql) for ql in qgraph.layers if ql.op in WEIGHTED}
         self.cache: OrderedDict[tuple[str, int, int, bytes], tuple[QLayer, int, int]] = OrderedDict()
         n = len(graph.layers)
         self.steps = n
@@ -656,4 +659,4 @@ class _Machine:
                                  f"(channel, row, column): got {int(got[c, y, x])}, expected {int(want[c, y, x])}")
 
 
-__all__ = ["Counts", "HOST", "TiledRun", "UNWRITTEN", "describe_command", "execute_plan"]
+__all__ = ["Counts", "HOST", "TiledRun", "UNWRITTEN", "WeightImage", "describe_command", "execute_plan", "weight_image"]

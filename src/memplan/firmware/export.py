@@ -39,7 +39,7 @@ from memplan.config import HardwareProfile
 from memplan.errors import ModelError, PlanError, UsageError
 from memplan.execute.quantize import QLayer, QuantizedGraph, Requant
 from memplan.execute.reference import run_reference
-from memplan.execute.tiled import BIAS_BYTES, _weight_image
+from memplan.execute.tiled import BIAS_BYTES, weight_image
 from memplan.execute.verify import Prepared, verification_inputs
 from memplan.execute.windows import pool_counts, resize_linear_fixed, resize_nearest_index
 from memplan.host import tensor_dtype
@@ -116,7 +116,7 @@ def weight_blob(qgraph: QuantizedGraph, mm: MemoryMap) -> bytes:
     blob = bytearray(mm.weights_bytes)
     for rec in mm.weights:
         ql = qgraph.qlayer(rec.layer)
-        image = _weight_image(ql)
+        image = weight_image(ql)
         if image.per_channel != rec.row_bytes or image.weights.size != rec.weight_bytes:
             raise PlanError(f"layer {rec.layer!r}: the memory map gives {rec.channels} rows of {rec.row_bytes} B, but "
                             f"its weights are {image.weights.size} B in rows of {image.per_channel} B")

@@ -13,7 +13,9 @@ Mutants, generated programmatically from each plan document:
   same kind for names, a flipped bool, a wrong type (string, fraction, bool, null), deleted;
 * whole commands, buffers, tensors, layers and groups deleted, duplicated and swapped with their neighbour;
 * buffer lifetimes stretched into a buffer that shares their addresses, buffer offsets moved
-  onto a buffer live at the same time, and the SRAM capacity shrunk below the plan's peak.
+  onto a buffer live at the same time, and the SRAM capacity shrunk below the plan's peak;
+* a recompute budget (``settings.max_recompute_macs``) one MAC below the plan's recompute (-1,
+  which no budget may be, for a plan that recomputes nothing).
 
 Left out, as labels that no result depends on (documented in memplan.execute.verify): the
 model's and the profile's name and description, the clock (no total depends on it), and the
@@ -231,6 +233,10 @@ def structural_mutants(doc: Doc) -> Iterator[Mutant]:
     yield "settings deleted", _delete(doc, ("settings",))
     yield "greedy depth 1 in the settings", _set(doc, ("settings", "max_fuse_depth"), 1)
     yield "greedy depth as a string", _set(doc, ("settings", "max_fuse_depth"), "12")
+    # a recompute budget the plan does not honour: one MAC below what it recomputes
+    recompute = doc["totals"]["recompute_macs"]
+    yield "recompute budget below the plan's recompute", _set(doc, ("settings", "max_recompute_macs"),
+                                                                recompute - 1 if recompute > 0 else -1)
     yield "capacity shrunk to the peak, hardware record only", _set(doc, ("hardware", "sram"), peak)
     yield "capacity 32 KiB in the hardware record only", _set(doc, ("hardware", "sram"), 32 * 1024)
 

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from memplan.solve.run import SolveResult
     from memplan.ir.graph import Graph
     from memplan.solve import UserConstraints
+    from memplan.solve.budget import RecomputeBudget
     from memplan.solve.run import Progress
 
 __all__ = ["Plan", "Result", "SolveSettings", "Verification", "hardware", "load_model", "load_plan", "solve",
@@ -115,13 +116,22 @@ def hardware(name_or_path: PathLike = "generic-npu", sram: int | str | None = No
 @dataclass(frozen=True)
 class SolveSettings:
     """What a solve is asked for, checked: the solver config with its overrides, the forced
-    weight residency, the objective and its custom weights."""
+    weight residency, the objective and its custom weights, the recompute budget (a share of
+    the untiled MACs or a MAC count: it becomes a MAC count once the model is known, in
+    ``user`` of :meth:`constraints`)."""
 
     strategy: str
     objective: str
     config: SolverConfig
     user: UserConstraints
     weights: Mapping[str, float] | None = None
+    max_recompute: RecomputeBudget | None = None
+
+    def constraints(self, graph: Graph) -> UserConstraints:
+        """The user constraints for ``graph``, with the recompute budget in MACs."""
+        if self.max_recompute is None:
+            return self.user
+        return dataclasses.replace(self.user, max_recompute_macs=self.max_recompute.limit(graph))
 
 
 def _check_weights(weights: Mapping[str, float] | str) -> dict[str, float]:
@@ -150,13 +160,15 @@ def _check_weights(weights: Mapping[str, float] | str) -> dict[str, float]:
 def solve_settings(strategy: str = "cpsat", objective: str = "energy", config: PathLike | SolverConfig = "default",
                    time_limit: float | None = None, seed: int | None = None, max_fuse_depth: int | None = None,
                    keep: Iterable[str] = (), reload: Iterable[str] = (),
-                   weights: Mapping[str, float] | str | None = None) -> SolveSettings:
+                   weights: Mapping[str, float] | str | None = None,
+                   max_recompute: str | int | RecomputeBudget | None = None) -> SolveSettings:
     """Check the settings of a solve before any model is read (the arguments of :func:`solve`;
     ``memplan solve`` checks its flags with it). A value out of range is a one-line
     :class:`~memplan.errors.ConfigError` or :class:`~memplan.errors.UsageError`."""
     from memplan.config import load_solver_config
     from memplan.driver import STRATEGIES
     from memplan.solve import OBJECTIVES, UserConstraints
+    from memplan.solve.budget import parse_recompute
 
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
@@ -185,7 +197,11 @@ def solve_settings(strategy: str = "cpsat", objective: str = "energy", config: P
     if (keep or reload) and strategy != "cpsat":
         raise UsageError(f"--keep and --reload apply to --strategy cpsat only; the {strategy} baseline decides "
                          "weight residency itself")
-    return SolveSettings(strategy, objective, cfg, UserConstraints(keep, reload), mix)
+    budget = parse_recompute(max_recompute)
+    if budget is not None and strategy != "cpsat":
+        raise UsageError(f"--max-recompute applies to --strategy cpsat only; the {strategy} baseline does not "
+                         "choose its recompute")
+    return SolveSettings(strategy, objective, cfg, UserConstraints(keep, reload), mix, budget)
 
 
 def _pct(x: float | None) -> str:
@@ -279,7 +295,8 @@ class Result:
 def solve(graph: Graph, hw: HardwareProfile, objective: str = "energy", strategy: str = "cpsat",
           time_limit: float | None = None, seed: int | None = None, max_fuse_depth: int | None = None,
           keep: Iterable[str] = (), reload: Iterable[str] = (), weights: Mapping[str, float] | str | None = None,
-          config: PathLike | SolverConfig = "default", progress: Progress | None = None) -> Result:
+          config: PathLike | SolverConfig = "default", progress: Progress | None = None,
+          max_recompute: str | int | RecomputeBudget | None = None) -> Result:
     """Plan ``graph`` on ``hw``: fusion, tiling, residency, weights and SRAM offsets.
 
     ``strategy``: ``cpsat`` (the default; computes the baselines too), ``greedy`` or ``layer``.
@@ -289,11 +306,16 @@ def solve(graph: Graph, hw: HardwareProfile, objective: str = "energy", strategy
     :class:`~memplan.config.SolverConfig`; ``time_limit`` (seconds for the whole solve), ``seed``
     and ``max_fuse_depth`` override it. ``keep`` / ``reload``: layers whose weights are forced to
     stay in SRAM / to reload per tile. ``progress``: a :class:`memplan.solve.run.Progress` that
-    hears the stages and the search. Every plan returned has passed the validator."""
+    hears the stages and the search. ``max_recompute``: the most MACs the plan may spend beyond
+    the untiled network, as a share of its MACs (``"10%"``) or a MAC count (``250000`` or
+    ``"250000"``); a hard constraint with every objective (with ``memory``: the smallest SRAM
+    within it, then the cheapest energy at that size), recorded in the plan for ``memplan
+    verify``; None or ``"unlimited"``: no budget. Every plan returned has passed the validator."""
     from memplan.driver import plan_graph
 
-    s = solve_settings(strategy, objective, config, time_limit, seed, max_fuse_depth, keep, reload, weights)
-    outcome = plan_graph(graph, hw, strategy=s.strategy, objective=s.objective, config=s.config, user=s.user,
+    s = solve_settings(strategy, objective, config, time_limit, seed, max_fuse_depth, keep, reload, weights,
+                       max_recompute)
+    outcome = plan_graph(graph, hw, strategy=s.strategy, objective=s.objective, config=s.config, user=s.constraints(graph),
                          weights=s.weights, progress=progress)
     return Result.of(outcome, _model_sha256_of(graph))
 

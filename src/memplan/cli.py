@@ -125,6 +125,9 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="longest fused group (layers)")
     sol.add_argument("--keep", action="append", default=[], metavar="LAYER", help="force this layer's weights to stay in SRAM")
     sol.add_argument("--reload", action="append", default=[], metavar="LAYER", help="force this layer's weights to reload per tile")
+    sol.add_argument("--max-recompute", metavar="P", help="recompute budget, a hard constraint with every objective: the most "
+                     "MACs beyond the untiled network, as a share of its MACs (10%%) or a MAC count (250000); with "
+                     "--objective memory, the smallest SRAM within it (default unlimited)")
     sol.add_argument("--hardware", default="generic-npu", help="hardware profile name or .toml path")
     sol.add_argument("--sram", help="SRAM size, e.g. 256KiB or 1MiB (default: the profile's)")
     sol.add_argument("--row-only", action="store_true", help="tile whole rows only")
@@ -302,7 +305,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     with report.solve_progress(enabled=args.strategy == "cpsat" and not args.json) as progress:
         result = api.solve(graph, hw, objective=settings.objective, strategy=settings.strategy,
                            keep=settings.user.force_keep, reload=settings.user.force_reload, weights=settings.weights,
-                           config=config, progress=progress)
+                           config=config, progress=progress, max_recompute=settings.max_recompute)
     if args.output:
         result.save(args.output)
     if plot is not None:
@@ -317,7 +320,7 @@ def _solver_settings(args: argparse.Namespace) -> "SolveSettings":
 
     objective = "custom" if args.weights is not None else args.objective  # --weights overrides --objective
     return solve_settings(args.strategy, objective, args.config, args.time_limit, args.seed, args.max_fuse_depth,
-                          args.keep, args.reload, args.weights)
+                          args.keep, args.reload, args.weights, args.max_recompute)
 
 
 @_command("verify")

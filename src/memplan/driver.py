@@ -43,6 +43,8 @@ def plan_graph(graph: Graph, hw: HardwareProfile, strategy: str = "cpsat", objec
         return solve_cpsat(graph, hw, objective, config, user, weights, progress)
     if objective != "energy":
         raise UsageError(f"the {strategy} baseline has no objective to choose: use --strategy cpsat for --objective {objective}")
+    if user is not None and user.max_recompute_macs is not None:
+        raise UsageError(f"--max-recompute applies to --strategy cpsat only; the {strategy} baseline does not choose its recompute")
     cache = CostCache(graph, hw)
     check_feasible(graph, hw, cache)
     # both run (the plan JSON reports each); on profiles that keep every feature map in

@@ -18,7 +18,8 @@ graph when, in this order (the first failure is named in one line):
    memplan derives from the plan and the model;
 5. its claims hold: the solver record is consistent (the objective is the plan's cost, the
    bound does not exceed it, the gap is theirs, OPTIMAL only with no gap), and the floor and
-   the baseline summaries equal what memplan recomputes for the model and profile;
+   the baseline summaries equal what memplan recomputes for the model and profile, and a plan
+   made within a recompute budget (``settings.max_recompute_macs``) recomputes no more;
 6. on one seeded int8 input, every tile the tiled executor computes, every model output and
    every tensor the plan spills is bit-identical to the untiled integer reference;
 7. every total measured while executing (DRAM bytes, MACs, recompute, SRAM accesses, and the
@@ -388,6 +389,10 @@ def _check_summaries(graph: Graph, plan: Plan, hw: HardwareProfile, doc: Mapping
     if host_ops != graph.host_ops:
         raise VerificationError(f"plan field settings.host_ops is {host_ops}, but the model was loaded with "
                                 f"--host-ops {graph.host_ops}: verify with the plan's setting")
+    budget = doc["settings"].get("max_recompute_macs")
+    if budget is not None and plan.totals.recompute_macs > budget:
+        raise VerificationError(f"plan field totals.recompute_macs is {plan.totals.recompute_macs}, over the recompute "
+                                f"budget settings.max_recompute_macs {budget} the plan was made within")
     longest = max(g.stop - g.start for g in plan.decisions.groups)
     if longest > depth:
         raise VerificationError(f"plan field settings.max_fuse_depth is {depth}, but the plan fuses {longest} layers "

@@ -10,6 +10,9 @@ Variables (stable names, used in infeasibility reports):
   tensors that fit the SRAM at all);
 * ``load_<cand>_<tensor>`` = x AND NOT res: the candidate loads that input tile by tile;
 * ``store_<tensor>`` = crosses AND NOT res: the tensor is written to DRAM once.
+With a recompute budget (``UserConstraints.max_recompute_macs``), one linear constraint
+``max_recompute``: the selected candidates' recompute MACs (exact integers of the cost model,
+:func:`memplan.solve.budget.candidate_recompute`) sum to at most the budget.
 Every product is linked both ways, so the objective of any solution equals the cost of the
 plan it decodes to, not only at the optimum.
 """
@@ -24,6 +27,7 @@ from ortools.sat.python import cp_model
 from memplan.config import HardwareProfile
 from memplan.cost.candidate import Candidate
 from memplan.ir.graph import Graph
+from memplan.solve.budget import candidate_recompute
 from memplan.solve.candidates import by_layer
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.]")
@@ -40,6 +44,8 @@ class UserConstraints:
     force_keep: frozenset[str] = frozenset()
     force_reload: frozenset[str] = frozenset()
     no_spill: bool = False  # every intermediate feature map that crosses a group stays in SRAM
+    #: the plan's recompute_macs (MACs beyond the untiled network) is at most this (None: no budget)
+    max_recompute_macs: int | None = None
 
 
 @dataclass
@@ -82,6 +88,18 @@ def build_decisions(graph: Graph, hw: HardwareProfile, cands: tuple[Candidate, .
     # cover: each layer in exactly one selected candidate
     for layer_index, members in enumerate(v.cover):
         model.add_exactly_one(v.x[i] for i in members).with_name(f"cover_{safe(graph.layers[layer_index].id)}")
+
+    # the recompute budget: one linear sum over the selected candidates
+    if user.max_recompute_macs is not None:
+        extra = candidate_recompute(graph, cands)
+        least = _least_per_layer(extra, v.cover)
+        for i, e in enumerate(extra):
+            rest = least[-1] - (least[cands[i].stop] - least[cands[i].start])
+            if e + rest > user.max_recompute_macs:
+                model.add(v.x[i] == 0)  # over the budget whatever else is chosen
+        terms = [(e, v.x[i]) for i, e in enumerate(extra) if e]
+        if terms:
+            model.add(sum(e * x for e, x in terms) <= user.max_recompute_macs).with_name("max_recompute")
 
     # keep / reload per weighted layer (weights read in place never occupy SRAM)
     if not hw.weights_in_place:
@@ -148,6 +166,17 @@ def build_decisions(graph: Graph, hw: HardwareProfile, cands: tuple[Candidate, .
             model.add(s == v.crossing(t) - v.res[t])
             v.store[t] = s
     return v
+
+
+def _least_per_layer(extra: list[int], cover: list[list[int]]) -> list[int]:
+    """Prefix sums of, per layer, the most negative recompute of a candidate covering it (0 if
+    none is negative): the recompute of the layers outside a candidate is at least the sum over
+    them (a candidate of k layers with negative recompute e counts k e <= e), so 0 unless some
+    candidate skips outputs nothing reads."""
+    prefix = [0]
+    for members in cover:
+        prefix.append(prefix[-1] + min(0, min((extra[i] for i in members), default=0)))
+    return prefix
 
 
 def _spatial_of(c: Candidate, layer_id: str) -> int:

@@ -78,6 +78,7 @@ from memplan.plan.build import build_plan, cost_totals, plan_blocks, resolve
 from memplan.plan.model import Decisions, GroupDecision, Plan, Provenance, Totals
 from memplan.plan.serialize import plan_to_json
 from memplan.plan.validate import validate_plan
+from memplan.solve.budget import describe
 from memplan.solve.candidates import CandidateSet, enumerate_candidates
 from memplan.solve.dp import BoundaryDP, DPResult
 from memplan.solve.memory import Slot, add_memory
@@ -178,13 +179,17 @@ class SolveResult:
     timings: Mapping[str, float] = field(default_factory=dict)
     max_fuse_depth: int = SolverConfig.max_fuse_depth
     stats: SolverStats | None = None
+    max_recompute_macs: int | None = None  # the recompute budget the plan was made within (None: none)
 
     def to_json(self, model_sha256: str | None) -> dict[str, Any]:
         """The plan document ``memplan solve -o`` writes (``model_sha256``: the model file's)."""
         shapes = {k: tuple(v) for k, v in self.graph.input_shapes.items()} or None  # verify needs no --input-shape
         plan = replace(self.plan, provenance=replace(self.plan.provenance, model_sha256=model_sha256,
                                                      model_input_shapes=shapes))
-        claims = {"settings": {"max_fuse_depth": self.max_fuse_depth, "host_ops": self.graph.host_ops},
+        settings: dict[str, Any] = {"max_fuse_depth": self.max_fuse_depth, "host_ops": self.graph.host_ops}
+        if self.max_recompute_macs is not None:
+            settings["max_recompute_macs"] = self.max_recompute_macs  # memplan verify checks the plan honours it
+        claims = {"settings": settings,
                   "floor": self.floor.to_json(),
                   "baselines": {name: p.totals.to_json() for name, p in self.baselines.items()}}
         return plan_to_json(plan, self.hw, self.graph, claims)
@@ -328,6 +333,13 @@ class _Request:
         """Plans made before the search (layer-by-layer, greedy, the DP path) can be returned."""
         return self.plain and not self.hw.feature_maps_in_sram
 
+    @property
+    def budget(self) -> int | None:
+        return self.user.max_recompute_macs
+
+    def within_budget(self, totals: Totals) -> bool:
+        return self.budget is None or totals.recompute_macs <= self.budget
+
     def stopper(self, clock: Deadline, reserve: float) -> Callable[[], bool] | None:
         """When preparation stages must stop: at the deadline if a fallback plan can be
         returned instead; never otherwise (stopping early could only end without a plan)."""
@@ -357,7 +369,8 @@ class _Warm:
 @dataclass(frozen=True)
 class _DPStage:
     dp: DPResult | None  # the proven lower bound (None: not applicable, too many states, or cut short)
-    warm: Mapping[str, _Warm]  # placed warm starts by name, greedy first
+    warm: Mapping[str, _Warm]  # placed warm starts by name, greedy first (within the recompute budget)
+    over_budget: tuple[str, ...] = ()  # warm starts dropped: their recompute is over the budget
 
     @property
     def best(self) -> tuple[str, _Warm] | None:
@@ -520,7 +533,9 @@ def _dp_stage(req: _Request, cs: CandidateSet, baselines: Mapping[str, Plan], cl
             if w is not None:
                 warm["greedy"] = w  # first: it wins ties
         warm.update(dp_warm)
-    return _DPStage(dp, warm)
+    # a warm start over the recompute budget is neither a hint nor a plan to return
+    over = [name for name, w in warm.items() if not req.within_budget(w.totals)]
+    return _DPStage(dp, {k: w for k, w in warm.items() if k not in over}, tuple(over))
 
 
 @dataclass
@@ -749,7 +764,7 @@ def _search(req: _Request, cs: CandidateSet, baselines: Mapping[str, Plan], dps:
     with log.stage("search"):
         status, interrupted = _solve_interruptible(solver, b.vars.model, cb)
     if status == cp_model.INFEASIBLE:
-        raise InfeasibleError(_why_infeasible(graph, hw, req.objective))
+        raise InfeasibleError(_why_infeasible_budget(req, cs, limit(0.25)) or _why_infeasible(graph, hw, req.objective))
     extra: dict[str, Any] = {}
     dtime, conflicts = solver.deterministic_time, solver.num_conflicts
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -803,7 +818,7 @@ def _options(req: _Request, first: _FirstPlans, dps: _DPStage, searched: _Search
         out.insert(0 if req.objective in ("energy", "latency") else len(out), warm)
     plans = [("greedy", baselines.get("greedy")), ("layer", layer), ("greedy_partial", first.partial)]
     for name, plan in plans:
-        if plan is not None:  # built already, with first-fit offsets
+        if plan is not None and req.within_budget(plan.totals):  # built already, with first-fit offsets
             out.append(_Option(name, _objective_of(req, plan.totals, layer), lambda plan=plan: plan))
     return out
 
@@ -816,7 +831,8 @@ def _finish(req: _Request, cs: CandidateSet | None, first: _FirstPlans, dps: _DP
     options = _options(req, first, dps, searched)
     if not options:
         if searched is None or searched.status != "UNKNOWN":
-            raise InfeasibleError(_why_infeasible(graph, hw, objective))
+            raise InfeasibleError((_why_infeasible_budget(req, cs, 1.0) if cs is not None else None)
+                                  or _why_infeasible(graph, hw, objective))
         if searched.interrupted:
             raise KeyboardInterrupt  # Ctrl-C before any plan: as anywhere else outside the search
         raise InfeasibleError(f"CP-SAT found no plan within {req.config.time_limit_s:g} s (status UNKNOWN): "
@@ -851,6 +867,8 @@ def _finish(req: _Request, cs: CandidateSet | None, first: _FirstPlans, dps: _DP
         extra["hint_energy_fj"] = warm[1].energy_fj
     if log.too_short:
         extra["limit_too_short"] = True
+    if dps.over_budget:
+        extra["over_budget"] = list(dps.over_budget)
     if searched is not None:
         extra.update(search_status=searched.status, **searched.extra)
         log.timings["deterministic_time"] = round(searched.deterministic_time, 3)
@@ -868,6 +886,9 @@ def _finish(req: _Request, cs: CandidateSet | None, first: _FirstPlans, dps: _DP
         plan = best.make()
         plan = replace(plan, provenance=Provenance("cpsat", objective, stats.to_json()))
         validate_plan(plan, graph, hw)
+    if not req.within_budget(plan.totals):
+        raise MemplanError(f"internal error: the {best.source} plan recomputes {plan.totals.recompute_macs} MACs, over "
+                           f"the budget of {req.budget}")
     if best.source == "cpsat":
         if objective == "energy" and plan.totals.energy_fj != round(value):
             raise MemplanError(f"internal error: CP-SAT energy {value} differs from the plan's {plan.totals.energy_fj} fJ")
@@ -877,7 +898,7 @@ def _finish(req: _Request, cs: CandidateSet | None, first: _FirstPlans, dps: _DP
         raise MemplanError(f"internal error: the {best.source} plan costs {plan.totals.energy_fj} fJ, not {value}")
     log.timings["total"] = round(clock.elapsed(), 3)
     return SolveResult(graph, hw, plan, floor(graph, hw), dict(first.baselines), dict(log.timings),
-                       req.config.max_fuse_depth, stats)
+                       req.config.max_fuse_depth, stats, req.budget)
 
 
 # ---------------------------------------------------------------------------- the solve
@@ -891,6 +912,9 @@ def _check_request(graph: Graph, hw: HardwareProfile, objective: str, user: User
         raise UsageError(f"profile {hw.name} reads weights in place from flash: --keep and --reload do not apply")
     if user.force_keep & user.force_reload:
         raise UsageError(f"layer {sorted(user.force_keep & user.force_reload)[0]!r} is forced both to keep and to reload")
+    budget = user.max_recompute_macs
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 0):
+        raise UsageError(f"the recompute budget must be a non-negative MAC count, got {budget!r}")
 
 
 def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", config: SolverConfig | None = None,
@@ -902,7 +926,7 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
     user = user or UserConstraints()
     _check_request(graph, hw, objective, user)
     if objective == "memory":
-        user = UserConstraints(user.force_keep, user.force_reload, no_spill=True)
+        user = replace(user, no_spill=True)
     req = _Request(graph, hw, objective, config, user, dict(weights or {}))
     clock = Deadline.after(None if config.deterministic else config.time_limit_s)
     live = progress is not None  # callbacks only when someone listens: the search stays the same
@@ -922,6 +946,26 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
         return _finish(req, cs, first, dps, None, log, clock)  # proven optimal: no search
     searched = _search(req, cs, first.baselines, dps, clock, log, reserve, live)
     return _finish(req, cs, first, dps, searched, log, clock)
+
+
+def _why_infeasible_budget(req: _Request, cs: CandidateSet, seconds: float) -> str | None:
+    """With a recompute budget, whether the budget is what leaves no plan: the same model
+    without it, searched for any plan for a few seconds. The one-line reason, or None when the
+    budget is not (or not shown to be) the cause."""
+    if req.budget is None:
+        return None
+    graph, hw = req.graph, req.hw
+    b = _build(graph, hw, cs, replace(req.user, max_recompute_macs=None), req.objective == "memory")
+    solver = _params(req.config, max(min(seconds, 10.0), 0.5))
+    status = solver.solve(b.vars.model)
+    what = f"{describe(req.budget, graph)}"
+    sram = f"{hw.sram_bytes} B of SRAM" + (" without spilling a feature map" if req.user.no_spill or hw.feature_maps_in_sram else "")
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return (f"no plan fits {sram} with {what}, though plans with more recompute do: raise --max-recompute "
+                "(or give more SRAM with --sram)")
+    if status == cp_model.UNKNOWN:
+        return (f"no plan fits {sram} with {what}: raise --max-recompute or give more SRAM with --sram")
+    return None
 
 
 def _why_infeasible(graph: Graph, hw: HardwareProfile, objective: str) -> str:

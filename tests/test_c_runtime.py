@@ -209,6 +209,17 @@ def test_mcu_profile_resident_maps_and_weights_in_place(tmp_path: Path) -> None:
     _round_trip(graph, prepared, hw, plan, tmp_path / "fw")
 
 
+def test_aligned_profile_plan(tmp_path: Path) -> None:
+    """A plan on a 16-byte aligned profile (generic-npu with Ethos-U's sram_alignment): the
+    runtime runs it unchanged, every SRAM offset it is given a multiple of 16."""
+    graph, prepared = _model("unet")
+    hw = dataclasses.replace(NPU.with_sram(16 * 1024), sram_alignment=16)
+    plan = _cpsat(graph, hw)
+    offsets = [b.offset for b in plan.buffers] + [c.offset for c in plan.commands if c.offset is not None]
+    assert offsets and all(off % 16 == 0 for off in offsets)
+    _round_trip(graph, prepared, hw, plan, tmp_path / "fw")
+
+
 @pytest.mark.parametrize("strategy", ["layer", "cpsat"])
 def test_host_layers_through_the_callback(strategy: str, tmp_path: Path) -> None:
     """ArgMax (an int32 output) and a transpose-reshape head run as host layers: the example's

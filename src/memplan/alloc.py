@@ -2,6 +2,12 @@
 
 Used for the fixed layout of tile buffers inside one group's workspace and for the offsets
 of baseline plans. CP-SAT plans get their offsets from the solver instead.
+
+Alignment (a profile's ``sram_alignment``): every buffer sits at a multiple of it and
+*reserves* its size rounded up to a multiple of it (:func:`align_up`), as Vela allocates. The
+cost model gives reserved sizes for the SRAM blocks it sizes (workspaces, staging slots, weight
+slices), so a block's end is a multiple of the alignment, and the SRAM peak (:func:`extent` of
+the blocks) is the highest reserved byte.
 """
 
 from __future__ import annotations
@@ -18,6 +24,11 @@ class Block:
     size: int
     t0: int
     t1: int
+
+
+def align_up(n: int, alignment: int) -> int:
+    """``n`` rounded up to a multiple of ``alignment``."""
+    return -(-n // alignment) * alignment
 
 
 def overlaps(a0: int, a1: int, b0: int, b1: int) -> bool:

@@ -96,6 +96,10 @@ class HardwareProfile:
     npu: str = ""  # the Ethos-U core: ethos-u55-256, ethos-u65-256, ethos-u55-128, ethos-u55-64
     sram_bytes_per_cycle: Fraction = Fraction(0)  # the NPU's SRAM bandwidth
     sram_latency: int = 0  # cycles before a block transfer from or to SRAM starts
+    #: every SRAM buffer sits at a multiple of this (a power of two, bytes) and reserves its
+    #: size rounded up to a multiple of it (as Vela allocates): the SRAM peak and every
+    #: footprint count reserved bytes (16 on Ethos-U)
+    sram_alignment: int = 1
 
     def with_sram(self, sram_bytes: int) -> HardwareProfile:
         return replace(self, sram_bytes=sram_bytes)
@@ -136,6 +140,7 @@ _SPEC: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "npu": (str, False),
     "sram_bytes_per_cycle": (_NUMBER, False),
     "sram_latency": (int, False),
+    "sram_alignment": (int, False),
 }
 #: the cycle models a profile may name, and the Ethos-U cores the "ethos-u" model knows
 CYCLE_MODELS = ("simple", "ethos-u")
@@ -167,6 +172,7 @@ _PROFILE_RANGES: dict[str, tuple[float, float]] = {
     "elementwise_elems_per_cycle": (1, 1 << 20),
     "sram_bytes_per_cycle": (0.001, 1 << 20),
     "sram_latency": (0, 1 << 20),
+    "sram_alignment": (1, 4096),
 }
 #: tiling rules, from the profile or the command line: (low, high) inclusive
 TILING_RANGES: dict[str, tuple[int, int]] = {"tile_multiple": (1, 4096), "max_tiles": (1, 4096)}
@@ -212,6 +218,9 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Hardwa
     for key, (low, high) in _PROFILE_RANGES.items():
         if key in data:
             _check_range(data[key], low, high, key, source)
+    align = data.get("sram_alignment", 1)
+    if align & (align - 1):
+        raise ConfigError(f"{source}: key 'sram_alignment' must be a power of two (1, 2, 4, ... 4096), got {align!r}")
     model = data.get("cycle_model", "simple")
     if model not in CYCLE_MODELS:
         raise ConfigError(f"{source}: key 'cycle_model' must be one of {', '.join(CYCLE_MODELS)}, got {model!r}")
@@ -249,6 +258,7 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Hardwa
         npu=data.get("npu", ""),
         sram_bytes_per_cycle=Fraction(str(data.get("sram_bytes_per_cycle", 0))),
         sram_latency=data.get("sram_latency", 0),
+        sram_alignment=align,
     )
 
 

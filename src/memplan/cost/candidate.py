@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from memplan.alloc import Block, extent, first_fit
+from memplan.alloc import Block, align_up, extent, first_fit
 from memplan.config import HardwareProfile
 from memplan.cost.cycles import command_work, group_compute_cycles, is_mac_layer
 from memplan.geometry.backprop import region_macs
@@ -103,6 +103,12 @@ def staging_slots(hw: HardwareProfile) -> int:
     return 2 if hw.dma_overlaps_compute else 1
 
 
+def stage_slot_bytes(max_elems: int, hw: HardwareProfile) -> int:
+    """Bytes of one slot of a staging buffer that holds at most ``max_elems`` elements: rounded
+    up to the SRAM alignment, so that every slot starts at an aligned offset."""
+    return align_up(max_elems * hw.elem_bytes, hw.sram_alignment)
+
+
 def weight_slice_bytes(graph: Graph, layer: Layer, channels: int, hw: HardwareProfile) -> int:
     """Bytes of the weights and bias that produce ``channels`` output channels of ``layer``."""
     if layer.op not in WEIGHTED:
@@ -180,9 +186,11 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
     shape = facts.shape
     eb = hw.elem_bytes
     slots = staging_slots(hw)
-    inputs = tuple(InputCost(t, geo.sum_elems(t) * eb, geo.max_elems(t) * eb * slots, last) for t, last in facts.inputs)
+    align = hw.sram_alignment  # SRAM sizes below are reserved sizes: rounded up to it (memplan.alloc)
+    inputs = tuple(InputCost(t, geo.sum_elems(t) * eb, stage_slot_bytes(geo.max_elems(t), hw) * slots, last)
+                   for t, last in facts.inputs)
     blocks = [Block(t, geo.max_elems(t) * eb, t0, t1) for t, t0, t1 in facts.internal]
-    offsets = first_fit(blocks)
+    offsets = first_fit(blocks, align)
     core = tuple(CoreBuffer(b.name, offsets[b.name], b.size, b.t0, b.t1) for b in blocks)
     rows, cols, chans = geo.row_axis, geo.col_axis, geo.chan_axis
     spatial = rows.count * cols.count
@@ -204,7 +212,7 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
             # weight bytes are linear in the channels: the splits sum to the whole layer
             total = f.channel_weight_bytes * chans.total[out]
             weights.append(WeightCost(f.layer.id, f.index, total, spatial * total,
-                                      f.channel_weight_bytes * chans.largest[out]))
+                                      align_up(f.channel_weight_bytes * chans.largest[out], align)))
     anchor = shape.anchor
     return Candidate(
         start=shape.start,
@@ -214,9 +222,9 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
         anchor=anchor,
         inputs=inputs,
         store_bytes=geo.sum_elems(anchor) * eb,
-        out_stage_bytes=geo.max_elems(anchor) * eb * slots,
+        out_stage_bytes=stage_slot_bytes(geo.max_elems(anchor), hw) * slots,
         core=core,
-        core_bytes=extent(blocks, offsets),
+        core_bytes=align_up(extent(blocks, offsets), align),
         macs=macs,
         compute_sram_bytes=compute_sram,
         weights=tuple(weights),
@@ -263,7 +271,7 @@ def group_blocks(c: Candidate, keep: bool, hw: HardwareProfile) -> list[Block]:
 def footprint(c: Candidate, keep: bool, hw: HardwareProfile) -> int:
     """SRAM bytes the candidate needs when it runs alone (first-fit offsets of its blocks)."""
     blocks = group_blocks(c, keep, hw)
-    return extent(blocks, first_fit(blocks))
+    return extent(blocks, first_fit(blocks, hw.sram_alignment))
 
 
 # ---------------------------------------------------------------------------- memo

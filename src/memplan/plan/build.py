@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
 
-from memplan.alloc import Block, first_fit
+from memplan.alloc import Block, align_up, first_fit
 from memplan.config import HardwareProfile
-from memplan.cost.candidate import Candidate, candidate_cost, staging_slots
+from memplan.cost.candidate import Candidate, candidate_cost, stage_slot_bytes, staging_slots
 from memplan.errors import PlanError
 from memplan.geometry.group import HOST_TILING, group_geometry, group_shape, is_host, tiling_options
 from memplan.geometry.region import Region
@@ -139,7 +139,8 @@ def plan_blocks(r: Resolved) -> list[Block]:
                     blocks.append(Block(f"w.{w.layer}.reload", w.slice_bytes, w.index, w.index + 1))
     for t in sorted(dec.resident):
         t0, t1 = r.live_range(t)
-        blocks.append(Block(f"res.{t}", r.graph.tensors[t].numel * hw.elem_bytes, t0, t1))
+        # reserved size (memplan.alloc); the buffer itself holds the tensor's bytes exactly
+        blocks.append(Block(f"res.{t}", align_up(r.graph.tensors[t].numel * hw.elem_bytes, hw.sram_alignment), t0, t1))
     return blocks
 
 
@@ -192,15 +193,21 @@ def build_plan(graph: Graph, hw: HardwareProfile, decisions: Decisions,
     r = resolve(graph, hw, decisions)
     blocks = plan_blocks(r)
     if offsets is None:
-        offsets = first_fit(blocks)
+        offsets = first_fit(blocks, hw.sram_alignment)
     missing = [b.name for b in blocks if b.name not in offsets]
     if missing:
         raise PlanError(f"no offset for SRAM block {missing[0]!r}")
     buffers = _buffers(r, blocks, offsets)
-    peak = max((b.end for b in buffers), default=0)
+    peak = sram_peak(buffers, hw.sram_alignment)
     commands = _commands(r, offsets)
     return Plan(graph.name, hw.sram_bytes, hw.elem_bytes, hw.bias_bytes, decisions, tuple(buffers),
                 tuple(commands), cost_totals(r, peak), provenance, host_totals(graph, hw))
+
+
+def sram_peak(buffers: Sequence[Buffer], alignment: int) -> int:
+    """The highest SRAM byte the buffers reserve: each reserves its size rounded up to the
+    alignment (memplan.alloc), at an aligned offset."""
+    return align_up(max((b.end for b in buffers), default=0), alignment)
 
 
 def host_totals(graph: Graph, hw: HardwareProfile) -> HostTotals:
@@ -221,7 +228,8 @@ def _buffers(r: Resolved, blocks: list[Block], offsets: Mapping[str, int]) -> li
         off = offsets[b.name]
         head, _, rest = b.name.partition(".")
         if head == "res":
-            out.append(Buffer(b.name, BufferKind.RESIDENT, off, b.size, b.t0, b.t1, tensor=rest))
+            size = r.graph.tensors[rest].numel * r.hw.elem_bytes
+            out.append(Buffer(b.name, BufferKind.RESIDENT, off, size, b.t0, b.t1, tensor=rest))
         elif head == "w":
             layer, _, kind = rest.rpartition(".")
             k = BufferKind.WEIGHT_KEEP if kind == "keep" else BufferKind.WEIGHT_RELOAD
@@ -276,7 +284,7 @@ def _commands(r: Resolved, offsets: Mapping[str, int]) -> list[Command]:
             slot = k % slots
 
             def staged(name: str, tensor: str) -> int:
-                return offsets[name] + slot * (geo.max_elems(tensor) * hw.elem_bytes)
+                return offsets[name] + slot * stage_slot_bytes(geo.max_elems(tensor), hw)
 
             def operand(t: str) -> Operand:
                 if t in dec.resident:
@@ -324,5 +332,5 @@ def _commands(r: Resolved, offsets: Mapping[str, int]) -> list[Command]:
 
 
 __all__ = ["Resolved", "block_offsets", "build_plan", "cost_totals", "crossing_tensors", "energy_fj", "group_cycles",
-           "host_totals", "plan_blocks",
+           "host_totals", "plan_blocks", "sram_peak",
            "resolve"]

@@ -75,6 +75,7 @@ def profile_to_json(hw: HardwareProfile) -> dict[str, Any]:
         "elementwise_elems_per_cycle": hw.elementwise_elems_per_cycle, "cycle_model": hw.cycle_model,
         **({"npu": hw.npu, "sram_bytes_per_cycle": _num(hw.sram_bytes_per_cycle), "sram_latency": hw.sram_latency}
            if hw.cycle_model == "ethos-u" else {}),
+        **({"sram_alignment": hw.sram_alignment} if hw.sram_alignment != 1 else {}),
     }
 
 
@@ -91,7 +92,8 @@ def _region(r: Region | None) -> list[int] | None:
 #: what a buffer of each kind holds, and how: feature-map regions channel-major ``(C, H, W)``
 #: rows of int8 (one element per ``elem_bytes``), weight slices as int8 rows then int32 biases
 LAYOUT_CHW, LAYOUT_WEIGHTS = "chw", "weight_rows_then_int32_biases"
-#: SRAM offsets are multiples of this (memplan's planners place at byte granularity)
+#: SRAM offsets are multiples of this unless the profile says otherwise (its ``sram_alignment``,
+#: which the plan's ``alignment.sram`` record states)
 SRAM_ALIGN = 1
 
 
@@ -221,7 +223,7 @@ def plan_to_json(plan: Plan, hw: HardwareProfile, graph: Graph, claims: Mapping[
         "sram_bytes": plan.sram_bytes,
         "elem_bytes": plan.elem_bytes,
         "bias_bytes": plan.bias_bytes,
-        "alignment": {"sram": SRAM_ALIGN, "dram": DRAM_ALIGN},
+        "alignment": {"sram": hw.sram_alignment, "dram": DRAM_ALIGN},
         "tensors": _tensor_table(plan, graph, mm),
         "layers": _layer_table(graph, mm, refs),
         "dram": {"arena_bytes": mm.arena_bytes, "weights_bytes": mm.weights_bytes},

@@ -6,6 +6,10 @@ they need carries the right tag and then tag their output cells, stores check th
 copy out. That catches overlapping live buffers (a later write clobbers a tag still needed),
 wrong offsets, a tensor read before it is written, a halo one row short, and regions out of
 bounds. Then it recomputes every total from the commands and compares.
+
+Alignment: every buffer offset must be a multiple of the profile's ``sram_alignment``, and
+every buffer's reserved bytes (its size rounded up to it) must lie within the SRAM; the SRAM
+peak is the highest reserved byte (:func:`memplan.plan.build.sram_peak`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from memplan.geometry.region import Region
 from memplan.ir.graph import Graph
 from memplan.host import tensor_bytes
 from memplan.ir.ops import WEIGHTED, OpKind
-from memplan.plan.build import block_offsets, build_plan, energy_fj, group_cycles, resolve
+from memplan.plan.build import block_offsets, build_plan, energy_fj, group_cycles, resolve, sram_peak
 from memplan.plan.model import Buffer, Command, HostTotals, Op, Operand, Plan, Totals
 
 _EMPTY = 0
@@ -80,10 +84,16 @@ def _buffer_at(buffers: list[Buffer], step: int, lo: int, hi: int) -> Buffer | N
     return None
 
 
-def _check_buffers(plan: Plan) -> None:
+def _check_buffers(plan: Plan, alignment: int) -> None:
     for b in plan.buffers:
         if b.offset < 0 or b.end > plan.sram_bytes:
             raise PlanError(f"buffer {b.name} [{b.offset}, {b.end}) lies outside the SRAM of {plan.sram_bytes} B")
+        if b.offset % alignment:
+            raise PlanError(f"buffer {b.name} is at offset {b.offset}, not a multiple of the profile's SRAM "
+                            f"alignment of {alignment} B")
+        if sram_peak([b], alignment) > plan.sram_bytes:
+            raise PlanError(f"buffer {b.name} [{b.offset}, {b.end}) reserves up to {sram_peak([b], alignment)} B "
+                            f"(its size rounded up to the {alignment}-B alignment), beyond the SRAM of {plan.sram_bytes} B")
         if b.size < 0 or b.t0 >= b.t1:
             raise PlanError(f"buffer {b.name} has an empty or negative extent")
     bufs = sorted(plan.buffers, key=lambda b: b.t0)
@@ -106,7 +116,7 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
         if ours != theirs:
             raise PlanError(f"the plan's {field} is {ours}, but its hardware profile {hw.name!r} gives {theirs}: "
                             "re-run memplan solve")
-    _check_buffers(plan)
+    _check_buffers(plan, hw.sram_alignment)
     st = _State(
         graph, hw, plan,
         # only the extent the buffers use: every access is checked to lie in a buffer
@@ -200,7 +210,7 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
     cycles = sum(group_cycles(hw, group_compute_cycles(hw, group_macs.get(g, 0), *group_work.get(g, (0, 0))),
                               group_dma.get(g, 0)) for g in groups)
     base = sum(graph.layer_macs(layer) for layer in graph.layers)
-    totals = Totals(fm_read, fm_write, w_read, macs, macs - base, max((b.end for b in plan.buffers), default=0),
+    totals = Totals(fm_read, fm_write, w_read, macs, macs - base, sram_peak(plan.buffers, hw.sram_alignment),
                     sram_access, energy_fj(hw, macs, fm_read + fm_write + w_read, sram_access), cycles)
     for field in ("dram_read_fm", "dram_write_fm", "dram_read_weights", "macs", "recompute_macs", "sram_peak",
                   "sram_access", "energy_fj", "cycles"):

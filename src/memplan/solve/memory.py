@@ -8,6 +8,10 @@ booleans, which keeps a few hundred optional boxes instead of one per candidate.
 into one NoOverlap2D (time x address, exact offsets), with a cumulative over time as a
 redundant capacity cut that helps propagation.
 
+Alignment (the profile's ``sram_alignment``): an offset is the alignment times an integer
+variable, and every size is a reserved size (a multiple of it: the candidates' sizes are,
+resident tensors are rounded up here), so the capacity check and the peak stay exact.
+
 Each slot records the name of the plan block it becomes (``g<i>.core``...); group indexes are
 only known after solving, so the names are given as (kind, start, tensor/layer) and mapped
 when decoding.
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
+from memplan.alloc import align_up
 from memplan.config import HardwareProfile
 from memplan.ir.graph import Graph
 from memplan.cost.candidate import Candidate
@@ -58,6 +63,7 @@ def add_memory(graph: Graph, hw: HardwareProfile, v: Vars, capacity: cp_model.In
     model, cands = v.model, v.cands
     n = len(graph.layers)
     cap_max = hw.sram_bytes
+    align = hw.sram_alignment
     overlap = hw.dma_overlaps_compute
     slots: list[Slot] = []
 
@@ -73,6 +79,8 @@ def add_memory(graph: Graph, hw: HardwareProfile, v: Vars, capacity: cp_model.In
         t0 = t0_terms if isinstance(t0_terms, int) else _var_or_const(model, f"t0_{tag}", 0, n, sum(a * lit for a, lit in t0_terms), present)
         t1 = t1_terms if isinstance(t1_terms, int) else _var_or_const(model, f"t1_{tag}", 1, n, sum(a * lit for a, lit in t1_terms), present)
         off = model.new_int_var(0, cap_max, f"off_{tag}")
+        if align > 1:
+            model.add(off == align * model.new_int_var(0, cap_max // align, f"offu_{tag}"))
         slots.append(Slot(kind, start, key, present, size, off, t0, t1))
 
     for a, members in sorted(by_start(cands).items()):
@@ -112,7 +120,7 @@ def add_memory(graph: Graph, hw: HardwareProfile, v: Vars, capacity: cp_model.In
             box("reload", None, layer.id, k.Not(), sizes, layer_index, layer_index + 1)
 
     for t, r in sorted(v.res.items()):
-        size = graph.tensors[t].numel * hw.elem_bytes
+        size = align_up(graph.tensors[t].numel * hw.elem_bytes, align)
         if t in graph.producer:
             t0: list[tuple[int, cp_model.IntVar]] | int = [(cands[i].start, v.x[i]) for i in v.cover[graph.producer[t]]]
         else:
@@ -200,7 +208,7 @@ def add_capacity_cuts(graph: Graph, hw: HardwareProfile, v: Vars, capacity: cp_m
                 model.add(k >= v.keep[layer.id] + y - 1)
                 terms[step].append(size * k)
     for t, r in v.res.items():
-        size = graph.tensors[t].numel * hw.elem_bytes
+        size = align_up(graph.tensors[t].numel * hw.elem_bytes, hw.sram_alignment)
         lo = graph.producer.get(t, 0)
         consumers = graph.consumers.get(t, ())
         hi = n - 1 if t in graph.outputs or not consumers else max(consumers)

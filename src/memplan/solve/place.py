@@ -16,10 +16,11 @@ from memplan.alloc import Block, first_fit
 
 
 def place(blocks: Sequence[Block], capacity: int, time_limit_s: float = 10.0, workers: int = 2,
-          deterministic: bool = False) -> dict[str, int] | None:
+          deterministic: bool = False, alignment: int = 1) -> dict[str, int] | None:
     """Offsets within ``capacity`` for the blocks, or None. The search is interleaved, so the
     offsets found are the same on every run; ``deterministic`` bounds deterministic time
-    instead of wall time, so whether they are found does not depend on the machine either."""
+    instead of wall time, so whether they are found does not depend on the machine either.
+    Offsets are multiples of ``alignment``."""
     model = cp_model.CpModel()
     live = [b for b in blocks if b.size > 0]
     xs, ys, offs = [], [], {}
@@ -28,10 +29,12 @@ def place(blocks: Sequence[Block], capacity: int, time_limit_s: float = 10.0, wo
         if off is None:
             return None
         offs[b.name] = off
+        if alignment > 1:
+            model.add(off == alignment * model.new_int_var(0, capacity // alignment, f"offu_{i}"))
         xs.append(model.new_fixed_size_interval_var(b.t0, b.t1 - b.t0, f"t_{i}"))
         ys.append(model.new_fixed_size_interval_var(off, b.size, f"a_{i}"))
     model.add_no_overlap_2d(xs, ys)
-    hint = first_fit(live)
+    hint = first_fit(live, alignment)
     for b in live:
         model.add_hint(offs[b.name], min(hint[b.name], capacity - b.size))
     solver = cp_model.CpSolver()

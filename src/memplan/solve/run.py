@@ -477,12 +477,12 @@ def _warm_start(cs: CandidateSet, graph: Graph, hw: HardwareProfile, decisions: 
     except MemplanError:
         return None
     blocks = plan_blocks(r)
-    offsets = first_fit(blocks)
+    offsets = first_fit(blocks, hw.sram_alignment)
     if extent(blocks, offsets) > hw.sram_bytes:
         if place_limit_s <= 0:
             return None
         placed = pack_result(blocks, hw.sram_bytes, time_limit_s=place_limit_s if not deterministic else 10 * PLACE_LIMIT_S,
-                             max_nodes=PLACE_NODES if deterministic else None)
+                             max_nodes=PLACE_NODES if deterministic else None, alignment=hw.sram_alignment)
         if placed.offsets is None:
             return None
         offsets = dict(placed.offsets)
@@ -548,7 +548,13 @@ class _Built:
 
 def _build(graph: Graph, hw: HardwareProfile, cs: CandidateSet, user: UserConstraints, memory_objective: bool) -> _Built:
     v = build_decisions(graph, hw, cs.candidates, user)
-    cap: cp_model.IntVar | int = v.model.new_int_var(0, hw.sram_bytes, "capacity") if memory_objective else hw.sram_bytes
+    # buffers end at multiples of the alignment (reserved sizes): so does the capacity they fit in
+    align = hw.sram_alignment
+    cap: cp_model.IntVar | int = hw.sram_bytes // align * align
+    if memory_objective:
+        cap = v.model.new_int_var(0, hw.sram_bytes // align * align, "capacity")
+        if align > 1:
+            v.model.add(cap == align * v.model.new_int_var(0, hw.sram_bytes // align, "capacity_units"))
     slots = add_memory(graph, hw, v, cap)
     return _Built(v, slots, build_energy(graph, v, hw), cap)
 

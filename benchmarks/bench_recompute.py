@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -23,14 +24,8 @@ from memplan.execute.verify import prepare, verify_document
 from memplan.frontend import load_model
 from memplan.solve.budget import parse_recompute, untiled_macs
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
-# model file, input shape override, TFLM arena (bytes) for the int8 original (bench_memory.py)
-CASES = [
-    ("resnet8_float.onnx", None, 49_152),
-    ("vww_mobilenetv1_96_float.onnx", None, 73_728),
-    ("kws_dscnn_tf2onnx.onnx", {"input_1": (1, 49, 10, 1)}, 16_000),
-    ("anomaly_autoencoder_float.onnx", None, 768),
-]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_memory import CASES, MODELS  # noqa: E402 - one list of the models and their TFLM arenas
 BUDGETS = ("0%", "5%", "10%", "25%", "100%", None)
 SHA = "00" * 32
 

@@ -161,7 +161,9 @@ def _tflm_child(data: bytes, feeds: list[np.ndarray], requests: list[int], index
         elif intermediates:
             try:
                 got[ti] = np.array(interp.GetTensor(ti, 0)["tensor_data"])
-            except Exception:  # noqa: BLE001 - a tensor the interpreter does not keep
+            except Exception:  # noqa: BLE001 - the wrapper raises a bare RuntimeError/ValueError for a tensor it
+                # does not keep (an unplanned or in-place one): that tensor is left out of the result, and the
+                # per-layer tests assert how many layers were compared, so a missing one fails them
                 continue
     return got
 

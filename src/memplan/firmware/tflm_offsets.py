@@ -157,14 +157,9 @@ import numpy as np
 from tflite_micro.python.tflite_micro import runtime
 data = sys.stdin.buffer.read()
 it = runtime.Interpreter.from_bytes(data, arena_size=max(64 << 20, 16 * len(data)))
-k = 0
-while True:
-    try:
-        d = it.get_input_details(k)
-    except Exception:
-        break
+for k in range(int(sys.argv[1])):  # the model's inputs, counted from the flatbuffer by the parent
+    d = it.get_input_details(k)
     it.set_input(np.zeros(d["shape"], dtype=d["dtype"]), k)
-    k += 1
 it.invoke()
 it.print_allocations()
 """
@@ -173,9 +168,12 @@ it.print_allocations()
 def tflm_arena(data: bytes, timeout: float = 300.0) -> ArenaUse:
     """TFLite Micro's arena use for the model ``data`` (one inference in a child process:
     the interpreter prints its allocations, and may abort the process on a bad model)."""
+    import tflite
+
+    n_inputs = tflite.Model.GetRootAs(data, 0).Subgraphs(0).InputsLength()
     try:
-        proc = subprocess.run([sys.executable, "-c", _CHILD], input=data, capture_output=True, timeout=timeout,
-                              check=False)
+        proc = subprocess.run([sys.executable, "-c", _CHILD, str(n_inputs)], input=data, capture_output=True,
+                              timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise MemplanError(f"the TFLite Micro interpreter took longer than {timeout:.0f} s") from None
     found = {k: int(v) for k, v in _ALLOC.findall(proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace"))}

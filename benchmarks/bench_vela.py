@@ -6,28 +6,42 @@ ad01_int8; and keras_mobilenetv2_035_96_int8) and SRAM size (256 KiB, 512 KiB, 1
 
 * Vela (``pip install "memplan[ethosu]"``): ``vela M.tflite --accelerator-config ethos-u65-256
   --system-config Ethos_U65_High_End --memory-mode Dedicated_Sram --optimise Performance
-  --arena-cache-size N --verbose-performance``, reading its per-layer CSV and summary CSV;
+  --arena-cache-size N --enable-debug-db``. Vela 5.2 compiles with its C++ core (regor); its
+  debug database gives, per NPU operation, the figures of ``--verbose-performance``
+  (``op_cycles`` = "Op Cycles", ``npu_cycles`` = "NPU", ``Sram_ac``/``Dram_ac`` = "SRAM AC"/
+  "DRAM AC") and the memory (Sram or Dram) of every tensor;
 * memplan on the profile ``ethos-u65-256`` (Vela's Ethos_U65_High_End figures) at N bytes: the
-  layer-by-layer plan (one group per layer, whole tensors) and, with ``--cpsat S``, a CP-SAT
-  energy plan in S seconds.
+  layer-by-layer plan (one group per layer), with every intermediate feature map that Vela keeps
+  in SRAM made resident as well (so both sides move the same feature maps through DRAM: the
+  model input and output, and whatever Vela evicts). When those residents do not fit, the plain
+  layer-by-layer plan (every feature map spilled) is compared, and the row says ``spilled``.
 
-Per layer it prints the layer plan's cycles (compute, DMA, the group's max of the two) next to
-Vela's estimate for the same operator (its ``NPU`` column and its ``Op Cycles``, the max of
-NPU and memory-access cycles); Vela's rows are matched to memplan's layers by name (Vela names an
-operator after its output tensor, as memplan names layers; rows of an operator Vela decomposes,
-softmax into ~29 NPU ops, are summed into the layer whose output they end at). Then the
-distribution of the ratio memplan/Vela per layer (how many within +-20 %) and per model total
-(within +-10 %): the Done-when of issue 12.
+How each number is counted (docs/cycle-model.md has the formulas):
 
-Totals, in each tool's own units (they differ: compare like with like):
+* memplan ``compute``: the sum of memplan.cost.cycles.command_work over the layer's commands
+  (Vela's per-op model, the NPU reading and writing SRAM).
+* memplan ``dma``: the group's DMA bytes (non-resident inputs and outputs, the layer's weights,
+  raw int8 + int32 bias) over the DRAM bandwidth; ``total`` = max(compute, dma) (double-buffered
+  engines overlap), as memplan.plan.build.group_cycles.
+* Vela ``NPU``: the op's NPU cycles *including* the part of its weight DMA that the previous op
+  does not hide: max(full transfer - slack + own slack, op + first transfer - slack), where a
+  transfer is latency (500 DRAM cycles) + compressed bytes / 3.75.
+* Vela ``Op Cycles``: max(NPU, SRAM access, DRAM access); the access cycles count every byte the
+  NPU moves in that memory (feature maps per OFM block with halo and 16-channel bricks, scaled by
+  the burst efficiency; weights) over its bandwidth.
 
-* feature-map bytes: memplan counts the DMA bytes it moves between DRAM and SRAM, each tensor
-  region once per tile; Vela's ``dram_feature_map_read/write_bytes`` count what the NPU fetches
-  from DRAM, the IFM again per OFM block with its halo, in 16-channel bricks.
-* weights: memplan raw int8 + int32 bias per channel (no compression yet, issue 12 item 6);
-  Vela's ``dram_weight_read_bytes`` its compressed stream plus 10 B/channel of scale and bias.
-* SRAM used: memplan's buffer peak; Vela's ``sram_memory_used``.
-* cycles: memplan's plan total (sum over groups of max(compute, DMA)); Vela's ``cycles_total``.
+So the like-for-like per-layer figure is memplan ``total`` vs Vela ``Op Cycles`` (both the max of
+compute and memory traffic, with the same feature maps in SRAM); memplan ``compute`` vs Vela
+``NPU`` is printed too, but Vela's NPU includes exposed weight DMA. Vela's rows are matched to
+memplan's layers by name (Vela names an operator after its output tensor, as memplan names
+layers); rows of an operator Vela decomposes (softmax into ~30 NPU ops, mean into a depthwise
+and a multiply) are summed into the layer whose output they end at.
+
+Totals, in each tool's own units: feature-map bytes (memplan: DMA bytes, each tensor region once
+per tile; Vela: what the NPU fetches from DRAM per OFM block with halo, in bricks), weights
+(memplan raw int8 + int32 bias, no compression yet, issue 12 item 6; Vela its compressed stream),
+SRAM (memplan's buffer peak; Vela's ``sram_memory_used``), cycles (memplan's plan total; Vela's
+``cycles_total``).
 
 Writes every row to ``benchmarks/results/vela.csv``.
 
@@ -38,6 +52,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
+import re
 import shutil
 import subprocess
 import tempfile
@@ -47,9 +63,10 @@ from pathlib import Path
 
 from memplan.baselines import layer_by_layer
 from memplan.config import HardwareProfile, load_profile, load_solver_config
+from memplan.errors import PlanError
 from memplan.frontend import load_model
 from memplan.ir.graph import Graph
-from memplan.plan.build import _weights_in_sram, group_cycles, resolve
+from memplan.plan.build import _weights_in_sram, build_plan, crossing_tensors, group_cycles, resolve
 from memplan.plan.model import Plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,9 +80,34 @@ SIZES_TINY = (32 * KIB, 64 * KIB, 128 * KIB)
 
 
 @dataclass(frozen=True)
+class VelaOp:
+    """One NPU operation of Vela's debug database."""
+
+    name: str  # its output tensor
+    operator: str
+    op_cycles: int  # "Op Cycles": max(npu, memory access cycles)
+    npu: int  # "NPU": op cycles + exposed weight DMA
+    sram_ac: int
+    dram_ac: int
+    ifm_memory: str
+    weight_bytes: int  # Vela's encoded weight stream
+
+
+@dataclass(frozen=True)
 class VelaRun:
-    per_layer: list[dict[str, str]]
+    ops: list[VelaOp]
+    sram_tensors: frozenset[str]  # feature maps Vela keeps in SRAM
     summary: dict[str, str]
+
+
+def _db_tables(path: Path) -> dict[str, list[dict[str, str]]]:
+    text = path.read_text(encoding="utf-8")
+    return {m.group(1): list(csv.DictReader(io.StringIO(m.group(2).strip())))
+            for m in re.finditer(r'<table name="([^"]+)">\s*<!\[CDATA\[(.*?)\]\]>', text, re.S)}
+
+
+def _int(x: str | None) -> int:
+    return int(float(x)) if x else 0
 
 
 def run_vela(model: Path, arena: int, workdir: Path) -> VelaRun | None:
@@ -75,21 +117,30 @@ def run_vela(model: Path, arena: int, workdir: Path) -> VelaRun | None:
     out = workdir / f"{model.stem}_{arena}"
     cmd = [exe, str(model), "--accelerator-config", "ethos-u65-256", "--system-config", "Ethos_U65_High_End",
            "--memory-mode", "Dedicated_Sram", "--optimise", "Performance", "--arena-cache-size", str(arena),
-           "--output-dir", str(out), "--verbose-performance"]
+           "--output-dir", str(out), "--enable-debug-db"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"  vela failed on {model.name} at {arena} B: {proc.stderr.strip().splitlines()[-1:]}")
         return None
-    per_layer = list(csv.DictReader(open(next(out.glob("*_per-layer.csv")), encoding="utf-8")))
+    t = _db_tables(next(out.glob("*_debug.xml")))
+    debug = {r["id"]: r for r in t["perf_debug"]}
+    ops = []
+    for r in t["perf"]:
+        d = debug.get(r["id"], {})
+        ops.append(VelaOp(r["name"], r["operator"], _int(r["op_cycles"]), _int(r["npu_cycles"]), _int(r["Sram_ac"]),
+                          _int(r["Dram_ac"]), d.get("ifm_memory", ""), _int(d.get("weight_total_bytes"))))
+    sram = frozenset(r["name"] for r in t["tensors"] if r["memory"] == "Sram" and r["usage"] == "OpLocal")
     summary = next(csv.DictReader(open(next(out.glob("*_summary_*.csv")), encoding="utf-8")))
-    return VelaRun(per_layer, summary)
+    return VelaRun(ops, sram, summary)
 
 
 @dataclass(frozen=True)
 class GroupCycles:
     layers: tuple[str, ...]  # output tensor of each layer of the group
     compute: int
-    dma: int
+    dma: int  # cycles of all the group's DMA
+    fm_bytes: int  # feature-map DMA bytes
+    w_bytes: int  # weight DMA bytes
     total: int
 
 
@@ -99,34 +150,62 @@ def group_breakdown(plan: Plan, graph: Graph, hw: HardwareProfile) -> list[Group
     r = resolve(graph, hw, plan.decisions)
     out = []
     for c in r.candidates:
-        dma = sum(i.load_bytes for i in c.inputs if i.tensor not in plan.decisions.resident)
+        fm = sum(i.load_bytes for i in c.inputs if i.tensor not in plan.decisions.resident)
         if c.anchor not in plan.decisions.resident:
-            dma += c.store_bytes
-        dma += sum(w.total_bytes if (w.layer in plan.decisions.keep and _weights_in_sram(hw)) else w.reload_bytes
-                   for w in c.weights)
-        dma_cycles = group_cycles(hw, 0, dma)
+            fm += c.store_bytes
+        w = sum(w.total_bytes if (w.layer in plan.decisions.keep and _weights_in_sram(hw)) else w.reload_bytes
+                for w in c.weights)
         out.append(GroupCycles(tuple(graph.layers[i].output for i in range(c.start, c.stop)), c.compute_cycles,
-                               dma_cycles, group_cycles(hw, c.compute_cycles, dma)))
+                               group_cycles(hw, 0, fm + w), fm, w, group_cycles(hw, c.compute_cycles, fm + w)))
     return out
 
 
-def vela_per_layer(rows: list[dict[str, str]], names: Sequence[str]) -> dict[str, tuple[float, float, int]]:
-    """Vela's (NPU cycles, op cycles, NPU ops) per memplan layer output: each row is matched by
-    its name; rows with a name of no layer (the parts of a decomposed operator) add to the next
-    row that matches."""
+def plan_like_vela(graph: Graph, hw: HardwareProfile, sram_tensors: frozenset[str]) -> tuple[Plan, bool]:
+    """The layer-by-layer plan with the feature maps Vela keeps in SRAM resident (model inputs
+    and outputs stay in DRAM on both sides); the plain layer plan if they do not fit. Returns
+    (plan, residents fitted)."""
+    base = layer_by_layer(graph, hw)
+    resident = (crossing_tensors(graph, base.decisions) & sram_tensors) - set(graph.inputs) - set(graph.outputs)
+    if not resident:
+        return base, True
+    try:
+        plan = build_plan(graph, hw, replace(base.decisions, resident=frozenset(resident)))
+    except PlanError:
+        return base, False
+    return plan, plan.totals.sram_peak <= hw.sram_bytes
+
+
+@dataclass(frozen=True)
+class VelaLayer:
+    npu: int
+    op_cycles: int
+    sram_ac: int
+    dram_ac: int
+    ops: int  # NPU operations summed into this layer
+    ifm_in_dram: bool  # its first NPU operation reads its IFM from DRAM
+    weight_bytes: int
+
+
+def vela_per_layer(ops: list[VelaOp], names: Sequence[str]) -> dict[str, VelaLayer]:
+    """Vela's figures per memplan layer output: each op is matched by its name; ops with a name
+    of no layer (the parts of a decomposed operator) add to the next op that matches."""
     wanted = set(names)
-    out: dict[str, tuple[float, float, int]] = {}
-    npu = total = 0.0
-    ops = 0
-    for row in rows:
-        npu += float(row["NPU"])
-        total += float(row["Op Cycles"])
-        ops += float(row["Op Cycles"]) > 0
-        if row["Name"] in wanted:
-            a, b, n = out.get(row["Name"], (0.0, 0.0, 0))
-            out[row["Name"]] = (a + npu, b + total, n + ops)
-            npu = total = 0.0
-            ops = 0
+    out: dict[str, VelaLayer] = {}
+    pend: list[VelaOp] = []
+    for op in ops:
+        pend.append(op)
+        if op.name in wanted:
+            busy = [o for o in pend if o.op_cycles > 0]
+            prev = out.get(op.name)
+            cur = VelaLayer(sum(o.npu for o in pend), sum(o.op_cycles for o in pend), sum(o.sram_ac for o in pend),
+                            sum(o.dram_ac for o in pend), len(busy), bool(busy) and busy[0].ifm_memory == "Dram",
+                            sum(o.weight_bytes for o in pend))
+            if prev is not None:
+                cur = VelaLayer(prev.npu + cur.npu, prev.op_cycles + cur.op_cycles, prev.sram_ac + cur.sram_ac,
+                                prev.dram_ac + cur.dram_ac, prev.ops + cur.ops, prev.ifm_in_dram or cur.ifm_in_dram,
+                                prev.weight_bytes + cur.weight_bytes)
+            out[op.name] = cur
+            pend = []
     return out
 
 
@@ -134,16 +213,41 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b else float("inf") if a else 1.0
 
 
+EDGES = (0, 0.5, 0.8, 0.9, 1.1, 1.2, 1.5, 2.0, float("inf"))
+LABELS = ("<0.5", "0.5-0.8", "0.8-0.9", "0.9-1.1", "1.1-1.2", "1.2-1.5", "1.5-2", ">=2")
+
+
 def _histogram(ratios: list[float]) -> str:
-    edges = [0, 0.5, 0.8, 0.9, 1.1, 1.2, 1.5, 2.0, float("inf")]
-    counts = [sum(lo <= r < hi for r in ratios) for lo, hi in zip(edges, edges[1:])]
-    labels = ["<0.5", "0.5-0.8", "0.8-0.9", "0.9-1.1", "1.1-1.2", "1.2-1.5", "1.5-2", ">=2"]
-    return "  ".join(f"{lab}: {n}" for lab, n in zip(labels, counts))
+    counts = [sum(lo <= r < hi for r in ratios) for lo, hi in zip(EDGES, EDGES[1:])]
+    return "  ".join(f"{lab}: {n}" for lab, n in zip(LABELS, counts))
+
+
+def _within(ratios: list[float], tol: float = 0.2) -> str:
+    n = sum(1 - tol <= r <= 1 + tol for r in ratios)
+    return f"{n}/{len(ratios)} ({100 * n / max(1, len(ratios)):.1f} %)"
+
+
+def reason(g: GroupCycles, v: VelaLayer) -> str:
+    """Which term bounds each side (mechanical, from the counted figures)."""
+    if g.compute >= g.dma:
+        mine = "compute"
+    else:
+        mine = "DMA weights" if g.w_bytes >= g.fm_bytes else "DMA feature maps"
+    vela = max((v.npu, "NPU"), (v.sram_ac, "SRAM access"), (v.dram_ac, "DRAM access"))[1]
+    notes = []
+    if v.ifm_in_dram:
+        notes.append("Vela's NPU reads its IFM from DRAM")
+    if v.ops > 1:
+        notes.append(f"{v.ops} Vela ops")
+    if mine == "DMA weights" and v.weight_bytes:
+        notes.append(f"weights memplan {g.w_bytes:,} B raw vs Vela {v.weight_bytes:,} B encoded")
+    return f"memplan {mine}, Vela {vela}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(ALL), help="comma-separated stems of models/*.tflite")
+    ap.add_argument("--sizes", default="", help="comma-separated SRAM sizes in KiB (default: the list above)")
     ap.add_argument("--cpsat", type=float, default=0.0, help="also plan with CP-SAT (energy) in this many seconds")
     ap.add_argument("--per-layer", action="store_true", help="print every layer's cycles")
     ap.add_argument("--profile", default="ethos-u65-256")
@@ -151,29 +255,31 @@ def main() -> None:
     if shutil.which("vela") is None:
         print("vela is not installed (pip install 'memplan[ethosu]'): memplan's figures only")
     rows_out: list[dict[str, object]] = []
-    layer_ratios_npu: list[float] = []
-    layer_ratios_total: list[float] = []
-    worst: list[tuple[float, str, str, int, float]] = []
+    ratios_npu: dict[str, list[float]] = {}
+    ratios_total: dict[str, list[float]] = {}
+    worst: list[tuple[float, str, int, str, float, str]] = []
     total_ratios: list[tuple[str, int, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for stem in args.models.split(","):
             path = MODELS / f"{stem}.tflite"
             graph = load_model(path)
-            sizes = (*SIZES_TINY, *SIZES_ALL) if stem in TINY else SIZES_ALL
+            sizes = tuple(int(x) * KIB for x in args.sizes.split(",")) if args.sizes else \
+                (*SIZES_TINY, *SIZES_ALL) if stem in TINY else SIZES_ALL
             for size in sizes:
                 hw = load_profile(args.profile).with_sram(size)
+                vela = run_vela(path, size, Path(tmp))
                 try:
-                    plan = layer_by_layer(graph, hw)
+                    plan, fitted = plan_like_vela(graph, hw, vela.sram_tensors if vela else frozenset())
                 except Exception as exc:  # noqa: BLE001 - a model that does not fit is a row, not a stop
                     print(f"{stem} {size // KIB} KiB: memplan layer plan: {exc}")
                     continue
                 groups = group_breakdown(plan, graph, hw)
-                vela = run_vela(path, size, Path(tmp))
                 t = plan.totals
                 row: dict[str, object] = {
-                    "model": stem, "sram_kib": size // KIB, "mp_layer_cycles": t.cycles,
-                    "mp_layer_compute": sum(g.compute for g in groups), "mp_layer_fm_read": t.dram_read_fm,
-                    "mp_layer_fm_write": t.dram_write_fm, "mp_weights": t.dram_read_weights, "mp_layer_sram": t.sram_peak,
+                    "model": stem, "sram_kib": size // KIB, "residents_fitted": fitted,
+                    "mp_layer_cycles": t.cycles, "mp_layer_compute": sum(g.compute for g in groups),
+                    "mp_layer_fm_read": t.dram_read_fm, "mp_layer_fm_write": t.dram_write_fm,
+                    "mp_weights": t.dram_read_weights, "mp_layer_sram": t.sram_peak,
                 }
                 if args.cpsat:
                     from memplan.solve import solve_cpsat
@@ -190,53 +296,67 @@ def main() -> None:
                                vela_fm_write=int(float(s["dram_feature_map_write_bytes"])),
                                vela_weights=int(float(s["dram_weight_read_bytes"])),
                                vela_sram=round(float(s["sram_memory_used"]) * KIB))
-                    per = vela_per_layer(vela.per_layer, [g.layers[-1] for g in groups])
-                    matched = 0
-                    within_npu = within_total = 0
+                    per = vela_per_layer(vela.ops, [g.layers[-1] for g in groups])
+                    rn_all, rt_all = ratios_npu.setdefault(stem, []), ratios_total.setdefault(stem, [])
+                    rn_here: list[float] = []
+                    rt_here: list[float] = []
                     for g in groups:
                         name = g.layers[-1]
                         if name not in per:
                             continue
-                        v_npu, v_total, n_ops = per[name]
-                        matched += 1
-                        rn, rt = _ratio(g.compute, v_npu), _ratio(g.total, v_total)
-                        layer_ratios_npu.append(rn)
-                        layer_ratios_total.append(rt)
-                        within_npu += 0.8 <= rn <= 1.2
-                        within_total += 0.8 <= rt <= 1.2
-                        worst.append((abs(rt - 1), stem, name, size, rt))
+                        v = per[name]
+                        rn, rt = _ratio(g.compute, v.npu), _ratio(g.total, v.op_cycles)
+                        rn_here.append(rn)
+                        rt_here.append(rt)
+                        worst.append((abs(rt - 1) if rt >= 1 else abs(1 / rt - 1) if rt else float("inf"), stem, size,
+                                      name, rt, reason(g, v) + f": memplan {g.total:,} vs Vela {v.op_cycles:,}"))
                         if args.per_layer:
-                            print(f"  {stem[:14]:>14} {size // KIB:>5}K {name[-48:]:>48} | compute {g.compute:>9,} "
-                                  f"npu {v_npu:>11,.0f} ({rn:5.2f}) | total {g.total:>9,} op {v_total:>11,.0f} ({rt:5.2f})"
-                                  f"{'' if n_ops <= 1 else f'  [{n_ops} Vela ops]'}")
+                            print(f"  {stem[:14]:>14} {size // KIB:>5}K {name[-44:]:>44} | compute {g.compute:>8,} "
+                                  f"dma {g.dma:>8,} total {g.total:>8,} | npu {v.npu:>8,} sram {v.sram_ac:>7,} "
+                                  f"dram {v.dram_ac:>8,} op {v.op_cycles:>8,} | x{rn:5.2f} x{rt:5.2f}"
+                                  f"{'' if v.ops <= 1 else f'  [{v.ops} Vela ops]'}")
+                    rn_all += rn_here
+                    rt_all += rt_here
                     vt = float(s["cycles_total"])
                     total_ratios.append((stem, size, t.cycles / vt))
-                    row.update(layers=len(groups), layers_matched=matched, layers_within20_compute=within_npu,
-                               layers_within20_total=within_total, total_ratio=round(t.cycles / vt, 4))
+                    w20 = sum(0.8 <= r <= 1.2 for r in rt_here)
+                    w20n = sum(0.8 <= r <= 1.2 for r in rn_here)
+                    row.update(layers=len(groups), layers_matched=len(rt_here), layers_within20_compute=w20n,
+                               layers_within20_total=w20, total_ratio=round(t.cycles / vt, 4))
                 rows_out.append(row)
                 vshow = (f"vela cycles {row['vela_cycles']:>10,} (npu {row['vela_npu']:>10,}) fm {row['vela_fm_read']:>9,}"
                          f"+{row['vela_fm_write']:>9,} w {row['vela_weights']:>8,} sram {row['vela_sram']:>8,}"
                          if vela is not None else "")
-                print(f"{stem[:22]:>22} {size // KIB:>5} KiB | memplan layer cycles {t.cycles:>10,} "
+                print(f"{stem[:22]:>22} {size // KIB:>5} KiB{'' if fitted else ' spilled'} | memplan cycles {t.cycles:>10,} "
                       f"(compute {row['mp_layer_compute']:>10,}) fm {t.dram_read_fm:>9,}+{t.dram_write_fm:>9,} "
                       f"w {t.dram_read_weights:>8,} sram {t.sram_peak:>8,} | {vshow}"
                       + (f" | within 20%: {row['layers_within20_total']}/{row['layers_matched']} layers, total x{row['total_ratio']:.3f}"
                          if vela is not None else "")
                       + (f" | cpsat {row['mp_cpsat_status']} cycles {row['mp_cpsat_cycles']:,} fm "
                          f"{row['mp_cpsat_fm_read']:,}+{row['mp_cpsat_fm_write']:,}" if args.cpsat else ""))
-    if layer_ratios_total:
-        n = len(layer_ratios_total)
-        print(f"\nper-layer ratio memplan/Vela over {n} layers (all models and sizes)")
-        print(f"  compute vs Vela NPU:       {_histogram(layer_ratios_npu)}")
-        print(f"  group total vs Op Cycles:  {_histogram(layer_ratios_total)}")
-        w20 = sum(0.8 <= r <= 1.2 for r in layer_ratios_total)
-        w20n = sum(0.8 <= r <= 1.2 for r in layer_ratios_npu)
-        print(f"  within +-20 %: total {w20}/{n} ({100 * w20 / n:.1f} %), compute {w20n}/{n} ({100 * w20n / n:.1f} %)")
+    if ratios_total:
+        every_t = [r for v in ratios_total.values() for r in v]
+        every_n = [r for v in ratios_npu.values() for r in v]
+        print(f"\nper-layer ratio memplan/Vela over {len(every_t)} layers (all models and sizes)")
+        print(f"  total vs Op Cycles:  {_histogram(every_t)}")
+        print(f"  compute vs NPU:      {_histogram(every_n)}")
+        print(f"  within +-20 %: total vs Op Cycles {_within(every_t)}, compute vs NPU {_within(every_n)}")
+        for stem in ratios_total:
+            print(f"    {stem:>30}: total {_within(ratios_total[stem])}, compute {_within(ratios_npu[stem])}")
         tot_ok = sum(0.9 <= r <= 1.1 for _, _, r in total_ratios)
         print(f"  model totals within +-10 %: {tot_ok}/{len(total_ratios)}: "
               + ", ".join(f"{m[:10]}@{s // KIB}K x{r:.3f}" for m, s, r in total_ratios))
-        print("  worst layers (total ratio): " + "; ".join(
-            f"{m[:10]}@{s // KIB}K {name[-30:]} x{r:.2f}" for _, m, name, s, r in sorted(worst, reverse=True)[:8]))
+        print("  10 worst layers (total vs Op Cycles; one per model layer, at its worst size):")
+        seen: set[tuple[str, str]] = set()
+        shown = 0
+        for _, m, s, name, r, why in sorted(worst, key=lambda x: -x[0]):
+            if (m, name) in seen:
+                continue
+            seen.add((m, name))
+            print(f"    x{r:5.2f} {m[:12]}@{s // KIB}K {name[-40:]}: {why}")
+            shown += 1
+            if shown == 10:
+                break
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(k for r in rows_out for k in r))
     with open(RESULTS, "w", newline="", encoding="utf-8") as f:

@@ -21,13 +21,21 @@ Simple model (``cycle_model = "simple"``, the generic profiles)
 * Compute = the two added. (Before profiles had ``elementwise_elems_per_cycle`` the vector
   work was free.)
 
-Ethos-U model (``cycle_model = "ethos-u"``), after Vela 5.2's ``npu_performance.py``
-------------------------------------------------------------------------------------
-Figures of the accelerator (``npu = "ethos-u65-256"`` etc., Vela's
-``architecture_features.py``): MACs/cycle, the OFM micro-block ``ub = (h, w, c)`` (2x2x8 on a
-256-MAC core, 2x1x8 on 128, 1x1x8 on 64), 48 (24, 16) SHRAM banks of 1 KiB, the output and
-activation cycles per element tables. Feature maps are int8 in 16-channel bricks (NHCWB16):
-element counts that the NPU writes or fetches round depth up to 16.
+Ethos-U model (``cycle_model = "ethos-u"``), after Vela 5.2
+-----------------------------------------------------------
+Vela 5.2 estimates with its C++ core, regor (``ethos_u55_performance.cpp``: the U65 uses the U55
+model), not with the legacy ``npu_performance.py`` (``--debug-force-legacy-core``); the two
+differ in pooling, the 1-D optimisation, fractional OFM blocks and the per-op memory term. The
+formulas below are regor's; where its source and Vela 5.2's behaviour differ, the behaviour as
+measured in Vela 5.2's debug database (``--enable-debug-db``: ``mac_cycles``, ``ao_cycles``,
+``cmd_cycles``, ``npu_cycles`` per op) wins, and the item says so. docs/cycle-model.md lists
+what still differs.
+
+Figures of the accelerator (``npu = "ethos-u65-256"`` etc., Vela's ``architecture_features.py``):
+MACs/cycle, the OFM micro-block ``ub = (h, w, c)`` (2x2x8 on a 256-MAC core, 2x1x8 on 128, 1x1x8
+on 64), 48 (24, 16) SHRAM banks of 1 KiB, the output and activation cycles per element tables.
+Feature maps are int8 in 16-channel bricks (NHCWB16): element counts that the NPU writes or
+fetches round depth up to 16.
 
 Every command runs as Vela runs an operator whose OFM is the command's output region.
 
@@ -43,40 +51,55 @@ Every command runs as Vela runs an operator whose OFM is the command's output re
    (likewise columns), at most the input's size (padding counts as fetched). Depth is the
    reduction depth (input channels per group; all input elements for FC).
 3. **Block config** (Vela's ``find_block_config``, chosen once per layer from its whole
-   shapes): OFM blocks ``(bh, bw, bd)`` on the micro-block grid up to 32 x 64 x 128, depth in
-   steps of 8 but rounded to 16-channel splits while below the OFM depth. A block fits when
-   its IFM block (rows ``(bh - 1) * s + min(k_area, 8)`` rounded to ``ub``; depth 32, or 16
-   in part-kernel mode, for convolutions, else ``bd``; ``2 * ceil(bytes / 1024)`` banks rounded
-   to the IFM granule) and its int32 accumulators (``2 * ceil(bh * bw * bd * 4 / 1024)`` banks,
-   rounded to the accumulator granule; elementwise ops use a second IFM buffer instead) fit
-   between the 2 reserved output banks and the 2 end banks. Among fitting blocks the one with
-   the lowest fetch per output element (IFM fetch x sub-kernel repeats + weight fetch, halved
-   when the whole IFM fits in two IFM blocks; elementwise: OFM elements per block) wins;
-   Vela's tie rule (equal cost: the smaller IFM coverage among blocks up to 4 x 4) and its
-   skip of transposed blocks are kept. Part-kernel mode: input depth <= 8, or its
+   shapes; regor picks the same blocks on every conv, depthwise, FC and elementwise op of the
+   five benchmark models): OFM blocks ``(bh, bw, bd)`` on the micro-block grid up to 32 x 64 x
+   128, depth in steps of 8 but rounded to 16-channel splits while below the OFM depth. A block
+   fits when its IFM block (rows ``(bh - 1) * s + min(k_area, 8)`` rounded to ``ub``; depth 32,
+   or 16 in part-kernel mode, for convolutions, else ``bd``; ``2 * ceil(bytes / 1024)`` banks
+   rounded to the IFM granule) and its int32 accumulators (``2 * ceil(bh * bw * bd * 4 /
+   1024)`` banks, rounded to the accumulator granule; elementwise ops use a second IFM buffer
+   instead) fit between the 2 reserved output banks and the 2 end banks. Among fitting blocks
+   the one with the lowest fetch per output element (IFM fetch x sub-kernel repeats + weight
+   fetch, halved when the whole IFM fits in two IFM blocks; elementwise: OFM elements per
+   block) wins; Vela's tie rule (equal cost: the smaller IFM coverage among blocks up to 4 x 4)
+   and its skip of transposed blocks are kept. Part-kernel mode: input depth <= 8, or its
    utilisation ``C*K / (ceil8(C) * ceil4(K))`` beats depth-first ``C / ceil32(C)``.
-4. **DPU cycles per block** (``bo = min(box, block)``, ``n_x, n_y, n_z`` micro-blocks of
-   ``bo``; the 1-D optimisation turns ``ub`` into 1 x 4 for an OFM of height 1, even width and
-   a kernel of height 1). Per 8 x 8 sub-kernel of ``e`` elements, with ``wb = 4 * ub_c``:
-   pooling ``max(4, e) * n_xy * n_z``; depthwise ``max(wb, 4 * n_xy) * ceil(e / 4) * n_z``;
-   depth-first conv and FC ``max(wb, 4 * n_xy) * e * n_z``; part-kernel conv
-   ``max(wb, 4 * n_xy) * ceil(e / 4) * ceil(ifm_block_depth / 8) * n_z``; plus 2 cycles per
-   kernel step when the block is one micro-block wide and high (``x (steps - 1) * n_z`` when it
-   is deeper). Conv and FC repeat it ``ceil(reduction depth / ifm_block_depth)`` times.
-5. **Output cycles per block**: ``ceil(cpe * block elements)``, ``cpe`` = max(output table
+4. **DPU cycles per block** (regor ``EstimateConvCycles``; ``bo = min(box, block)``, ``n_x,
+   n_y, n_z`` micro-blocks of ``bo``; the 1-D optimisation turns ``ub`` into 1 x 4 for an OFM
+   of height 1, even width and a kernel of height 1, for convolutions and FC only, not
+   depthwise). Per 8 x 8 sub-kernel of ``e`` elements, with ``wb = 4 * ub_c``: pooling
+   ``max(4, e) * n_xy * n_z * 4`` (regor's ``x ifm_bits / 2`` for int8); depthwise ``max(wb, 4 *
+   n_xy) * ceil(e / 4) * n_z``; depth-first conv and FC ``max(wb, 4 * n_xy) * e * n_z``;
+   part-kernel conv ``max(wb, 4 * n_xy) * ceil(e / 4) * ceil(ifm_block_depth / 8) * n_z``; plus
+   2 cycles per kernel step when the block is one micro-block wide and high (``x (steps - 1) *
+   n_z`` when it is deeper). Conv and FC repeat it ``ceil(reduction depth / ifm_block_depth)``
+   times.
+5. **Output cycles per block**: ``floor(cpe * block elements)``, ``cpe`` = max(output table
    entry of the op: conv/FC/avg-pool/data movers 0.25, max-pool 0.125, add/sub 0.75, mul
    0.375 on a 256-MAC core; activation entry: ReLU/clip 0.25, sigmoid/tanh/LUT 1.0, none 0);
-   at least ``10 * bd * latency / 256`` for the per-channel scale and bias of weighted ops.
-6. **Command overhead**: the block's IFM and OFM transfers, each ``latency + bytes /
-   bandwidth`` of SRAM (the NPU reads and writes SRAM on memplan's profiles), plus output and
-   DPU cycles, over 4; DPU and output cycles per block are at least that.
-7. **Op cycles**: ``blocks * max(dpu, out) + min(dpu, out)`` with ``blocks`` the OFM blocks
-   covering the box. Elementwise: ``cpe' * OFM elements (brick-rounded)``, with ``cpe'`` at
-   least the command overhead per element of a block.
+   at least ``floor(10 * bd * latency / 256)`` for the per-channel scale and bias of weighted
+   ops.
+6. **Command overhead per block**: ``floor((DPU + output) / 4)``; DPU and output cycles per
+   block are at least that. (regor's source adds the block transfers of item 7 inside this
+   term; Vela 5.2 does not: its ``cmd_cycles`` are ``(DPU + output) / 4``, e.g. 35 on the KWS
+   FC, 1004 on its average pool.)
+7. **Op cycles** (conv, depthwise, FC, pooling): ``blocks * max(dpu, out) + min(dpu, out) +
+   fill``. ``blocks`` is regor's real-valued count, the product over (h, w, c) of ``box /
+   bo``. ``fill`` is regor's ``EstimateMinimumMemoryCycles``, paid once per op (measured: Vela
+   5.2's ``npu_cycles`` exceed ``mac_cycles`` by exactly it, e.g. 280 on MobileNetV2's
+   block_4_project, 364 on a KWS depthwise): one IFM block read plus one OFM block write of
+   the elements present, each ``latency + bytes * 32 / burst / bandwidth`` with ``burst =
+   min(32, 16 * block width)`` bytes (``block_w * block_c`` when the tensor's brick stride
+   ``16 * width`` equals the block depth; regor's ``EstimateMemoryTransfer`` for NHCWB16, the
+   32-byte ``Sram_burst_length`` of Vela's U55/U65 system configs). Elementwise (regor
+   ``EstimateElementwiseCycles``): ``cpe' * OFM elements (brick-rounded)``, with ``cpe'`` at
+   least the command overhead per element of a block, ``(block transfers / block elements +
+   cpe) / 4``.
 8. **SRAM bandwidth**: the NPU's SRAM traffic of the command, IFM fetched per OFM block with
    its halo and brick-rounded depth, times the sub-kernel repeats (depthwise and pooling fetch
    their depth once; elementwise: each full input once), plus the brick-rounded OFM, over
-   ``sram_bytes_per_cycle``. A command takes ``ceil(max(op cycles, SRAM cycles))``.
+   ``sram_bytes_per_cycle``. A command takes ``ceil(max(op cycles, SRAM cycles))`` (Vela's
+   "Op Cycles" are the max of NPU and memory-access cycles).
 
 DMA (DRAM <-> SRAM) keeps memplan's engine: bytes over ``dram_bytes_per_cycle`` per group.
 """
@@ -139,6 +162,9 @@ _SPLIT_DEPTH = 16
 _BRICK = 16
 _BANK = 1024
 _RESERVED_OUT_BANKS = 2
+#: the SRAM port's maximum burst in bytes (``Sram_burst_length`` of every U55/U65 system config
+#: in Vela 5.2's vela.ini)
+_SRAM_BURST = 32
 
 
 def _reserved_end_banks(npu: Npu) -> int:
@@ -331,9 +357,25 @@ def _timing(hw: HardwareProfile) -> EthosTiming:
     return EthosTiming(hw.npu, hw.sram_bytes_per_cycle, hw.sram_latency)
 
 
-def _transfer(t: EthosTiming, elems: int) -> Fraction:
-    """Cycles of one block transfer to or from SRAM: latency + bytes / bandwidth."""
-    return t.sram_latency + Fraction(elems) / t.sram_bytes_per_cycle
+def _block_transfer(t: EthosTiming, elems: int, block: tuple[int, int, int], tensor_w: int) -> Fraction:
+    """Cycles of one block transfer between the NPU and SRAM, int8 NHCWB16, as regor's
+    ``EstimateMemoryTransfer`` + ``EstimateMinimumMemoryCycles`` (ethos_u55_performance.cpp):
+    latency + bytes * max_burst / burst / bandwidth. A burst covers the block's width of one
+    16-channel brick (``16 * block_w`` bytes; the whole ``block_w * block_c`` when the brick
+    stride ``16 * tensor_w`` equals the block depth), at most the port's burst (32 B)."""
+    _, bw, bc = block
+    burst = bw * bc if 16 * tensor_w == bc else 16 * bw  # writes: x cores, 1 on U55/U65-256
+    burst = min(_SRAM_BURST, burst)
+    return t.sram_latency + Fraction(elems * _SRAM_BURST, burst) / t.sram_bytes_per_cycle
+
+
+def _min_memory_cycles(t: EthosTiming, spec: OpSpec, cfg: BlockConfig, ifm_present: tuple[int, int, int],
+                       ofm_present: tuple[int, int, int]) -> Fraction:
+    """regor's ``EstimateMinimumMemoryCycles``: one IFM block read plus one OFM block write (only
+    the elements present), each :func:`_block_transfer`."""
+    ifm_w = 1 if spec.block == "fc" else spec.ifm_hw[1]
+    return (_block_transfer(t, math.prod(ifm_present), cfg.ifm, ifm_w)
+            + _block_transfer(t, math.prod(ofm_present), cfg.ofm, spec.ofm[1]))
 
 
 def _ifm_extent(spec: OpSpec, h: int, w: int) -> tuple[int, int]:
@@ -351,10 +393,12 @@ def _cpe(npu: Npu, spec: OpSpec) -> Fraction:
 
 
 def _conv_cycles(t: EthosTiming, npu: Npu, spec: OpSpec, cfg: BlockConfig, dims: tuple[int, int, int]) -> Fraction:
+    """Cycles of a conv, depthwise, FC or pooling op whose OFM box is ``dims = (h, w, c)``:
+    regor's ``EstimateConvCycles`` (module docstring, items 4-7)."""
     h, w, c = dims
     bh, bw, bd = (min(a, b) for a, b in zip(dims, cfg.ofm))
     uh, uw, uc = npu.ublock
-    if uh == 2 and spec.block in ("conv", "dw", "fc") and h == 1 and w % 2 == 0 and spec.kernel[0] == 1:
+    if uh == 2 and spec.block in ("conv", "fc") and h == 1 and w % 2 == 0 and spec.kernel[0] == 1:
         uh, uw, bh = 1, 4, 1  # the 1-D optimisation
     ifm_h, ifm_w = _ifm_extent(spec, h, w)
     ifm_depth = spec.depth if spec.block in ("conv", "fc") else c
@@ -370,8 +414,8 @@ def _conv_cycles(t: EthosTiming, npu: Npu, spec: OpSpec, cfg: BlockConfig, dims:
     for sy in subs_y:
         for sx in subs_x:
             e = sy * sx
-            if spec.block == "pool":
-                steps, cyc = 1, max(4, e) * nxy * nz
+            if spec.block == "pool":  # int8: x ifm_bits / 2 = 4 (regor, all but the U55-32)
+                steps, cyc = 1, max(4, e) * nxy * nz * 4
             elif spec.block == "dw":
                 steps = ceil_div(e, 4)
                 cyc = max(wb, 4 * nxy) * steps * nz
@@ -392,26 +436,35 @@ def _conv_cycles(t: EthosTiming, npu: Npu, spec: OpSpec, cfg: BlockConfig, dims:
             dpu += cyc + delay
     if spec.block in ("conv", "fc"):
         dpu *= ceil_div(ifm_depth, ib[2])
-    blocks = ceil_div(h, bh) * ceil_div(w, bw) * ceil_div(c, bd)
+    # regor counts OFM blocks as a real number: the product over (h, w, c) of box / block
+    blocks = Fraction(h, bh) * Fraction(w, bw) * Fraction(c, bd)
     block_elems = bh * bw * bd
-    out = Fraction(math.ceil(_cpe(npu, spec) * block_elems))
+    out = Fraction(math.floor(_cpe(npu, spec) * block_elems))
     if spec.biased:
-        out = max(out, Fraction(10 * bd * t.sram_latency, 256))
-    cmd = (_transfer(t, ib[0] * ib[1] * ib[2]) + _transfer(t, block_elems) + out + dpu) / 4
+        out = max(out, Fraction(10 * bd * t.sram_latency // 256))
+    # Vela 5.2 (regor) as measured in its debug database (cmd_cycles): the command overhead per
+    # block is (DPU + output) / 4, and the first IFM block read and last OFM block write are
+    # paid once per op (the pipeline's fill and drain), not per block
+    cmd = Fraction(math.floor((out + dpu) / 4))
     dpu_c, out_c = max(Fraction(dpu), cmd), max(out, cmd)
-    return blocks * max(dpu_c, out_c) + min(dpu_c, out_c)
+    fill = _min_memory_cycles(t, spec, cfg, ib, (bh, bw, bd))
+    return blocks * max(dpu_c, out_c) + min(dpu_c, out_c) + fill
 
 
 def _ew_cycles(t: EthosTiming, npu: Npu, spec: OpSpec, cfg: BlockConfig, dims: tuple[int, int, int],
                out_index: int | None = None) -> Fraction:
+    """Cycles of an elementwise op on the box ``dims``: regor's ``EstimateElementwiseCycles`` with
+    ``EstimateOutputCyclesPerElement`` (module docstring, item 7): the output cycles per element,
+    at least the command overhead ``(block transfers / block elements + cpe) / 4``, times the
+    brick-rounded OFM elements."""
     h, w, c = dims
     index = spec.out_index if out_index is None else out_index
     cpe = max(npu.out_cpe[index], npu.act_cpe[spec.act_index])
     block_elems = cfg.ofm[0] * cfg.ofm[1] * cfg.ofm[2]
-    present = min(h, cfg.ifm[0]) * min(w, cfg.ifm[1]) * min(c, cfg.ifm[2])
-    out_present = min(h, cfg.ofm[0]) * min(w, cfg.ofm[1]) * min(c, cfg.ofm[2])
-    cmd = (_transfer(t, present) + _transfer(t, out_present) + cpe * block_elems) / 4
-    cpe = max(cpe, cmd / block_elems)
+    present = (min(h, cfg.ifm[0]), min(w, cfg.ifm[1]), min(c, cfg.ifm[2]))
+    out_present = (min(h, cfg.ofm[0]), min(w, cfg.ofm[1]), min(c, cfg.ofm[2]))
+    cmd = (_min_memory_cycles(t, spec, cfg, present, out_present) / block_elems + cpe) / 4
+    cpe = max(cpe, cmd)
     return cpe * (h * w * _round(c, _BRICK))
 
 

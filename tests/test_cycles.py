@@ -123,6 +123,23 @@ def test_ethos_avg_pool_cycles_by_hand() -> None:
     assert command_work(g, pool, (16, 16, 16), load_profile("ethos-u65-256")) == (0, 2256)
 
 
+def test_ethos_global_average_pool_is_vela_mean() -> None:
+    """A global average pool over 3x3x1280 (MobileNetV2's head) runs as Vela's MEAN: a depthwise
+    3x3 sum and an int32 multiply (Vela 5.2: 16,618 + 1,440 NPU cycles)."""
+    b = GraphBuilder("mean")
+    g = b.build(b.global_avg_pool(b.input((1, 1280, 3, 3))))
+    gap = g.layers[0]
+    spec = op_spec(g, gap)
+    assert (spec.block, spec.kernel, spec.stride, spec.biased) == ("dw", (3, 3), (1, 1), True)
+    assert block_config("ethos-u65-256", spec).ofm == (2, 2, 128)
+    # depthwise, box 1x1x1280, block 1x1x128: n_xy = 1, n_z = 16; DPU max(32, 4) * ceil(9/4) * 16
+    # = 1536 + delay 2 * (3 - 1) * 16 = 64 -> 1600; output max(floor(0.25 * 128), bias 160) = 160,
+    # overhead floor(1760 / 4) = 440 -> output 440; 10 blocks: 16,000 + 440; fill: IFM 3x3x128 =
+    # 1152 B, burst min(32, 16 * 4) -> 32 + 72; OFM 128 B, burst 32 -> 32 + 8: 16,584
+    # multiply: 1.125 (32-bit binary) * 1280 = 1440 -> 18,024
+    assert command_work(g, gap, (1280, 1, 1), load_profile("ethos-u65-256")) == (0, 18024)
+
+
 @pytest.mark.parametrize("model", ["kws_ref_model", "pretrainedResnet_quant"])
 def test_ethos_cycles_grow_with_the_box_and_tiles_cost_more(model: str) -> None:
     """More rows never cost fewer cycles, and a layer split into two row halves costs at least

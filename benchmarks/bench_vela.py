@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import math
 import re
 import shutil
 import subprocess
@@ -65,6 +66,7 @@ from memplan.baselines import layer_by_layer
 from memplan.config import HardwareProfile, load_profile, load_solver_config
 from memplan.errors import PlanError
 from memplan.frontend import load_model
+from memplan.geometry.group import Tiling
 from memplan.ir.graph import Graph
 from memplan.plan.build import _weights_in_sram, build_plan, crossing_tensors, group_cycles, resolve
 from memplan.plan.model import Plan
@@ -90,7 +92,7 @@ class VelaOp:
     sram_ac: int
     dram_ac: int
     ifm_memory: str
-    weight_bytes: int  # Vela's encoded weight stream
+    weight_bytes: int  # weight and scale bytes Vela reads from DRAM (its encoded stream)
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,8 @@ def run_vela(model: Path, arena: int, workdir: Path) -> VelaRun | None:
     for r in t["perf"]:
         d = debug.get(r["id"], {})
         ops.append(VelaOp(r["name"], r["operator"], _int(r["op_cycles"]), _int(r["npu_cycles"]), _int(r["Sram_ac"]),
-                          _int(r["Dram_ac"]), d.get("ifm_memory", ""), _int(d.get("weight_total_bytes"))))
+                          _int(r["Dram_ac"]), d.get("ifm_memory", ""),
+                          _int(d.get("DramWeights_read")) + _int(d.get("DramScales_read"))))
     sram = frozenset(r["name"] for r in t["tensors"] if r["memory"] == "Sram" and r["usage"] == "OpLocal")
     summary = next(csv.DictReader(open(next(out.glob("*_summary_*.csv")), encoding="utf-8")))
     return VelaRun(ops, sram, summary)
@@ -142,6 +145,12 @@ class GroupCycles:
     fm_bytes: int  # feature-map DMA bytes
     w_bytes: int  # weight DMA bytes
     total: int
+    tiles: int  # tiles of the group (1: whole tensors)
+
+
+def _tiles(graph: Graph, anchor: str, tiling: Tiling) -> int:
+    _, ch, h, w = graph.shape(anchor)
+    return math.ceil(h / tiling.tile_h) * math.ceil(w / tiling.tile_w) * math.ceil(ch / tiling.tile_c)
 
 
 def group_breakdown(plan: Plan, graph: Graph, hw: HardwareProfile) -> list[GroupCycles]:
@@ -156,7 +165,8 @@ def group_breakdown(plan: Plan, graph: Graph, hw: HardwareProfile) -> list[Group
         w = sum(w.total_bytes if (w.layer in plan.decisions.keep and _weights_in_sram(hw)) else w.reload_bytes
                 for w in c.weights)
         out.append(GroupCycles(tuple(graph.layers[i].output for i in range(c.start, c.stop)), c.compute_cycles,
-                               group_cycles(hw, 0, fm + w), fm, w, group_cycles(hw, c.compute_cycles, fm + w)))
+                               group_cycles(hw, 0, fm + w), fm, w, group_cycles(hw, c.compute_cycles, fm + w),
+                               _tiles(graph, c.anchor, c.tiling)))
     return out
 
 
@@ -239,9 +249,20 @@ def reason(g: GroupCycles, v: VelaLayer) -> str:
         notes.append("Vela's NPU reads its IFM from DRAM")
     if v.ops > 1:
         notes.append(f"{v.ops} Vela ops")
+    if g.tiles > 1:
+        notes.append(f"memplan runs it in {g.tiles} tiles")
     if mine == "DMA weights" and v.weight_bytes:
         notes.append(f"weights memplan {g.w_bytes:,} B raw vs Vela {v.weight_bytes:,} B encoded")
     return f"memplan {mine}, Vela {vela}" + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def cause(g: GroupCycles, v: VelaLayer, r: float) -> str:
+    """The class of a layer outside +-20 %: over or under, the bounding terms, the facts."""
+    why = reason(g, v)
+    why = re.sub(r"weights memplan [\d,]+ B raw vs Vela [\d,]+ B encoded", "raw vs encoded weights", why)
+    why = re.sub(r"\d+ Vela ops", "decomposed by Vela", why)
+    why = re.sub(r"memplan runs it in \d+ tiles", "memplan tiles it", why)
+    return f"{'over' if r > 1 else 'under'}: {why}"
 
 
 def main() -> None:
@@ -259,6 +280,8 @@ def main() -> None:
     ratios_total: dict[str, list[float]] = {}
     worst: list[tuple[float, str, int, str, float, str]] = []
     total_ratios: list[tuple[str, int, float]] = []
+    causes: dict[str, int] = {}
+    sums_same_memory: list[tuple[str, int, int, int]] = []  # model, size, memplan, Vela
     with tempfile.TemporaryDirectory() as tmp:
         for stem in args.models.split(","):
             path = MODELS / f"{stem}.tflite"
@@ -300,6 +323,7 @@ def main() -> None:
                     rn_all, rt_all = ratios_npu.setdefault(stem, []), ratios_total.setdefault(stem, [])
                     rn_here: list[float] = []
                     rt_here: list[float] = []
+                    same_mp = same_vela = 0
                     for g in groups:
                         name = g.layers[-1]
                         if name not in per:
@@ -308,6 +332,12 @@ def main() -> None:
                         rn, rt = _ratio(g.compute, v.npu), _ratio(g.total, v.op_cycles)
                         rn_here.append(rn)
                         rt_here.append(rt)
+                        if not v.ifm_in_dram:
+                            same_mp += g.total
+                            same_vela += v.op_cycles
+                        if not 0.8 <= rt <= 1.2:
+                            k = cause(g, v, rt)
+                            causes[k] = causes.get(k, 0) + 1
                         worst.append((abs(rt - 1) if rt >= 1 else abs(1 / rt - 1) if rt else float("inf"), stem, size,
                                       name, rt, reason(g, v) + f": memplan {g.total:,} vs Vela {v.op_cycles:,}"))
                         if args.per_layer:
@@ -316,6 +346,7 @@ def main() -> None:
                                   f"dram {v.dram_ac:>8,} op {v.op_cycles:>8,} | x{rn:5.2f} x{rt:5.2f}"
                                   f"{'' if v.ops <= 1 else f'  [{v.ops} Vela ops]'}")
                     rn_all += rn_here
+                    sums_same_memory.append((stem, size, same_mp, same_vela))
                     rt_all += rt_here
                     vt = float(s["cycles_total"])
                     total_ratios.append((stem, size, t.cycles / vt))
@@ -346,6 +377,12 @@ def main() -> None:
         tot_ok = sum(0.9 <= r <= 1.1 for _, _, r in total_ratios)
         print(f"  model totals within +-10 %: {tot_ok}/{len(total_ratios)}: "
               + ", ".join(f"{m[:10]}@{s // KIB}K x{r:.3f}" for m, s, r in total_ratios))
+        print("  summed over the layers whose IFM Vela's NPU reads from SRAM (without the layers it runs from "
+              "DRAM, which memplan DMAs into SRAM first): "
+              + ", ".join(f"{m[:10]}@{s // KIB}K x{_ratio(a, b):.3f}" for m, s, a, b in sums_same_memory))
+        print("  layers outside +-20 % (total vs Op Cycles), by the terms that bound each side:")
+        for k, n in sorted(causes.items(), key=lambda kv: -kv[1]):
+            print(f"    {n:>4}  {k}")
         print("  10 worst layers (total vs Op Cycles; one per model layer, at its worst size):")
         seen: set[tuple[str, str]] = set()
         shown = 0

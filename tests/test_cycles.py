@@ -140,6 +140,28 @@ def test_ethos_global_average_pool_is_vela_mean() -> None:
     assert command_work(g, gap, (1280, 1, 1), load_profile("ethos-u65-256")) == (0, 18024)
 
 
+def test_ethos_1x1_depthwise_is_an_elementwise_op() -> None:
+    """memplan lowers TFLite's MUL by a per-channel constant (and ADD of one, and standalone
+    activations) to a 1x1 depthwise conv; Vela runs those as one elementwise op (MobileNetV3's
+    squeeze-excite Mul_5 on 1x1x144: 0.375 * 144 = 54 cycles, as memplan now)."""
+    b = GraphBuilder("scale")
+    x = b.input((1, 144, 1, 1))
+    g = b.build(b.conv(b.conv(x, 144, 1, groups=144, activation=None, bias=False), 144, 1, groups=144,
+                       activation=None))
+    mul, add = g.layers
+    hw = load_profile("ethos-u65-256")
+    assert (op_spec(g, mul).block, op_spec(g, mul).out_index) == ("ew", 3)  # no bias: Vela's MUL
+    assert (op_spec(g, add).block, op_spec(g, add).out_index) == ("ew", 5)  # a bias: Vela's ADD
+    # block 2x2x128: overhead per element ((IFM 32 + 128/16) + (OFM 32 + 128/16)) / 512 + 0.375)
+    # / 4 = 0.13 < 0.375 -> 0.375 * 144 = 54; the add 0.75 * 144 = 108
+    assert command_work(g, mul, (144, 1, 1), hw) == (0, 54)
+    assert command_work(g, add, (144, 1, 1), hw) == (0, 108)
+    # a 3x3 depthwise stays a depthwise convolution
+    b = GraphBuilder("dw")
+    g = b.build(b.depthwise(b.input((1, 16, 8, 8))))
+    assert op_spec(g, g.layers[0]).block == "dw"
+
+
 @pytest.mark.parametrize("model", ["kws_ref_model", "pretrainedResnet_quant"])
 def test_ethos_cycles_grow_with_the_box_and_tiles_cost_more(model: str) -> None:
     """More rows never cost fewer cycles, and a layer split into two row halves costs at least

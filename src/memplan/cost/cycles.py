@@ -40,16 +40,23 @@ fetches round depth up to 16.
 Every command runs as Vela runs an operator whose OFM is the command's output region.
 
 1. **Op class.** Conv with one group: MxN convolution; conv with one group per input channel:
-   depthwise; fully connected: vector product (1x1 kernel over all input elements);
+   depthwise, except a 1x1 stride-1 depthwise conv, memplan's lowering of a per-channel constant
+   MUL (an elementwise multiply in Vela) or ADD (with a bias: an elementwise add) and of
+   standalone activations, which is elementwise; fully connected: vector product (1x1 kernel over all input elements);
    conv-transpose: MxN with its kernel at stride 1 (Vela upsamples the IFM); max/avg pool,
-   global pools (kernel = the input's H x W), resize (nearest 1x1, linear 2x2 kernel) and the
-   data movers (concat, pad, slice, channel shuffle, depth/space-to-depth: a 1x1 pooling copy,
-   as Vela's memcpy): pooling; add/sub/mul/max/min: elementwise. Softmax is Vela's int8
-   decomposition: one reduce-max pooling over the channels and 28 elementwise passes, 12 over
-   the whole tensor and 16 over the per-pixel sums (``softmax.py``); LRN one elementwise pass.
+   global max pool (kernel = the input's H x W), resize (nearest 1x1, linear 2x2 kernel) and
+   the data movers (concat, pad, slice, channel shuffle, depth/space-to-depth: a 1x1 pooling
+   copy, as Vela's memcpy): pooling; add/sub/mul/max/min: elementwise. A global average pool
+   is Vela's int8 MEAN: a depthwise convolution with unit weights whose kernel is the input's
+   H x W (int32 accumulators, per-channel scale), then an int32 x scalar multiply (32-bit
+   binary elementwise). Softmax is Vela's int8 decomposition: one reduce-max pooling over the
+   channels and 28 elementwise passes, 12 over the whole tensor and 16 over the per-pixel sums
+   (``softmax.py``); LRN one elementwise pass.
 2. **IFM extent of an OFM box** ``(h, w)``: ``(h - 1) * stride + (k - 1) * dilation + 1`` rows
    (likewise columns), at most the input's size (padding counts as fetched). Depth is the
-   reduction depth (input channels per group; all input elements for FC).
+   reduction depth (input channels per group; all input elements for FC). Along an axis where
+   the layer's OFM is one element the stride is 1 (as regor runs global pools; only the IFM
+   block of the block search changes).
 3. **Block config** (Vela's ``find_block_config``, chosen once per layer from its whole
    shapes; regor picks the same blocks on every conv, depthwise, FC and elementwise op of the
    five benchmark models): OFM blocks ``(bh, bw, bd)`` on the micro-block grid up to 32 x 64 x
@@ -215,6 +222,10 @@ def op_spec(graph: Graph, layer: Layer) -> OpSpec:
     if op is OpKind.CONV:
         assert isinstance(a, ConvAttrs)
         depthwise = a.groups > 1 and a.groups == c_in
+        if depthwise and c == c_in and a.kernel == one and a.stride == one and a.dilation == one:
+            # memplan's lowering of a per-channel constant MUL (no bias) or ADD (a bias), and of
+            # standalone activations; Vela runs those as one elementwise op with a constant operand
+            return OpSpec("ew", one, one, one, c, (h, w), (h, w, c), 5 if layer.bias else 3, act, False, False)
         return OpSpec("dw" if depthwise else "conv", a.kernel, _stride(a.stride, h, w), a.dilation, c_in // a.groups,
                       (h_in, w_in), (h, w, c), 7, act, True, False)
     if op is OpKind.CONV_TRANSPOSE:

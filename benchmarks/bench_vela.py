@@ -35,7 +35,9 @@ compute and memory traffic, with the same feature maps in SRAM); memplan ``compu
 ``NPU`` is printed too, but Vela's NPU includes exposed weight DMA. Vela's rows are matched to
 memplan's layers by name (Vela names an operator after its output tensor, as memplan names
 layers); rows of an operator Vela decomposes (softmax into ~30 NPU ops, mean into a depthwise
-and a multiply) are summed into the layer whose output they end at.
+and a multiply) are summed into the layer whose output they end at, and memplan layers whose
+output Vela never names (Vela fused them into the next op, e.g. a conv into a standalone
+activation) into the next layer Vela does name.
 
 Totals, in each tool's own units: feature-map bytes (memplan: DMA bytes, each tensor region once
 per tile; Vela: what the NPU fetches from DRAM per OFM block with halo, in bricks), weights
@@ -43,7 +45,8 @@ per tile; Vela: what the NPU fetches from DRAM per OFM block with halo, in brick
 SRAM (memplan's buffer peak; Vela's ``sram_memory_used``), cycles (memplan's plan total; Vela's
 ``cycles_total``).
 
-Writes every row to ``benchmarks/results/vela.csv``.
+Writes every row to ``benchmarks/results/vela.csv`` (a run of every model and size; ``--csv``
+for others).
 
     python benchmarks/bench_vela.py [--models kws_ref_model,...] [--cpsat 20] [--per-layer]
 """
@@ -170,6 +173,15 @@ def group_breakdown(plan: Plan, graph: Graph, hw: HardwareProfile) -> list[Group
     return out
 
 
+def merge(groups: list[GroupCycles]) -> GroupCycles:
+    """Consecutive groups counted as one layer: memplan layers whose output Vela never names
+    (Vela fused them into the next op, e.g. a conv into its standalone activation) add to the
+    next layer Vela does name."""
+    return GroupCycles(tuple(n for g in groups for n in g.layers), sum(g.compute for g in groups),
+                       sum(g.dma for g in groups), sum(g.fm_bytes for g in groups), sum(g.w_bytes for g in groups),
+                       sum(g.total for g in groups), max(g.tiles for g in groups))
+
+
 def plan_like_vela(graph: Graph, hw: HardwareProfile, sram_tensors: frozenset[str]) -> tuple[Plan, bool]:
     """The layer-by-layer plan with the feature maps Vela keeps in SRAM resident (model inputs
     and outputs stay in DRAM on both sides); the plain layer plan if they do not fit. Returns
@@ -182,7 +194,9 @@ def plan_like_vela(graph: Graph, hw: HardwareProfile, sram_tensors: frozenset[st
         plan = build_plan(graph, hw, replace(base.decisions, resident=frozenset(resident)))
     except PlanError:
         return base, False
-    return plan, plan.totals.sram_peak <= hw.sram_bytes
+    if plan.totals.sram_peak > hw.sram_bytes:
+        return base, False
+    return plan, True
 
 
 @dataclass(frozen=True)
@@ -222,6 +236,16 @@ def vela_per_layer(ops: list[VelaOp], names: Sequence[str]) -> dict[str, VelaLay
 def _ratio(a: float, b: float) -> float:
     return a / b if b else float("inf") if a else 1.0
 
+
+LEGEND = """\
+how each number is counted (docs/cycle-model.md):
+  memplan: layer-by-layer plan, the feature maps Vela keeps in SRAM resident ('spilled': they did not fit);
+    compute = sum of cycles.command_work over the layer's commands (the NPU reading/writing SRAM);
+    dma = (non-resident feature-map bytes + raw weights) / dram_bytes_per_cycle; total = max(compute, dma)
+  Vela 5.2 (regor, --enable-debug-db): NPU = op cycles + weight DMA the previous op does not hide;
+    Op Cycles = max(NPU, SRAM access, DRAM access); ops of a decomposed layer are summed
+  per layer: total / Op Cycles (like for like) and compute / NPU; model totals: plan total / cycles_total
+"""
 
 EDGES = (0, 0.5, 0.8, 0.9, 1.1, 1.2, 1.5, 2.0, float("inf"))
 LABELS = ("<0.5", "0.5-0.8", "0.8-0.9", "0.9-1.1", "1.1-1.2", "1.2-1.5", "1.5-2", ">=2")
@@ -272,9 +296,12 @@ def main() -> None:
     ap.add_argument("--cpsat", type=float, default=0.0, help="also plan with CP-SAT (energy) in this many seconds")
     ap.add_argument("--per-layer", action="store_true", help="print every layer's cycles")
     ap.add_argument("--profile", default="ethos-u65-256")
+    ap.add_argument("--csv", default="", help="write the rows here (default: benchmarks/results/vela.csv, "
+                                              "on a run of every model and size only)")
     args = ap.parse_args()
     if shutil.which("vela") is None:
         print("vela is not installed (pip install 'memplan[ethosu]'): memplan's figures only")
+    print(LEGEND)
     rows_out: list[dict[str, object]] = []
     ratios_npu: dict[str, list[float]] = {}
     ratios_total: dict[str, list[float]] = {}
@@ -324,10 +351,14 @@ def main() -> None:
                     rn_here: list[float] = []
                     rt_here: list[float] = []
                     same_mp = same_vela = 0
+                    pending: list[GroupCycles] = []
                     for g in groups:
                         name = g.layers[-1]
-                        if name not in per:
+                        if name not in per:  # a layer Vela fused into a later op (an activation's conv)
+                            pending.append(g)
                             continue
+                        g = merge([*pending, g]) if pending else g
+                        pending = []
                         v = per[name]
                         rn, rt = _ratio(g.compute, v.npu), _ratio(g.total, v.op_cycles)
                         rn_here.append(rn)
@@ -394,13 +425,18 @@ def main() -> None:
             shown += 1
             if shown == 10:
                 break
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    full = args.models == ",".join(ALL) and not args.sizes and args.profile == "ethos-u65-256" and not args.cpsat
+    out = Path(args.csv) if args.csv else RESULTS if full else None
+    if out is None:
+        print(f"a partial run: not overwriting {RESULTS.relative_to(ROOT)} (--csv PATH writes its rows)")
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(k for r in rows_out for k in r))
-    with open(RESULTS, "w", newline="", encoding="utf-8") as f:
+    with open(out, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows_out)
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
 
 
 if __name__ == "__main__":

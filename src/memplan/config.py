@@ -63,6 +63,9 @@ class TilingRules:
     row_only: bool = False  # tiles span whole rows (vertical splitting only)
     tile_multiple: int = 1  # tile height and width are multiples of this (except edge tiles)
     max_tiles: int = 64  # most tiles a group may be split into (rows x cols x channel splits)
+    #: fused groups may also run as row stripes with rolling buffers (Tiling.rolling): the
+    #: planner chooses per group between recomputing the overlap rows and caching them
+    rolling_buffers: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ _SPEC: dict[str, tuple[type | tuple[type, ...], bool]] = {
 #: the cycle models a profile may name, and the Ethos-U cores the "ethos-u" model knows
 CYCLE_MODELS = ("simple", "ethos-u")
 NPU_NAMES = ("ethos-u55-256", "ethos-u65-256", "ethos-u55-128", "ethos-u55-64")
-_TILING_SPEC: dict[str, type] = {"row_only": bool, "tile_multiple": int, "max_tiles": int}
+_TILING_SPEC: dict[str, type] = {"row_only": bool, "tile_multiple": int, "max_tiles": int, "rolling_buffers": bool}
 
 
 def _check(value: Any, typ: type | tuple[type, ...], key: str, source: str) -> Any:

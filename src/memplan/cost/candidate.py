@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from memplan.alloc import Block, align_up, extent, first_fit
 from memplan.config import HardwareProfile
-from memplan.cost.cycles import command_work, group_compute_cycles, is_mac_layer
+from memplan.cost.cycles import command_work, copy_work, group_compute_cycles, is_mac_layer
 from memplan.geometry.backprop import region_macs
 from memplan.geometry.group import (
     HOST_TILING,
@@ -58,13 +58,23 @@ class WeightCost:
 @dataclass(frozen=True, slots=True)
 class CoreBuffer:
     """A tile buffer of a tensor produced and consumed inside the group, at a fixed offset
-    inside the group's core workspace, live over layer steps [t0, t1)."""
+    inside the group's core workspace, live over layer steps [t0, t1).
+
+    ``slot``: 0 for a buffer of one tile region. A rolling buffer (Tiling.rolling) has two
+    slots of ``slot`` bytes each (``size == 2 * slot``), the even row stripes' and the odd
+    ones', and lives over the whole group: stripe ``j`` copies the rows it shares with stripe
+    ``j - 1`` from the other slot and computes the rest into its own."""
 
     tensor: str
     offset: int
     size: int
     t0: int
     t1: int
+    slot: int = 0
+
+    def slot_offset(self, row_tile: int) -> int:
+        """Offset inside the core workspace of the slot that row stripe ``row_tile`` uses."""
+        return self.offset + (row_tile % 2) * self.slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +105,7 @@ class Candidate:
     @property
     def name(self) -> str:
         t = self.tiling
-        return f"g{self.start}_{self.stop}_t{t.tile_h}x{t.tile_w}x{t.tile_c}"
+        return f"g{self.start}_{self.stop}_t{t.tile_h}x{t.tile_w}x{t.tile_c}{'r' if t.rolling else ''}"
 
 
 def staging_slots(hw: HardwareProfile) -> int:
@@ -189,9 +199,11 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
     align = hw.sram_alignment  # SRAM sizes below are reserved sizes: rounded up to it (memplan.alloc)
     inputs = tuple(InputCost(t, geo.sum_elems(t) * eb, stage_slot_bytes(geo.max_elems(t), hw) * slots, last)
                    for t, last in facts.inputs)
-    blocks = [Block(t, geo.max_elems(t) * eb, t0, t1) for t, t0, t1 in facts.internal]
+    rolled = {t: align_up(geo.max_elems(t) * eb, align) for t, _, _ in facts.internal if geo.rolled(t)}  # slot bytes
+    blocks = [Block(t, 2 * rolled[t], shape.start, shape.stop) if t in rolled else Block(t, geo.max_elems(t) * eb, t0, t1)
+              for t, t0, t1 in facts.internal]
     offsets = first_fit(blocks, align)
-    core = tuple(CoreBuffer(b.name, offsets[b.name], b.size, b.t0, b.t1) for b in blocks)
+    core = tuple(CoreBuffer(b.name, offsets[b.name], b.size, b.t0, b.t1, rolled.get(b.name, 0)) for b in blocks)
     rows, cols, chans = geo.row_axis, geo.col_axis, geo.chan_axis
     spatial = rows.count * cols.count
     macs = 0
@@ -206,8 +218,13 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
         if f.unit_macs is None:
             macs += _transpose_macs(geo.graph, geo, f.layer)
         else:
-            macs += f.unit_macs * chans.total[out] * rows.total[out] * cols.total[out]
-        compute_sram += (geo.sum_elems(out) + geo.read_elems(f.index)) * eb
+            macs += f.unit_macs * geo.computed_elems(out)
+        copied = geo.cached_elems(out)  # a rolling buffer's rows, read from one slot and written to the other
+        compute_sram += (geo.computed_elems(out) + geo.read_elems(f.index) + 2 * copied) * eb
+        if copied:
+            e, n = _copy_work(geo, out, hw)
+            elems += e
+            npu += n
         if f.channel_weight_bytes is not None:
             # weight bytes are linear in the channels: the splits sum to the whole layer
             total = f.channel_weight_bytes * chans.total[out]
@@ -232,6 +249,18 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
     )
 
 
+def _copy_work(geo: GroupGeometry, tensor: str, hw: HardwareProfile) -> tuple[int, int]:
+    """:func:`memplan.cost.cycles.copy_work` summed over the copy commands of a rolling
+    buffer, one per stripe with rows to copy."""
+    plane = geo.chan_axis.total[tensor] * geo.col_axis.total[tensor]
+    elems = npu = 0
+    for a, b in geo.row_axis.cached.get(tensor, ()):
+        e, n = copy_work(hw, plane * (b - a))
+        elems += e
+        npu += n
+    return elems, npu
+
+
 def _layer_work(geo: GroupGeometry, layer: Layer, hw: HardwareProfile) -> tuple[int, int]:
     """:func:`memplan.cost.cycles.command_work` summed over the layer's compute commands, one
     per tile: the work depends on the output region's size only, so the sum runs over the
@@ -240,8 +269,9 @@ def _layer_work(geo: GroupGeometry, layer: Layer, hw: HardwareProfile) -> tuple[
     if hw.cycle_model == "simple":
         if is_mac_layer(layer):
             return 0, 0
-        return geo.chan_axis.total[out] * geo.row_axis.total[out] * geo.col_axis.total[out], 0
-    sizes = [Counter(b - a for a, b in spans) for spans in (geo.chans[out], geo.rows[out], geo.cols[out])]
+        return geo.computed_elems(out), 0
+    rows = geo.row_axis.computed_spans(out)
+    sizes = [Counter(b - a for a, b in spans) for spans in (geo.chans[out], rows, geo.cols[out])]
     elems = npu = 0
     for c, nc in sizes[0].items():
         for h, nh in sizes[1].items():

@@ -76,7 +76,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memplan.config import HardwareProfile
-from memplan.cost.cycles import command_work, group_compute_cycles
+from memplan.cost.cycles import command_work, copy_work, group_compute_cycles
 from memplan.errors import VerificationError
 from memplan.execute.kernels import MissingInputError, Tile, required_input_regions, run_layer
 from memplan.execute.quantize import QLayer, QuantizedGraph, Requant
@@ -352,6 +352,8 @@ class _Machine:
                 self._load_weights(k, cmd)
             elif cmd.op is Op.HOST:
                 self._host(k, cmd)
+            elif cmd.op is Op.COPY:
+                self._copy(k, cmd)
             else:
                 self._compute(k, cmd)
         outputs, writers = self._collect_outputs()
@@ -552,6 +554,36 @@ class _Machine:
         self.read_w += raw.size
         self.sram_access += raw.size
         self._dma(cmd, raw.size)
+
+    def _copy(self, k: int, cmd: Command) -> None:
+        """Rows of a rolling buffer, from the previous stripe's slot to this stripe's: read
+        every cell first, then write (the two views may share bytes)."""
+        region = cmd.region
+        self._fm_shape(k, cmd, cmd.tensor, region)
+        assert region is not None
+        if len(cmd.inputs) != 1 or cmd.output is None:
+            raise self._fail(k, cmd, "a copy needs one source operand and a destination operand")
+        views = []
+        for what, op in (("source", cmd.inputs[0]), ("destination", cmd.output)):
+            if op.tensor != cmd.tensor or not op.region.contains(region):
+                raise self._fail(k, cmd, f"its {what} {op.tensor} {op.region.as_list()} does not hold {cmd.tensor} "
+                                         f"{region.as_list()}")
+            self._fm_shape(k, cmd, op.tensor, op.region)
+            n = op.region.numel
+            self._claim(k, cmd, op.offset, n, f"{what} {op.tensor} {op.region.as_list()}", tensor=op.tensor)
+            dims = (op.region.channels, op.region.rows, op.region.cols)
+            views.append((self.sram[op.offset:op.offset + n].reshape(dims), self.sram_writer[op.offset:op.offset + n].reshape(dims),
+                          region.relative_to(op.region)))
+        (src, src_w, at), (dst, dst_w, to) = views
+        self._check_written(k, cmd, src_w[at], f"{cmd.tensor} {region.as_list()} at SRAM offset {cmd.inputs[0].offset}")
+        data = src[at].copy()
+        dst[to] = data
+        dst_w[to] = k
+        n = region.numel
+        self.sram_access += 2 * n
+        e, c = copy_work(self.hw, n)
+        e0, n0 = self.group_work.get(cmd.group, (0, 0))
+        self.group_work[cmd.group] = (e0 + e, n0 + c)
 
     # ------------------------------------------------------------------ compute
     def _compute(self, k: int, cmd: Command) -> None:

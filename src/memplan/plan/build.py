@@ -278,7 +278,8 @@ def _commands(r: Resolved, offsets: Mapping[str, int]) -> list[Command]:
                                 host_outputs=(layer.output,)))
             continue
         geo = group_geometry(g, shape, c.tiling)
-        core = {cb.tensor: offsets[f"g{gi}.core"] + cb.offset for cb in c.core}
+        base = offsets.get(f"g{gi}.core", 0)
+        core = {cb.tensor: cb for cb in c.core}
         spatial = geo.n_rows * geo.n_cols
         for k, (ci, ri, xi) in enumerate(geo.tiles()):
             slot = k % slots
@@ -290,7 +291,7 @@ def _commands(r: Resolved, offsets: Mapping[str, int]) -> list[Command]:
                 if t in dec.resident:
                     return Operand(t, Region.full(g.shape(t)), offsets[f"res.{t}"])
                 if t in core:
-                    return Operand(t, geo.region(t, ci, ri, xi), core[t])
+                    return Operand(t, geo.region(t, ci, ri, xi), base + core[t].slot_offset(ri))
                 return Operand(t, geo.region(t, ci, ri, xi), staged(f"g{gi}.in.{t}", t))
 
             if k % spatial == 0 and _weights_in_sram(hw):
@@ -307,7 +308,13 @@ def _commands(r: Resolved, offsets: Mapping[str, int]) -> list[Command]:
                     cmds.append(Command(Op.LOAD, c.start, gi, k, tensor=t, region=op.region, offset=op.offset))
             for i in shape.layer_range:
                 layer = g.layers[i]
-                out_region = geo.region(layer.output, ci, ri, xi)
+                out_region = geo.computed_region(layer.output, ci, ri, xi)
+                cb = core.get(layer.output)
+                kept = geo.cached_region(layer.output, ci, ri, xi)
+                if cb is not None and cb.slot and not kept.empty:  # rolling buffer: rows from the previous stripe
+                    prev = Operand(layer.output, geo.region(layer.output, ci, ri - 1, xi), base + cb.slot_offset(ri - 1))
+                    cmds.append(Command(Op.COPY, i, gi, k, tensor=layer.output, region=kept, inputs=(prev,),
+                                        output=operand(layer.output)))
                 w_off = None
                 if layer.op in WEIGHTED and _weights_in_sram(hw):
                     if layer.id in dec.keep:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from memplan.config import HardwareProfile
-from memplan.cost.cycles import command_work, group_compute_cycles
+from memplan.cost.cycles import command_work, copy_work, group_compute_cycles
 from memplan.errors import PlanError
 from memplan.geometry.backprop import input_regions, region_macs
 from memplan.geometry.region import Region
@@ -185,6 +185,12 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
             st.tags[cmd.offset:cmd.offset + wt.size] = wt
             w_read += wt.size
             dma = wt.size
+        elif cmd.op is Op.COPY:
+            n = _copy(st, buffers, k, cmd)
+            sram_access += 2 * n * eb
+            e0, n0 = group_work.get(cmd.group, (0, 0))
+            e, c = copy_work(hw, n)
+            group_work[cmd.group] = (e0 + e, n0 + c)
         else:
             dma_w, n_macs, n_sram = _compute(st, buffers, k, cmd)
             w_read += dma_w
@@ -338,6 +344,31 @@ def _compute(st: _State, buffers: list[Buffer], k: int, cmd: Command) -> tuple[i
     st.tags[_sub_offsets(out.region, cmd.region, out.offset, eb)] = _element_tags(st, layer.output, cmd.region)
     sram += cmd.region.numel * eb
     return w_dram, region_macs(graph, layer, cmd.region), sram
+
+
+def _copy(st: _State, buffers: list[Buffer], k: int, cmd: Command) -> int:
+    """Check a copy between two views of one tensor in SRAM (a rolling buffer's rows): both
+    views lie in live buffers and hold the region, and the source cells carry the tensor's
+    tags. Returns the elements copied."""
+    graph = st.graph
+    if cmd.tensor is None or cmd.region is None or cmd.output is None or len(cmd.inputs) != 1:
+        raise _fail(k, cmd, "a copy needs a tensor, a region, one source operand and a destination operand")
+    src, dst = cmd.inputs[0], cmd.output
+    if not _in_bounds(graph, cmd.tensor, cmd.region):
+        raise _fail(k, cmd, f"region {cmd.region.as_list()} is out of bounds of {cmd.tensor}")
+    for what, op in (("source", src), ("destination", dst)):
+        if op.tensor != cmd.tensor:
+            raise _fail(k, cmd, f"its {what} operand holds {op.tensor}, not {cmd.tensor}")
+        _check_operand(st, buffers, k, cmd, op)
+        if not op.region.contains(cmd.region):
+            raise _fail(k, cmd, f"its {what} holds {op.region.as_list()}, not all of {cmd.region.as_list()}")
+    eb = st.hw.elem_bytes
+    want = _element_tags(st, cmd.tensor, cmd.region)
+    if not np.array_equal(st.tags[_sub_offsets(src.region, cmd.region, src.offset, eb)], want):
+        raise _fail(k, cmd, f"copies {cmd.tensor} {cmd.region.as_list()} from SRAM offset {src.offset}, which does not "
+                            "hold it (never written, or overwritten)")
+    st.tags[_sub_offsets(dst.region, cmd.region, dst.offset, eb)] = want
+    return cmd.region.numel
 
 
 def _check_operand(st: _State, buffers: list[Buffer], k: int, cmd: Command, op: Operand) -> None:

@@ -171,7 +171,8 @@ def _transpose_macs(graph: Graph, geo: GroupGeometry, layer: Layer) -> int:
     a = layer.attrs
     assert isinstance(a, ConvTransposeAttrs)
     n, c_in, h_in, w_in = graph.shape(layer.inputs[0])
-    ty = sum(transpose_taps(y0, y1, a.kernel[0], a.stride[0], a.pads[0], a.dilation[0], h_in) for y0, y1 in geo.rows[t])
+    ty = sum(transpose_taps(y0, y1, a.kernel[0], a.stride[0], a.pads[0], a.dilation[0], h_in)
+             for y0, y1 in geo.row_axis.computed_spans(t))
     tx = sum(transpose_taps(x0, x1, a.kernel[1], a.stride[1], a.pads[1], a.dilation[1], w_in) for x0, x1 in geo.cols[t])
     return n * ty * tx * (c_in // a.groups) * geo.chan_axis.total[t]
 

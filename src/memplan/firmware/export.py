@@ -71,7 +71,7 @@ MAX_BYTES = NONE - 1
 
 _OPS = {op: f"MEMPLAN_OP_{op.name}" for op in OpKind}
 _CMDS = {Op.LOAD: "MEMPLAN_CMD_LOAD", Op.STORE: "MEMPLAN_CMD_STORE", Op.LOAD_WEIGHTS: "MEMPLAN_CMD_LOAD_WEIGHTS",
-         Op.COMPUTE: "MEMPLAN_CMD_COMPUTE", Op.HOST: "MEMPLAN_CMD_HOST"}
+         Op.COMPUTE: "MEMPLAN_CMD_COMPUTE", Op.HOST: "MEMPLAN_CMD_HOST", Op.COPY: "MEMPLAN_CMD_COPY"}
 _ROLES = {"input": "MEMPLAN_ROLE_INPUT", "output": "MEMPLAN_ROLE_OUTPUT", "spill": "MEMPLAN_ROLE_SPILL",
           "host": "MEMPLAN_ROLE_HOST"}
 _BUFS = {k: f"MEMPLAN_BUF_{k.name}" for k in BufferKind}
@@ -315,7 +315,7 @@ def _command_entry(cmd: Command, graph: Graph, ids: Mapping[str, int], operands:
     elif cmd.op is Op.LOAD_WEIGHTS:
         assert cmd.channels is not None
         region = "{%d, %d, 0, 0, 0, 0}" % cmd.channels
-    elif cmd.op is Op.COMPUTE:
+    elif cmd.op in (Op.COMPUTE, Op.COPY):
         assert cmd.region is not None and cmd.output is not None
         region = _region(cmd.region)
         operand0 = len(operands)

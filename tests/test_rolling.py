@@ -64,30 +64,44 @@ def test_toy_chain_golden_numbers() -> None:
     """Three 3x3 convs (stride 1, pad 1) on 12x12x4, four stripes of 3 output rows.
 
     Recompute: conv2 holds rows (0,4) (2,7) (5,10) (8,12) = 4+5+5+4 = 18 rows, conv1 (0,5) (1,8)
-    (4,11) (7,12) = 24 rows, conv3 12: 54 rows x 12 x 4 x 36 MACs = 93,312. Rolling computes
-    every row once: 3 x 12 rows = 62,208 MACs. Its input stripes shrink from (0,6) (0,9) (3,12)
-    (6,12) = 30 rows to (0,6) (4,9) (7,12) (10,12) = 18 rows: 1,440 -> 864 B loaded. Copied rows:
-    conv1 2+2+2, conv2 2+2+2 = 12 rows x 48 B = 576 B, read and written."""
+    (4,11) (7,12) = 24 rows, conv3 12: 54 rows x 12 x 4 x 36 MACs = 93,312; the input stripes
+    (0,6) (0,9) (3,12) (6,12) are 30 rows: 1,440 B loaded. Rolling computes every row once:
+    3 x 12 rows = 62,208 MACs; the input stripes shrink to (0,6) (4,9) (7,12) (10,12), of which
+    only the new rows (0,6) (6,9) (9,12) are loaded: the input once, 576 B. Copied rows: input
+    2+2+2, conv1 2+2+2, conv2 2+2+2 = 18 rows x 48 B = 864 B, read and written by the DMA."""
     g = _toy()
     plain, rolled = _plan(g, 3, False), _plan(g, 3, True)
     assert (plain.totals.macs, plain.totals.recompute_macs, plain.totals.dram_read_fm) == (93_312, 31_104, 1_440)
-    assert (rolled.totals.macs, rolled.totals.recompute_macs, rolled.totals.dram_read_fm) == (62_208, 0, 864)
+    assert (rolled.totals.macs, rolled.totals.recompute_macs, rolled.totals.dram_read_fm) == (62_208, 0, 576)
     copies = [c for c in rolled.commands if c.op is Op.COPY]
     assert [(c.tensor, c.region.y0, c.region.y1) for c in copies] == [
-        ("conv1.out", 3, 5), ("conv2.out", 2, 4), ("conv1.out", 6, 8), ("conv2.out", 5, 7),
-        ("conv1.out", 9, 11), ("conv2.out", 8, 10)]
-    assert sum(c.region.numel for c in copies) == 576
+        ("input", 4, 6), ("conv1.out", 3, 5), ("conv2.out", 2, 4), ("input", 7, 9), ("conv1.out", 6, 8),
+        ("conv2.out", 5, 7), ("input", 10, 12), ("conv1.out", 9, 11), ("conv2.out", 8, 10)]
+    assert sum(c.region.numel for c in copies) == 864
+    loads = [(c.region.y0, c.region.y1) for c in rolled.commands if c.op is Op.LOAD]
+    assert loads == [(0, 6), (6, 9), (9, 12)]  # the last stripe needs no new input row
     # sram access: writes of computed cells + reads of needed input cells + loads/stores + 2 x copies
     computed = 3 * 12 * 12 * 4
     # each conv reads the clipped 3-row windows of the rows it computes: conv1 (0,6) (4,9) (7,12)
     # (10,12) = 18 input rows; conv2 computes (0,4) (4,7) (7,10) (10,12) and reads (0,5) (3,8)
     # (6,11) (9,12) = 18; conv3 computes (0,3) ... (9,12) and reads (0,4) (2,7) (5,10) (8,12) = 18
     reads = (18 + 18 + 18) * 12 * 4
-    assert rolled.totals.sram_access == computed + reads + 864 + 576 + 2 * 576 + rolled.totals.dram_read_weights
+    assert rolled.totals.sram_access == computed + reads + 576 + 576 + 2 * 864 + rolled.totals.dram_read_weights
     # two slots of the largest stripe of conv1 (5 rows) and conv2 (5 rows), live over the group
     core = {b.tensor: b for b in rolled.buffers if b.kind.value == "core"}
     assert {t: b.size for t, b in core.items()} == {"conv1.out": 2 * 5 * 48, "conv2.out": 2 * 5 * 48}
     assert all((b.t0, b.t1) == (0, 3) for b in core.values())
+    stage = next(b for b in rolled.buffers if b.kind.value == "in_stage")
+    assert stage.size == 2 * 6 * 48  # two staging slots of the largest input stripe
+
+
+def test_a_profile_without_dma_overlap_still_gets_two_staging_slots_for_a_rolled_input() -> None:
+    g = _toy()
+    hw = dataclasses.replace(ROLLING.with_sram(64 * 1024), dma_overlaps_compute=False)
+    plan = build_plan(g, hw, Decisions((GroupDecision(0, 3, Tiling(3, 12, 4, True)),)))
+    stage = next(b for b in plan.buffers if b.kind.value == "in_stage")
+    assert stage.size == 2 * 6 * 48
+    assert verify_plan(g, plan, hw).bit_exact
 
 
 def test_rolling_tilings_are_offered_only_where_they_apply() -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from memplan.alloc import Block, align_up, extent, first_fit
 from memplan.config import HardwareProfile
-from memplan.cost.cycles import command_work, copy_work, group_compute_cycles, is_mac_layer
+from memplan.cost.cycles import command_work, group_compute_cycles, is_mac_layer
 from memplan.geometry.backprop import region_macs
 from memplan.geometry.group import (
     HOST_TILING,
@@ -35,12 +35,34 @@ from memplan.ir.ops import WEIGHTED, ConvTransposeAttrs, OpKind, transpose_taps
 @dataclass(frozen=True, slots=True)
 class InputCost:
     """An external input of the group: DMA bytes if it is loaded tile by tile from DRAM, and
-    the staging buffer that holds one tile of it (times the staging slots)."""
+    the staging buffer that holds one tile of it (times the staging slots).
+
+    In a rolling group (Tiling.rolling) a stripe loads only the rows the previous one did not,
+    and ``copy_bytes`` (summed over the stripes) are copied from the other staging slot: the
+    DMA engine moves them SRAM to SRAM. None of it happens when the input is resident."""
 
     tensor: str
     load_bytes: int
     stage_bytes: int
     last_use: int  # index of the last layer in the group that reads it
+    copy_bytes: int = 0
+
+    @property
+    def dma_bytes(self) -> int:
+        """What the DMA engine moves for the input when it is staged: loads and copies."""
+        return self.load_bytes + self.copy_bytes
+
+    @property
+    def sram_bytes(self) -> int:
+        """SRAM bytes accessed for the input when it is staged: loads written, copies read and
+        written."""
+        return self.load_bytes + 2 * self.copy_bytes
+
+    def stage_end(self, stop: int, hw: HardwareProfile) -> int:
+        """The step its staging buffer is live until, in a group ending at ``stop``: the whole
+        group when DMA overlaps compute (the next tile's load runs during this one) or when the
+        kept rows wait in it for the next stripe; else until its last reader has run."""
+        return stop if hw.dma_overlaps_compute or self.copy_bytes else self.last_use + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +119,10 @@ class Candidate:
     #: compute cycles of the group: memplan.cost.cycles.command_work summed over the compute
     #: commands of every tile, then group_compute_cycles
     compute_cycles: int = 0
+    #: bytes of the rolling buffers of tensors produced inside the group, copied by the DMA
+    #: engine from one slot to the other (SRAM to SRAM; read and written: twice in
+    #: compute_sram_bytes); inputs' copies are in InputCost.copy_bytes
+    copy_bytes: int = 0
 
     @property
     def key(self) -> tuple[int, int, Tiling]:
@@ -111,6 +137,13 @@ class Candidate:
 def staging_slots(hw: HardwareProfile) -> int:
     """Tile buffers that DMA fills or drains are double-buffered when DMA overlaps compute."""
     return 2 if hw.dma_overlaps_compute else 1
+
+
+def stage_slots(geo: GroupGeometry, tensor: str, hw: HardwareProfile) -> int:
+    """Slots of an input's staging buffer: :func:`staging_slots`, and always two for an input
+    kept from stripe to stripe in a rolling group (the stripe's own, and the previous one's
+    it copies the kept rows from)."""
+    return max(staging_slots(hw), 2) if geo.rolled(tensor) else staging_slots(hw)
 
 
 def stage_slot_bytes(max_elems: int, hw: HardwareProfile) -> int:
@@ -198,7 +231,8 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
     eb = hw.elem_bytes
     slots = staging_slots(hw)
     align = hw.sram_alignment  # SRAM sizes below are reserved sizes: rounded up to it (memplan.alloc)
-    inputs = tuple(InputCost(t, geo.sum_elems(t) * eb, stage_slot_bytes(geo.max_elems(t), hw) * slots, last)
+    inputs = tuple(InputCost(t, geo.computed_elems(t) * eb, stage_slot_bytes(geo.max_elems(t), hw) * stage_slots(geo, t, hw),
+                             last, geo.cached_elems(t) * eb)
                    for t, last in facts.inputs)
     rolled = {t: align_up(geo.max_elems(t) * eb, align) for t, _, _ in facts.internal if geo.rolled(t)}  # slot bytes
     blocks = [Block(t, 2 * rolled[t], shape.start, shape.stop) if t in rolled else Block(t, geo.max_elems(t) * eb, t0, t1)
@@ -208,7 +242,7 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
     rows, cols, chans = geo.row_axis, geo.col_axis, geo.chan_axis
     spatial = rows.count * cols.count
     macs = 0
-    compute_sram = 0
+    compute_sram = copy_bytes = 0
     elems = npu = 0
     weights = []
     for f in facts.layers:
@@ -221,11 +255,8 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
         else:
             macs += f.unit_macs * geo.computed_elems(out)
         copied = geo.cached_elems(out)  # a rolling buffer's rows, read from one slot and written to the other
+        copy_bytes += copied * eb
         compute_sram += (geo.computed_elems(out) + geo.read_elems(f.index) + 2 * copied) * eb
-        if copied:
-            e, n = _copy_work(geo, out, hw)
-            elems += e
-            npu += n
         if f.channel_weight_bytes is not None:
             # weight bytes are linear in the channels: the splits sum to the whole layer
             total = f.channel_weight_bytes * chans.total[out]
@@ -247,19 +278,8 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
         compute_sram_bytes=compute_sram,
         weights=tuple(weights),
         compute_cycles=group_compute_cycles(hw, macs, elems, npu),
+        copy_bytes=copy_bytes,
     )
-
-
-def _copy_work(geo: GroupGeometry, tensor: str, hw: HardwareProfile) -> tuple[int, int]:
-    """:func:`memplan.cost.cycles.copy_work` summed over the copy commands of a rolling
-    buffer, one per stripe with rows to copy."""
-    plane = geo.chan_axis.total[tensor] * geo.col_axis.total[tensor]
-    elems = npu = 0
-    for a, b in geo.row_axis.cached.get(tensor, ()):
-        e, n = copy_work(hw, plane * (b - a))
-        elems += e
-        npu += n
-    return elems, npu
 
 
 def _layer_work(geo: GroupGeometry, layer: Layer, hw: HardwareProfile) -> tuple[int, int]:
@@ -288,7 +308,7 @@ def group_blocks(c: Candidate, keep: bool, hw: HardwareProfile) -> list[Block]:
     """SRAM blocks of one candidate when nothing is resident (same rules as plan_blocks)."""
     overlap = hw.dma_overlaps_compute
     blocks = [Block("core", c.core_bytes, c.start, c.stop)] if c.core_bytes else []
-    blocks += [Block(f"in.{i.tensor}", i.stage_bytes, c.start, c.stop if overlap else i.last_use + 1) for i in c.inputs]
+    blocks += [Block(f"in.{i.tensor}", i.stage_bytes, c.start, i.stage_end(c.stop, hw)) for i in c.inputs]
     blocks.append(Block("out", c.out_stage_bytes, c.start if overlap else c.stop - 1, c.stop))
     if not hw.weights_in_place:
         for w in c.weights:

@@ -473,20 +473,6 @@ def command_work(graph: Graph, layer: Layer, dims: tuple[int, int, int], hw: Har
     return 0, _ethos_cycles(_timing(hw), spec, (h, w, c), layer.op is OpKind.SOFTMAX)
 
 
-def copy_work(hw: HardwareProfile, elems: int) -> tuple[int, int]:
-    """(vector elements, NPU cycles) of an SRAM-to-SRAM copy of ``elems`` feature-map elements
-    (a rolling buffer's rows, from the previous stripe's slot): the simple model counts them
-    as vector work; on Ethos-U the bytes are read and written once each through the SRAM port
-    (``sram_bytes_per_cycle``), plus one access latency. Vela itself never copies: it
-    addresses its rolling buffers circularly."""
-    if elems <= 0:
-        return 0, 0
-    if hw.cycle_model == "simple":
-        return elems, 0
-    t = _timing(hw)
-    return 0, math.ceil(t.sram_latency + Fraction(2 * elems * hw.elem_bytes) / t.sram_bytes_per_cycle)
-
-
 def group_compute_cycles(hw: HardwareProfile, macs: int, elems: int, npu: int) -> int:
     """Compute cycles of a group from the sums over its commands of MACs, vector elements and
     NPU cycles (:func:`command_work`)."""
@@ -495,5 +481,5 @@ def group_compute_cycles(hw: HardwareProfile, macs: int, elems: int, npu: int) -
     return npu
 
 
-__all__ = ["NPUS", "BlockConfig", "Npu", "OpSpec", "block_config", "command_work", "copy_work", "group_compute_cycles",
+__all__ = ["NPUS", "BlockConfig", "Npu", "OpSpec", "block_config", "command_work", "group_compute_cycles",
            "is_mac_layer", "op_spec"]

@@ -76,7 +76,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memplan.config import HardwareProfile
-from memplan.cost.cycles import command_work, copy_work, group_compute_cycles
+from memplan.cost.cycles import command_work, group_compute_cycles
 from memplan.errors import VerificationError
 from memplan.execute.kernels import MissingInputError, Tile, required_input_regions, run_layer
 from memplan.execute.quantize import QLayer, QuantizedGraph, Requant
@@ -480,12 +480,19 @@ class _Machine:
         if off is None:
             raise self._fail(k, cmd, "has no SRAM offset")
         n = region.numel
-        self._claim(k, cmd, off, n, f"{tensor} {region.as_list()}", tensor=tensor)
+        view = cmd.output  # the region lands in a view of a larger one (a rolling buffer's slot)
+        held = region if view is None else view.region
+        if view is not None and (view.tensor != tensor or view.offset != off or not held.contains(region)):
+            raise self._fail(k, cmd, f"its view {view.tensor} {held.as_list()} at {view.offset} does not hold "
+                                     f"{tensor} {region.as_list()} at {off}")
+        self._claim(k, cmd, off, held.numel, f"{tensor} {held.as_list()}", tensor=tensor)
         sl = region.slices()
         if tensor not in self.dram or (self.dram_writer[tensor][sl] == UNWRITTEN).any():
             raise self._fail(k, cmd, f"reads {tensor} {region.as_list()} from DRAM before it is written there")
-        self.sram[off:off + n] = self.dram[tensor][sl].reshape(-1).view(np.uint8)
-        self.sram_writer[off:off + n] = k
+        dims = (held.channels, held.rows, held.cols)
+        at = region.relative_to(held)
+        self.sram[off:off + held.numel].reshape(dims)[at] = self.dram[tensor][sl].view(np.uint8)
+        self.sram_writer[off:off + held.numel].reshape(dims)[at] = k
         self.read_fm += n
         self.sram_access += n
         self._dma(cmd, n)
@@ -580,10 +587,8 @@ class _Machine:
         dst[to] = data
         dst_w[to] = k
         n = region.numel
-        self.sram_access += 2 * n
-        e, c = copy_work(self.hw, n)
-        e0, n0 = self.group_work.get(cmd.group, (0, 0))
-        self.group_work[cmd.group] = (e0 + e, n0 + c)
+        self.sram_access += 2 * n  # the DMA engine reads and writes SRAM
+        self._dma(cmd, n)
 
     # ------------------------------------------------------------------ compute
     def _compute(self, k: int, cmd: Command) -> None:

@@ -312,6 +312,9 @@ def _command_entry(cmd: Command, graph: Graph, ids: Mapping[str, int], operands:
     if cmd.op in (Op.LOAD, Op.STORE):
         assert cmd.region is not None
         region = _region(cmd.region)
+        if cmd.output is not None:  # a load into a rolling buffer's slot: the view it lands in
+            operand0 = len(operands)
+            operands.append(f"    {{{ids[cmd.output.tensor]}u, {_region(cmd.output.region)}, {cmd.output.offset}u}}")
     elif cmd.op is Op.LOAD_WEIGHTS:
         assert cmd.channels is not None
         region = "{%d, %d, 0, 0, 0, 0}" % cmd.channels

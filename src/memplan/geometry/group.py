@@ -348,16 +348,21 @@ def roll(need: tuple[Span, ...]) -> tuple[tuple[Span, ...], tuple[Span, ...]]:
     return tuple(computed), tuple(cached)
 
 
-def _prepend_layer(graph: Graph, inner: AxisSpans, index: int, roll_output: bool = False) -> AxisSpans:
+def _prepend_layer(graph: Graph, inner: AxisSpans, index: int, rolling: bool = False, anchor: bool = False) -> AxisSpans:
     """The spans of ``inner``'s group with layer ``index`` added in front. Back-propagation
     visits the layers from the anchor backwards, so this is the last step of the group's own
     sweep: the output of layer ``index`` is needed only by later layers, whose spans are final.
     Per tile, each input's span is the union of what the readers need (rows and columns
-    clipped; channel spans are always inside the tensor)."""
+    clipped; channel spans are always inside the tensor).
+
+    ``rolling`` (rows of a rolling group): the layer's output, unless it is the ``anchor``, is
+    rolled first and the layer's inputs are back-propagated from the rows it computes; its
+    inputs are rolled too (an input produced before the group is loaded stripe by stripe, the
+    kept rows copied between its two staging slots)."""
     layer = graph.layers[index]
     axis = inner.axis
     computed, cached = dict(inner.computed), dict(inner.cached)
-    if roll_output:
+    if rolling and not anchor:
         computed[layer.output], cached[layer.output] = roll(inner.spans[layer.output])
     outs = computed.get(layer.output, inner.spans[layer.output])
     lengths = [graph.shape(t)[axis] for t in layer.inputs]
@@ -373,6 +378,8 @@ def _prepend_layer(graph: Graph, inner: AxisSpans, index: int, roll_output: bool
     for t, tiles in need.items():
         sizes = [b - a for a, b in tiles]
         spans[t], total[t], largest[t] = tuple(tiles), sum(sizes), max(sizes)
+        if rolling:
+            computed[t], cached[t] = roll(spans[t])
     return AxisSpans(axis, inner.count, spans, total, largest, {index: tuple(read), **inner.reads}, computed, cached)
 
 
@@ -396,7 +403,7 @@ def axis_spans(graph: Graph, shape: GroupShape, axis: int, size: int, cache: Spa
         first += 1
     spans = cache[(first, stop, key_axis, size)] if first < stop else _anchor_spans(graph, stop, axis, size)
     for i in range(first - 1, start - 1, -1):
-        spans = cache[(i, stop, key_axis, size)] = _prepend_layer(graph, spans, i, rolling and i != stop - 1)
+        spans = cache[(i, stop, key_axis, size)] = _prepend_layer(graph, spans, i, rolling, i == stop - 1)
     return spans
 
 

@@ -85,7 +85,9 @@ class Operand:
 class Command:
     """One command of the stream. Fields not used by an op are None.
 
-    load/store: ``tensor``, ``region``, ``offset``. copy: ``tensor``, ``region`` (the cells
+    load/store: ``tensor``, ``region``, ``offset``; a load into a rolling buffer's slot also
+    has ``output``, the view the region lands in (the slot's whole region, at ``offset``).
+    copy: ``tensor``, ``region`` (the cells
     copied), ``inputs`` (one operand: the slot copied from) and ``output`` (the slot copied
     into). load_weights: ``layer``, ``channels``,
     ``offset``. compute: ``layer``, ``region`` (the output region computed), ``inputs``

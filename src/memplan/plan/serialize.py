@@ -141,8 +141,11 @@ def _command(k: int, c: Command, refs: _Refs, mm: MemoryMap, waits: tuple[int, .
     d: dict[str, Any] = {"id": k, "op": c.op.value, "step": c.step, "group": c.group, "tile": c.tile}
     if c.op in (Op.LOAD, Op.STORE):
         assert c.region is not None
-        d.update(tensor=refs.tid(c.tensor), buffer=refs.buffer("tensor", c.tensor, c.step, c.offset, c.region.numel * eb),
+        held = c.output.region if c.output is not None else c.region  # a load into a rolling buffer's slot: its view
+        d.update(tensor=refs.tid(c.tensor), buffer=refs.buffer("tensor", c.tensor, c.step, c.offset, held.numel * eb),
                  region=_region(c.region), offset=c.offset)
+        if c.output is not None:
+            d["output"] = _operand(c.output, refs, c.step, eb)
     elif c.op is Op.LOAD_WEIGHTS:
         rec = mm.weight(c.layer or "")
         n = rec.slice_bytes(*c.channels) if rec is not None and c.channels else 0
@@ -342,8 +345,9 @@ def plan_from_json(data: dict[str, Any]) -> tuple[Plan, HardwareProfile]:
             op = Op(c["op"])
             at = f"commands[{k}]"
             if op in (Op.LOAD, Op.STORE):
+                view = _operand_from(c["output"], names, f"{at}.output") if "output" in c else None
                 commands.append(Command(op, c["step"], c["group"], c["tile"], tensor=names.tensor(c["tensor"], f"{at}.tensor"),
-                                        region=Region(*c["region"]), offset=c["offset"]))
+                                        region=Region(*c["region"]), offset=c["offset"], output=view))
             elif op is Op.LOAD_WEIGHTS:
                 commands.append(Command(op, c["step"], c["group"], c["tile"], layer=names.layer(c["layer"], f"{at}.layer"),
                                         channels=tuple(c["channels"]), offset=c["offset"]))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from memplan.config import HardwareProfile
-from memplan.cost.cycles import command_work, copy_work, group_compute_cycles
+from memplan.cost.cycles import command_work, group_compute_cycles
 from memplan.errors import PlanError
 from memplan.geometry.backprop import input_regions, region_macs
 from memplan.geometry.region import Region
@@ -157,9 +157,15 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
             if not _in_bounds(graph, cmd.tensor, cmd.region):
                 raise _fail(k, cmd, f"region {cmd.region.as_list()} is out of bounds of {cmd.tensor}")
             n = cmd.region.numel * eb
-            if _buffer_at(buffers, cmd.step, cmd.offset, cmd.offset + n) is None:
-                raise _fail(k, cmd, f"SRAM [{cmd.offset}, {cmd.offset + n}) is not inside a buffer live at step {cmd.step}")
-            sl = slice(cmd.offset, cmd.offset + n)
+            view = cmd.output  # a load into a view of a larger region (a rolling buffer's slot)
+            if view is not None and (cmd.op is not Op.LOAD or view.tensor != cmd.tensor or view.offset != cmd.offset
+                                     or not view.region.contains(cmd.region)):
+                raise _fail(k, cmd, "its view does not hold the region it moves at its offset")
+            held = view.region.numel * eb if view is not None else n
+            if _buffer_at(buffers, cmd.step, cmd.offset, cmd.offset + held) is None:
+                raise _fail(k, cmd, f"SRAM [{cmd.offset}, {cmd.offset + held}) is not inside a buffer live at step {cmd.step}")
+            sl = (_sub_offsets(view.region, cmd.region, cmd.offset, eb) if view is not None
+                  else slice(cmd.offset, cmd.offset + n))
             c, y, x = cmd.region.slices()
             if cmd.op is Op.LOAD:
                 if not st.dram_valid[cmd.tensor][c, y, x].all():
@@ -185,12 +191,9 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
             st.tags[cmd.offset:cmd.offset + wt.size] = wt
             w_read += wt.size
             dma = wt.size
-        elif cmd.op is Op.COPY:
-            n = _copy(st, buffers, k, cmd)
-            sram_access += 2 * n * eb
-            e0, n0 = group_work.get(cmd.group, (0, 0))
-            e, c = copy_work(hw, n)
-            group_work[cmd.group] = (e0 + e, n0 + c)
+        elif cmd.op is Op.COPY:  # SRAM -> SRAM by the DMA engine: read once, written once
+            dma = _copy(st, buffers, k, cmd) * eb
+            sram_access += dma
         else:
             dma_w, n_macs, n_sram = _compute(st, buffers, k, cmd)
             w_read += dma_w

@@ -112,12 +112,12 @@ class BoundaryDP:
             mem = tuple(c.core_bytes + slices.get(t, 0) for t in range(c.start, c.stop))
             twins: dict[tuple[object, ...], int] = {}
             for inp in c.inputs:
-                k = (graph.tensors[inp.tensor].shape, inp.load_bytes, inp.last_use)
+                k = (graph.tensors[inp.tensor].shape, inp.load_bytes, inp.copy_bytes, inp.last_use)
                 twins[k] = min(twins.get(k, inp.stage_bytes), inp.stage_bytes)
             inputs = tuple(
-                _Input(inp.tensor, dma * inp.load_bytes, inp.stage_bytes,
-                       twins[(graph.tensors[inp.tensor].shape, inp.load_bytes, inp.last_use)],
-                       (c.stop if overlap else inp.last_use + 1) - c.start)
+                _Input(inp.tensor, dram * inp.load_bytes + sram * inp.sram_bytes, inp.stage_bytes,
+                       twins[(graph.tensors[inp.tensor].shape, inp.load_bytes, inp.copy_bytes, inp.last_use)],
+                       inp.stage_end(c.stop, hw) - c.start)
                 for inp in c.inputs)
             items = sorted(((dma * (w.reload_bytes - w.total_bytes), w.slice_bytes, w.index - c.start, w.layer)
                             for w in c.weights if w.reload_bytes > w.total_bytes),

@@ -94,7 +94,7 @@ def add_memory(graph: Graph, hw: HardwareProfile, v: Vars, capacity: cp_model.In
             terms = [(i, inp) for i in members for inp in cands[i].inputs if inp.tensor == t]
             p = _presence(model, f"p_in_{a}_{safe(t)}", [v.loads(i, t) for i, _ in terms])
             box("in", a, t, p, [(inp.stage_bytes, v.loads(i, t)) for i, inp in terms], a,
-                [((cands[i].stop if overlap else inp.last_use + 1), v.loads(i, t)) for i, inp in terms])
+                [(inp.stage_end(cands[i].stop, hw), v.loads(i, t)) for i, inp in terms])
 
     # the staging buffer of each stored tensor, in the group that produces it
     by_anchor: dict[str, list[int]] = {}
@@ -173,7 +173,7 @@ def add_capacity_cuts(graph: Graph, hw: HardwareProfile, v: Vars, capacity: cp_m
         if c.core_bytes:
             live(c.start, c.stop, c.core_bytes * v.x[i])
         for inp in c.inputs:
-            live(c.start, c.stop if overlap else inp.last_use + 1, inp.stage_bytes * v.loads(i, inp.tensor))
+            live(c.start, inp.stage_end(c.stop, hw), inp.stage_bytes * v.loads(i, inp.tensor))
     by_anchor: dict[str, list[int]] = {}
     for i, c in enumerate(cands):
         by_anchor.setdefault(c.anchor, []).append(i)

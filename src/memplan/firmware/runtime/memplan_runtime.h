@@ -196,7 +196,8 @@ typedef struct memplan_command {
     uint32_t weights_offset;       /* compute: SRAM offset of the weight slice, MEMPLAN_NONE: none
                                       (a layer without weights, or weights read in place) */
     uint32_t operand0;             /* compute: operands[operand0 ..] = inputs, then the output;
-                                      copy: the source, then the destination */
+                                      copy: the source, then the destination; load: MEMPLAN_NONE,
+                                      or the view the region lands in (a rolling buffer's slot) */
 } memplan_command;
 
 /* what the plan states (and the runtime measures) */

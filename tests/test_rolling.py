@@ -13,7 +13,6 @@ import dataclasses
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from memplan.config import SolverConfig, load_profile
 from memplan.cost.candidate import candidate_cost

@@ -103,6 +103,10 @@ class HardwareProfile:
     #: size rounded up to a multiple of it (as Vela allocates): the SRAM peak and every
     #: footprint count reserved bytes (16 on Ethos-U)
     sram_alignment: int = 1
+    #: every feature-map SRAM buffer reserves its channels rounded up to a multiple of this
+    #: (16 on Ethos-U: the depth of the NHCWB16 brick format, so a buffer holds a region in
+    #: that format too); 1: raw channel counts
+    channel_brick: int = 1
 
     def with_sram(self, sram_bytes: int) -> HardwareProfile:
         return replace(self, sram_bytes=sram_bytes)
@@ -144,6 +148,7 @@ _SPEC: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "sram_bytes_per_cycle": (_NUMBER, False),
     "sram_latency": (int, False),
     "sram_alignment": (int, False),
+    "channel_brick": (int, False),
 }
 #: the cycle models a profile may name, and the Ethos-U cores the "ethos-u" model knows
 CYCLE_MODELS = ("simple", "ethos-u")
@@ -176,6 +181,7 @@ _PROFILE_RANGES: dict[str, tuple[float, float]] = {
     "sram_bytes_per_cycle": (0.001, 1 << 20),
     "sram_latency": (0, 1 << 20),
     "sram_alignment": (1, 4096),
+    "channel_brick": (1, 256),
 }
 #: tiling rules, from the profile or the command line: (low, high) inclusive
 TILING_RANGES: dict[str, tuple[int, int]] = {"tile_multiple": (1, 4096), "max_tiles": (1, 4096)}
@@ -262,6 +268,7 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Hardwa
         sram_bytes_per_cycle=Fraction(str(data.get("sram_bytes_per_cycle", 0))),
         sram_latency=data.get("sram_latency", 0),
         sram_alignment=align,
+        channel_brick=data.get("channel_brick", 1),
     )
 
 

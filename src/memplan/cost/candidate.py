@@ -146,10 +146,39 @@ def stage_slots(geo: GroupGeometry, tensor: str, hw: HardwareProfile) -> int:
     return max(staging_slots(hw), 2) if geo.rolled(tensor) else staging_slots(hw)
 
 
-def stage_slot_bytes(max_elems: int, hw: HardwareProfile) -> int:
-    """Bytes of one slot of a staging buffer that holds at most ``max_elems`` elements: rounded
-    up to the SRAM alignment, so that every slot starts at an aligned offset."""
-    return align_up(max_elems * hw.elem_bytes, hw.sram_alignment)
+def bricked(channels: int, hw: HardwareProfile) -> int:
+    """Channels a feature-map SRAM buffer reserves for ``channels``: rounded up to the
+    profile's ``channel_brick`` (16 on Ethos-U: NHCWB16 bricks)."""
+    return -(-channels // hw.channel_brick) * hw.channel_brick
+
+
+def tile_buffer_elems(geo: GroupGeometry, tensor: str, hw: HardwareProfile) -> int:
+    """Elements a tile buffer (or one slot of it) of ``tensor`` reserves: its largest region
+    over the tiles, the channels rounded up to the brick. The one place SRAM tile buffers are
+    sized: core buffers, staging slots and rolling slots."""
+    return bricked(geo.chan_axis.largest[tensor], hw) * geo.row_axis.largest[tensor] * geo.col_axis.largest[tensor]
+
+
+def resident_bytes(graph: Graph, tensor: str, hw: HardwareProfile) -> int:
+    """Bytes a whole tensor kept in SRAM holds (channels rounded up to the brick): the size of
+    its resident buffer; it reserves that rounded up to the SRAM alignment."""
+    shape = graph.tensors[tensor].shape
+    if len(shape) != 4:  # not a feature map in NCHW (never resident): its bytes
+        return graph.tensors[tensor].numel * hw.elem_bytes
+    _, c, h, w = shape
+    return bricked(c, hw) * h * w * hw.elem_bytes
+
+
+def resident_reserved_bytes(graph: Graph, tensor: str, hw: HardwareProfile) -> int:
+    """SRAM bytes a resident tensor reserves: :func:`resident_bytes` rounded up to the SRAM
+    alignment (memplan.alloc)."""
+    return align_up(resident_bytes(graph, tensor, hw), hw.sram_alignment)
+
+
+def stage_slot_bytes(geo: GroupGeometry, tensor: str, hw: HardwareProfile) -> int:
+    """Bytes of one slot of a tile buffer of ``tensor`` (:func:`tile_buffer_elems`): rounded up
+    to the SRAM alignment, so that every slot starts at an aligned offset."""
+    return align_up(tile_buffer_elems(geo, tensor, hw) * hw.elem_bytes, hw.sram_alignment)
 
 
 def weight_slice_bytes(graph: Graph, layer: Layer, channels: int, hw: HardwareProfile) -> int:
@@ -231,12 +260,12 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
     eb = hw.elem_bytes
     slots = staging_slots(hw)
     align = hw.sram_alignment  # SRAM sizes below are reserved sizes: rounded up to it (memplan.alloc)
-    inputs = tuple(InputCost(t, geo.computed_elems(t) * eb, stage_slot_bytes(geo.max_elems(t), hw) * stage_slots(geo, t, hw),
+    inputs = tuple(InputCost(t, geo.computed_elems(t) * eb, stage_slot_bytes(geo, t, hw) * stage_slots(geo, t, hw),
                              last, geo.cached_elems(t) * eb)
                    for t, last in facts.inputs)
-    rolled = {t: align_up(geo.max_elems(t) * eb, align) for t, _, _ in facts.internal if geo.rolled(t)}  # slot bytes
-    blocks = [Block(t, 2 * rolled[t], shape.start, shape.stop) if t in rolled else Block(t, geo.max_elems(t) * eb, t0, t1)
-              for t, t0, t1 in facts.internal]
+    rolled = {t: stage_slot_bytes(geo, t, hw) for t, _, _ in facts.internal if geo.rolled(t)}  # slot bytes
+    blocks = [Block(t, 2 * rolled[t], shape.start, shape.stop) if t in rolled
+              else Block(t, tile_buffer_elems(geo, t, hw) * eb, t0, t1) for t, t0, t1 in facts.internal]
     offsets = first_fit(blocks, align)
     core = tuple(CoreBuffer(b.name, offsets[b.name], b.size, b.t0, b.t1, rolled.get(b.name, 0)) for b in blocks)
     rows, cols, chans = geo.row_axis, geo.col_axis, geo.chan_axis
@@ -271,7 +300,7 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
         anchor=anchor,
         inputs=inputs,
         store_bytes=geo.sum_elems(anchor) * eb,
-        out_stage_bytes=stage_slot_bytes(geo.max_elems(anchor), hw) * slots,
+        out_stage_bytes=stage_slot_bytes(geo, anchor, hw) * slots,
         core=core,
         core_bytes=align_up(extent(blocks, offsets), align),
         macs=macs,

@@ -76,6 +76,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memplan.config import HardwareProfile
+from memplan.cost.candidate import resident_bytes
 from memplan.cost.cycles import command_work, group_compute_cycles
 from memplan.errors import VerificationError
 from memplan.execute.kernels import MissingInputError, Tile, required_input_regions, run_layer
@@ -397,12 +398,13 @@ class _Machine:
                 self.dram[name] = arr[0].copy()
                 self.dram_writer[name] = np.full(shape[1:], HOST, dtype=np.int32)
                 continue
-            if buf.size != arr.size or buf.t0 != 0:
+            need = resident_bytes(self.graph, name, self.hw)  # channel-major, channels bricked
+            if buf.size != need or buf.t0 != 0:
                 raise VerificationError(f"resident buffer {buf.name} of model input {name!r} is {buf.size} B live from "
-                                        f"step {buf.t0}: the input needs {arr.size} B from step 0")
-            self._touch(buf.offset, buf.size)
-            self.sram[buf.offset:buf.end] = arr.reshape(-1).view(np.uint8)
-            self.sram_writer[buf.offset:buf.end] = HOST
+                                        f"step {buf.t0}: the input needs {need} B from step 0")
+            self._touch(buf.offset, arr.size)
+            self.sram[buf.offset:buf.offset + arr.size] = arr.reshape(-1).view(np.uint8)
+            self.sram_writer[buf.offset:buf.offset + arr.size] = HOST
 
     def _collect_outputs(self) -> tuple[dict[str, I8], dict[str, I32]]:
         outputs: dict[str, I8] = {}
@@ -418,12 +420,13 @@ class _Machine:
                 writers[name] = self.dram_writer[name][None]
                 continue
             n = int(np.prod(shape))
-            if buf.size != n or not buf.t0 <= last < buf.t1:
+            need = resident_bytes(self.graph, name, self.hw)
+            if buf.size != need or not buf.t0 <= last < buf.t1:
                 raise VerificationError(f"resident buffer {buf.name} of model output {name!r} is {buf.size} B live over "
-                                        f"steps [{buf.t0}, {buf.t1}): the output needs {n} B at the end of the run")
+                                        f"steps [{buf.t0}, {buf.t1}): the output needs {need} B at the end of the run")
             self._touch(buf.offset, n)
-            outputs[name] = self.sram[buf.offset:buf.end].view(np.int8).reshape(shape).copy()
-            writers[name] = self.sram_writer[buf.offset:buf.end].reshape(shape).copy()
+            outputs[name] = self.sram[buf.offset:buf.offset + n].view(np.int8).reshape(shape).copy()
+            writers[name] = self.sram_writer[buf.offset:buf.offset + n].reshape(shape).copy()
         return outputs, writers
 
     def _resident(self, tensor: str) -> Buffer | None:

@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memplan.config import HardwareProfile
+from memplan.cost.candidate import resident_bytes
 from memplan.errors import ModelError, PlanError, UsageError
 from memplan.execute.quantize import QLayer, QuantizedGraph, Requant
 from memplan.execute.reference import run_reference
@@ -451,7 +452,7 @@ def _tensor_bytes(graph: Graph, name: str, value: npt.ArrayLike) -> bytes:
     return np.ascontiguousarray(arr.astype(dtype)).tobytes()
 
 
-def _check_residents(graph: Graph, plan: Plan, mm: MemoryMap) -> None:
+def _check_residents(graph: Graph, plan: Plan, hw: HardwareProfile, mm: MemoryMap) -> None:
     """Every model input and output has a place the application can reach: DRAM, or a whole
     resident buffer live from the start (inputs) or at the end (outputs)."""
     resident = _resident(plan)
@@ -462,7 +463,7 @@ def _check_residents(graph: Graph, plan: Plan, mm: MemoryMap) -> None:
         if name not in resident:
             raise PlanError(f"model tensor {name!r} is neither in DRAM nor resident in SRAM")
         offset, size, t0, t1 = resident[name]
-        n = graph.tensors[name].numel
+        n = resident_bytes(graph, name, hw)  # channel-major; with bricks, padded channel planes follow
         if size != n or (name in graph.inputs and t0 != 0) or (name in graph.outputs and not t0 <= steps - 1 < t1):
             raise PlanError(f"resident buffer of model tensor {name!r} is {size} B live over steps [{t0}, {t1}): it "
                             f"needs {n} B at the {'start' if name in graph.inputs else 'end'} of the run")
@@ -492,7 +493,7 @@ def export_c(graph: Graph, plan: Plan, hw: HardwareProfile, prepared: Prepared |
     for what, n in (("DRAM arena", mm.arena_bytes), ("weight blob", mm.weights_bytes)):
         if n > MAX_BYTES:
             raise PlanError(f"the {what} of {n} B is not addressable by the C tables' 32-bit offsets")
-    _check_residents(graph, plan, mm)
+    _check_residents(graph, plan, hw, mm)
     blob = weight_blob(qgraph, mm)
     files: dict[str, bytes] = {
         "weights.bin": blob,

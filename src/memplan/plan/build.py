@@ -16,7 +16,8 @@ from functools import cached_property
 
 from memplan.alloc import Block, align_up, first_fit
 from memplan.config import HardwareProfile
-from memplan.cost.candidate import Candidate, candidate_cost, stage_slot_bytes, stage_slots, staging_slots
+from memplan.cost.candidate import (Candidate, candidate_cost, resident_bytes, resident_reserved_bytes, stage_slot_bytes,
+                                    stage_slots, staging_slots)
 from memplan.errors import PlanError
 from memplan.geometry.group import HOST_TILING, group_geometry, group_shape, is_host, tiling_options
 from memplan.geometry.region import Region
@@ -140,7 +141,7 @@ def plan_blocks(r: Resolved) -> list[Block]:
     for t in sorted(dec.resident):
         t0, t1 = r.live_range(t)
         # reserved size (memplan.alloc); the buffer itself holds the tensor's bytes exactly
-        blocks.append(Block(f"res.{t}", align_up(r.graph.tensors[t].numel * hw.elem_bytes, hw.sram_alignment), t0, t1))
+        blocks.append(Block(f"res.{t}", resident_reserved_bytes(r.graph, t, hw), t0, t1))
     return blocks
 
 
@@ -233,7 +234,7 @@ def _buffers(r: Resolved, blocks: list[Block], offsets: Mapping[str, int]) -> li
         off = offsets[b.name]
         head, _, rest = b.name.partition(".")
         if head == "res":
-            size = r.graph.tensors[rest].numel * r.hw.elem_bytes
+            size = resident_bytes(r.graph, rest, r.hw)
             out.append(Buffer(b.name, BufferKind.RESIDENT, off, size, b.t0, b.t1, tensor=rest))
         elif head == "w":
             layer, _, kind = rest.rpartition(".")
@@ -289,7 +290,7 @@ def _commands(r: Resolved, offsets: Mapping[str, int]) -> list[Command]:
         for k, (ci, ri, xi) in enumerate(geo.tiles()):
             def staged(name: str, tensor: str, tile: int = k) -> int:
                 n = stage_slots(geo, tensor, hw) if tensor != c.anchor else slots
-                return offsets[name] + (tile % n) * stage_slot_bytes(geo.max_elems(tensor), hw)
+                return offsets[name] + (tile % n) * stage_slot_bytes(geo, tensor, hw)
 
             def operand(t: str) -> Operand:
                 if t in dec.resident:

@@ -84,6 +84,7 @@ def profile_to_json(hw: HardwareProfile) -> dict[str, Any]:
         **({"npu": hw.npu, "sram_bytes_per_cycle": _num(hw.sram_bytes_per_cycle), "sram_latency": hw.sram_latency}
            if hw.cycle_model == "ethos-u" else {}),
         **({"sram_alignment": hw.sram_alignment} if hw.sram_alignment != 1 else {}),
+        **({"channel_brick": hw.channel_brick} if hw.channel_brick != 1 else {}),
     }
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from memplan.config import HardwareProfile
+from memplan.cost.candidate import resident_bytes
 from memplan.cost.cycles import command_work, group_compute_cycles
 from memplan.errors import PlanError
 from memplan.geometry.backprop import input_regions, region_macs
@@ -130,11 +131,12 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
     for t in graph.inputs:
         if t in resident:  # the host writes a resident model input before the run
             b = resident[t]
-            need = graph.tensors[t].numel * plan.elem_bytes
+            need = resident_bytes(graph, t, hw)  # the input's bytes, channel-major, channels bricked
             if b.size != need or b.t0 != 0:
                 raise PlanError(f"resident buffer {b.name} of model input {t!r} is {b.size} B live from step {b.t0}: "
                                 f"the input needs {need} B from step 0; re-run memplan solve")
-            st.tags[b.offset:b.offset + b.size] = _element_tags(st, t, Region.full(graph.shape(t)))
+            n = graph.tensors[t].numel * plan.elem_bytes
+            st.tags[b.offset:b.offset + n] = _element_tags(st, t, Region.full(graph.shape(t)))
         else:
             st.dram_valid[t][...] = True
     buffers = list(plan.buffers)
@@ -211,7 +213,9 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
     for t in graph.outputs:
         if t in resident:
             b = resident[t]
-            if not np.array_equal(st.tags[b.offset:b.end], _element_tags(st, t, Region.full(graph.shape(t)))):
+            n = graph.tensors[t].numel * plan.elem_bytes
+            if b.size != resident_bytes(graph, t, hw) or not np.array_equal(
+                    st.tags[b.offset:b.offset + n], _element_tags(st, t, Region.full(graph.shape(t)))):
                 raise PlanError(f"model output {t} is not complete in its resident buffer at the end")
         elif not st.dram_valid[t].all():
             raise PlanError(f"model output {t} is never completely written to DRAM")

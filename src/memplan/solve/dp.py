@@ -38,9 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from memplan.alloc import align_up
 from memplan.config import HardwareProfile
-from memplan.cost.candidate import Candidate
+from memplan.cost.candidate import Candidate, resident_reserved_bytes
 from memplan.ir.graph import Graph
 from memplan.plan.model import Decisions, GroupDecision
 
@@ -100,9 +99,8 @@ class BoundaryDP:
             return
         mac, dram, sram = hw.rates_fj()
         dma = dram + sram
-        eb = hw.elem_bytes
-        # reserved SRAM bytes of each tensor when resident (memplan.alloc.align_up)
-        self.size = {t: align_up(graph.tensors[t].numel * eb, hw.sram_alignment) for t in graph.tensors}
+        # reserved SRAM bytes of each tensor when resident (channels bricked, size aligned)
+        self.size = {t: resident_reserved_bytes(graph, t, hw) for t in graph.tensors}
         self.last_use = {t: max(cs) for t, cs in graph.consumers.items()}
         outputs = set(graph.outputs)
         overlap = hw.dma_overlaps_compute

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from memplan.alloc import align_up
 from memplan.config import HardwareProfile
 from memplan.ir.graph import Graph
-from memplan.cost.candidate import Candidate
+from memplan.cost.candidate import Candidate, resident_reserved_bytes
 from memplan.solve.candidates import by_start
 from memplan.solve.model import Vars, safe
 
@@ -120,7 +119,7 @@ def add_memory(graph: Graph, hw: HardwareProfile, v: Vars, capacity: cp_model.In
             box("reload", None, layer.id, k.Not(), sizes, layer_index, layer_index + 1)
 
     for t, r in sorted(v.res.items()):
-        size = align_up(graph.tensors[t].numel * hw.elem_bytes, align)
+        size = resident_reserved_bytes(graph, t, hw)
         if t in graph.producer:
             t0: list[tuple[int, cp_model.IntVar]] | int = [(cands[i].start, v.x[i]) for i in v.cover[graph.producer[t]]]
         else:
@@ -208,7 +207,7 @@ def add_capacity_cuts(graph: Graph, hw: HardwareProfile, v: Vars, capacity: cp_m
                 model.add(k >= v.keep[layer.id] + y - 1)
                 terms[step].append(size * k)
     for t, r in v.res.items():
-        size = align_up(graph.tensors[t].numel * hw.elem_bytes, hw.sram_alignment)
+        size = resident_reserved_bytes(graph, t, hw)
         lo = graph.producer.get(t, 0)
         consumers = graph.consumers.get(t, ())
         hi = n - 1 if t in graph.outputs or not consumers else max(consumers)

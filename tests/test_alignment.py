@@ -183,3 +183,47 @@ def test_a_profile_file_with_a_bad_alignment_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_profile(str(path))
     assert "\n" not in str(exc.value) and "power of two" in str(exc.value)
+
+
+# ---------------------------------------------------------------------------- channel bricks
+def test_the_ethos_profiles_reserve_16_channel_bricks() -> None:
+    assert load_profile("generic-npu").channel_brick == load_profile("mcu-sram").channel_brick == 1
+    for name in ("ethos-u55-256", "ethos-u65-256", "ethos-u65-256-client-server"):
+        assert load_profile(name).channel_brick == 16, name
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_bricked_buffers_reserve_whole_bricks_and_verify(strategy: str) -> None:
+    """The toy chain has 5 channels: with 16-channel bricks every feature-map buffer reserves
+    16 channel planes per region (5 of them hold data, channel-major), the plan verifies
+    bit-exactly, and the same decisions need more SRAM than with raw channel counts."""
+    graph, prepared = _model("toy_chain")
+    hw = replace(_hw(16, 4 * 1024), channel_brick=16)
+    outcome = plan_graph(graph, hw, strategy=strategy, config=CPSAT)
+    plan = outcome.plan
+    doc = json.loads(json.dumps(outcome.to_json(SHA)))
+    assert doc["hardware"]["channel_brick"] == 16
+    for b in plan.buffers:
+        if b.tensor is None:
+            continue  # weights are not feature maps
+        regions = [op.region for c in plan.commands for op in (*c.inputs, *((c.output,) if c.output else ()))
+                   if op.offset == b.offset and op.tensor == b.tensor] + [
+            c.region for c in plan.commands if c.op.value in ("load", "store") and c.offset == b.offset
+            and c.tensor == b.tensor and c.output is None]
+        planes = max((r.rows * r.cols for r in regions), default=0)
+        assert b.size % 16 == 0 and (not planes or b.size >= 16 * planes), b.name
+    assert verify_document(graph, doc, SHA, prepared=prepared).bit_exact
+    raw = replace(hw, channel_brick=1)
+    assert build_plan(graph, raw, plan.decisions).totals.sram_peak < plan.totals.sram_peak
+
+
+def test_a_resident_buffer_holds_the_bricked_tensor() -> None:
+    """mcu-sram keeps every feature map resident: with bricks the resident buffers of the
+    model input and output are their bricked size, which the executor and validator check."""
+    graph, prepared = _model("toy_chain")
+    hw = replace(load_profile("mcu-sram").with_sram(64 * 1024), channel_brick=16)
+    outcome = plan_graph(graph, hw, strategy="cpsat", config=CPSAT)
+    res = {b.tensor: b for b in outcome.plan.buffers if b.kind.value == "resident"}
+    _, c, h, w = graph.shape(graph.inputs[0])
+    assert res[graph.inputs[0]].size == 16 * h * w and c == 5
+    assert verify_document(graph, json.loads(json.dumps(outcome.to_json(SHA))), SHA, prepared=prepared).bit_exact

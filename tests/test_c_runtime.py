@@ -457,3 +457,22 @@ def test_runtime_ships_as_package_data() -> None:
     for name in RUNTIME_FILES:
         assert (runtime_dir() / name).is_file()
     assert (ROOT / "runtime").resolve() == (ROOT / "src" / "memplan" / "firmware" / "runtime").resolve()
+
+
+def test_rolling_buffer_plans_round_trip(tmp_path: Path) -> None:
+    """Rolling row stripes: the C runtime copies the kept rows between the two slots exactly as
+    the executor does (toy chain, and the U-Net's fused encoder/decoder groups via CP-SAT)."""
+    from memplan.geometry.group import Tiling
+    from memplan.plan.build import build_plan
+    from memplan.plan.model import Decisions, GroupDecision
+
+    hw = NPU.with_tiling(rolling_buffers=True).with_sram(64 * 1024)
+    toy = build_zoo_model("toy_chain", n=4, h=20, w=9, c=3)
+    plan = build_plan(toy, hw, Decisions((GroupDecision(0, 4, Tiling(3, 9, 3, True)),)))
+    assert sum(c.op is Op.COPY for c in plan.commands) > 0
+    _round_trip(toy, prepare(toy), hw, plan, tmp_path / "toy")
+    graph, prepared = _model("unet")
+    hw = NPU.with_tiling(rolling_buffers=True).with_sram(12 * 1024)
+    plan = _cpsat(graph, hw)
+    assert any(gd.tiling.rolling for gd in plan.decisions.groups)
+    _round_trip(graph, prepared, hw, plan, tmp_path / "unet", SANITIZE)

@@ -31,13 +31,18 @@ def _shapes(graph):
     return {n: t.shape[1:] for n, t in graph.tensors.items() if t.is_feature_map}
 
 
-@pytest.fixture(scope="module", params=["resnet8-cpsat", "unet-greedy", "resnet8-layer"])
+@pytest.fixture(scope="module", params=["resnet8-cpsat", "unet-greedy", "resnet8-layer", "unet-rolling"])
 def case(request: pytest.FixtureRequest):
     name, strategy = request.param.split("-")
     graph = (load_model(MODELS / "resnet8_float.onnx") if name == "resnet8"
              else build_zoo_model("unet", resolution=32, base=4, levels=2))
     hw = load_profile("generic-npu").with_sram(48 * 1024)
+    if strategy == "rolling":  # copies and loads into staging views between the slots of rolling buffers
+        hw = hw.with_sram(12 * 1024).with_tiling(rolling_buffers=True)
+        strategy = "cpsat"
     plan = plan_graph(graph, hw, strategy=strategy, config=CONFIG).plan
+    if hw.tiling.rolling_buffers:
+        assert any(c.op is Op.COPY for c in plan.commands)
     deps = waits_for(plan, memory_map(plan, graph), _shapes(graph))
     return graph, hw, plan, deps, prepare(graph)
 

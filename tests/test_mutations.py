@@ -59,20 +59,41 @@ def _unet() -> Graph:
     return build_zoo_model("unet", resolution=32, base=4, levels=2)
 
 
-#: SRAM sizes at which every strategy tiles and spills, with plans small enough to mutate fast
-CASES = {"resnet8": (_resnet8, 64 * 1024), "unet": (_unet, 32 * 1024)}
+def _toy() -> Graph:
+    return build_zoo_model("toy_chain", n=4, h=24, w=10, c=4)
 
 
-@pytest.fixture(scope="module", params=sorted(CASES))
-def model(request: pytest.FixtureRequest) -> tuple[str, Graph, Prepared, dict[str, Doc]]:
-    make, sram = CASES[request.param]
+#: SRAM sizes at which every strategy tiles and spills, with plans small enough to mutate fast;
+#: the toy chain with rolling buffers, at a size where the greedy and CP-SAT plans roll (its copy
+#: commands and two-slot buffers get mutated too)
+CASES = {"resnet8": (_resnet8, 64 * 1024, False), "unet": (_unet, 32 * 1024, False),
+         "toy_rolling": (_toy, 2 * 1024, True)}
+STRATEGIES = ("layer", "greedy", "cpsat")
+
+
+def _case(name: str, strategies: tuple[str, ...] = STRATEGIES) -> tuple[str, Graph, Prepared, dict[str, Doc]]:
+    make, sram, rolling = CASES[name]
     graph = make()
-    hw = load_profile("generic-npu").with_sram(sram)
+    hw = load_profile("generic-npu").with_sram(sram).with_tiling(rolling_buffers=rolling)
     docs = {}
-    for strategy in ("layer", "greedy", "cpsat"):
+    for strategy in strategies:
         outcome = plan_graph(graph, hw, strategy=strategy, config=CPSAT)
         docs[strategy] = json.loads(json.dumps(outcome.to_json(SHA)))
-    return request.param, graph, prepare(graph), docs
+        if rolling and strategy != "layer":
+            assert any(c["op"] == "copy" for c in docs[strategy]["commands"]), strategy
+    return name, graph, prepare(graph), docs
+
+
+@pytest.fixture(scope="module", params=["resnet8", "unet"])
+def model(request: pytest.FixtureRequest) -> tuple[str, Graph, Prepared, dict[str, Doc]]:
+    return _case(request.param)
+
+
+@pytest.fixture(scope="module")
+def rolling_model() -> tuple[str, Graph, Prepared, dict[str, Doc]]:
+    """The test gate mutates the CP-SAT plan (a layer-by-layer plan never rolls, and the greedy
+    plan has the same command kinds); the slow tier mutates all three."""
+    return _case("toy_rolling")
 
 
 # ---------------------------------------------------------------------------- mutations of values
@@ -316,3 +337,13 @@ def test_every_mutant_is_rejected(model, strategy: str, capsys: pytest.CaptureFi
 @pytest.mark.parametrize("strategy", ["layer", "greedy", "cpsat"])
 def test_every_mutant_of_the_full_corpus_is_rejected(model, strategy: str, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     _check_corpus(model, strategy, True, capsys)
+
+
+def test_every_mutant_of_a_rolling_plan_is_rejected(rolling_model, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    _check_corpus(rolling_model, "cpsat", False, capsys)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_mutant_of_the_full_corpus_of_a_rolling_plan_is_rejected(rolling_model, strategy: str, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    _check_corpus(rolling_model, strategy, True, capsys)

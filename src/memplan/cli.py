@@ -131,6 +131,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sol.add_argument("--hardware", default="generic-npu", help="hardware profile name or .toml path")
     sol.add_argument("--sram", help="SRAM size, e.g. 256KiB or 1MiB (default: the profile's)")
     sol.add_argument("--row-only", action="store_true", help="tile whole rows only")
+    sol.add_argument("--rolling-buffers", action="store_true",
+                     help="let fused groups run as row stripes that keep their overlap rows in SRAM (rolling buffers) "
+                          "instead of recomputing them (on by default on the ethos-u profiles)")
     sol.add_argument("--tile-multiple", type=_int_in(*TILING_RANGES["tile_multiple"]),
                      help="tile height and width must be multiples of this")
     sol.add_argument("--max-tiles", type=_int_in(*TILING_RANGES["max_tiles"]), help="most tiles per group")
@@ -233,6 +236,8 @@ def load_hardware(args: argparse.Namespace) -> "HardwareProfile":
     rules = {}
     if args.row_only:
         rules["row_only"] = True
+    if args.rolling_buffers:
+        rules["rolling_buffers"] = True
     for key in ("tile_multiple", "max_tiles"):
         value = getattr(args, key)
         if value is not None:

@@ -63,6 +63,9 @@ class TilingRules:
     row_only: bool = False  # tiles span whole rows (vertical splitting only)
     tile_multiple: int = 1  # tile height and width are multiples of this (except edge tiles)
     max_tiles: int = 64  # most tiles a group may be split into (rows x cols x channel splits)
+    #: fused groups may also run as row stripes with rolling buffers (Tiling.rolling): the
+    #: planner chooses per group between recomputing the overlap rows and caching them
+    rolling_buffers: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,10 @@ class HardwareProfile:
     #: size rounded up to a multiple of it (as Vela allocates): the SRAM peak and every
     #: footprint count reserved bytes (16 on Ethos-U)
     sram_alignment: int = 1
+    #: every feature-map SRAM buffer reserves its channels rounded up to a multiple of this
+    #: (16 on Ethos-U: the depth of the NHCWB16 brick format, so a buffer holds a region in
+    #: that format too); 1: raw channel counts
+    channel_brick: int = 1
 
     def with_sram(self, sram_bytes: int) -> HardwareProfile:
         return replace(self, sram_bytes=sram_bytes)
@@ -141,11 +148,12 @@ _SPEC: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "sram_bytes_per_cycle": (_NUMBER, False),
     "sram_latency": (int, False),
     "sram_alignment": (int, False),
+    "channel_brick": (int, False),
 }
 #: the cycle models a profile may name, and the Ethos-U cores the "ethos-u" model knows
 CYCLE_MODELS = ("simple", "ethos-u")
 NPU_NAMES = ("ethos-u55-256", "ethos-u65-256", "ethos-u55-128", "ethos-u55-64")
-_TILING_SPEC: dict[str, type] = {"row_only": bool, "tile_multiple": int, "max_tiles": int}
+_TILING_SPEC: dict[str, type] = {"row_only": bool, "tile_multiple": int, "max_tiles": int, "rolling_buffers": bool}
 
 
 def _check(value: Any, typ: type | tuple[type, ...], key: str, source: str) -> Any:
@@ -173,6 +181,7 @@ _PROFILE_RANGES: dict[str, tuple[float, float]] = {
     "sram_bytes_per_cycle": (0.001, 1 << 20),
     "sram_latency": (0, 1 << 20),
     "sram_alignment": (1, 4096),
+    "channel_brick": (1, 256),
 }
 #: tiling rules, from the profile or the command line: (low, high) inclusive
 TILING_RANGES: dict[str, tuple[int, int]] = {"tile_multiple": (1, 4096), "max_tiles": (1, 4096)}
@@ -259,6 +268,7 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Hardwa
         sram_bytes_per_cycle=Fraction(str(data.get("sram_bytes_per_cycle", 0))),
         sram_latency=data.get("sram_latency", 0),
         sram_alignment=align,
+        channel_brick=data.get("channel_brick", 1),
     )
 
 

@@ -115,6 +115,7 @@ def solve_summary(outcome: Any) -> dict[str, Any]:
         "cut_short": list(solver.get("cut_short", [])),
         "limit_too_short": bool(solver.get("limit_too_short", False)),
         "groups": len(plan.decisions.groups),
+        "rolling_groups": sum(g.tiling.rolling for g in plan.decisions.groups),
         "totals": plan.totals.to_json(),
         "floor": outcome.floor.to_json(),
         "baselines": {k: p.totals.to_json() for k, p in outcome.baselines.items()},
@@ -148,6 +149,11 @@ def solver_line(solver: Mapping[str, Any], timings: Mapping[str, float]) -> str:
     return line
 
 
+def _rolling(plan: Any) -> str:
+    n = sum(g.tiling.rolling for g in plan.decisions.groups)
+    return f" ({n} with rolling buffers)" if n else ""
+
+
 def print_solve(outcome: Any, as_json: bool = False, output: str | None = None) -> None:
     if as_json:
         print_json(solve_summary(outcome))
@@ -155,7 +161,7 @@ def print_solve(outcome: Any, as_json: bool = False, output: str | None = None) 
     plan, fl = outcome.plan, outcome.floor
     t = plan.totals
     table = Table(title=f"{plan.graph_name} on {outcome.hw.name}, SRAM {human_bytes(plan.sram_bytes)}: "
-                        f"{plan.provenance.strategy} plan, {len(plan.decisions.groups)} groups")
+                        f"{plan.provenance.strategy} plan, {len(plan.decisions.groups)} groups{_rolling(plan)}")
     table.add_column("")
     table.add_column("plan", justify="right")
     table.add_column("floor", justify="right")

@@ -35,12 +35,34 @@ from memplan.ir.ops import WEIGHTED, ConvTransposeAttrs, OpKind, transpose_taps
 @dataclass(frozen=True, slots=True)
 class InputCost:
     """An external input of the group: DMA bytes if it is loaded tile by tile from DRAM, and
-    the staging buffer that holds one tile of it (times the staging slots)."""
+    the staging buffer that holds one tile of it (times the staging slots).
+
+    In a rolling group (Tiling.rolling) a stripe loads only the rows the previous one did not,
+    and ``copy_bytes`` (summed over the stripes) are copied from the other staging slot: the
+    DMA engine moves them SRAM to SRAM. None of it happens when the input is resident."""
 
     tensor: str
     load_bytes: int
     stage_bytes: int
     last_use: int  # index of the last layer in the group that reads it
+    copy_bytes: int = 0
+
+    @property
+    def dma_bytes(self) -> int:
+        """What the DMA engine moves for the input when it is staged: loads and copies."""
+        return self.load_bytes + self.copy_bytes
+
+    @property
+    def sram_bytes(self) -> int:
+        """SRAM bytes accessed for the input when it is staged: loads written, copies read and
+        written."""
+        return self.load_bytes + 2 * self.copy_bytes
+
+    def stage_end(self, stop: int, hw: HardwareProfile) -> int:
+        """The step its staging buffer is live until, in a group ending at ``stop``: the whole
+        group when DMA overlaps compute (the next tile's load runs during this one) or when the
+        kept rows wait in it for the next stripe; else until its last reader has run."""
+        return stop if hw.dma_overlaps_compute or self.copy_bytes else self.last_use + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +80,23 @@ class WeightCost:
 @dataclass(frozen=True, slots=True)
 class CoreBuffer:
     """A tile buffer of a tensor produced and consumed inside the group, at a fixed offset
-    inside the group's core workspace, live over layer steps [t0, t1)."""
+    inside the group's core workspace, live over layer steps [t0, t1).
+
+    ``slot``: 0 for a buffer of one tile region. A rolling buffer (Tiling.rolling) has two
+    slots of ``slot`` bytes each (``size == 2 * slot``), the even row stripes' and the odd
+    ones', and lives over the whole group: stripe ``j`` copies the rows it shares with stripe
+    ``j - 1`` from the other slot and computes the rest into its own."""
 
     tensor: str
     offset: int
     size: int
     t0: int
     t1: int
+    slot: int = 0
+
+    def slot_offset(self, row_tile: int) -> int:
+        """Offset inside the core workspace of the slot that row stripe ``row_tile`` uses."""
+        return self.offset + (row_tile % 2) * self.slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +119,10 @@ class Candidate:
     #: compute cycles of the group: memplan.cost.cycles.command_work summed over the compute
     #: commands of every tile, then group_compute_cycles
     compute_cycles: int = 0
+    #: bytes of the rolling buffers of tensors produced inside the group, copied by the DMA
+    #: engine from one slot to the other (SRAM to SRAM; read and written: twice in
+    #: compute_sram_bytes); inputs' copies are in InputCost.copy_bytes
+    copy_bytes: int = 0
 
     @property
     def key(self) -> tuple[int, int, Tiling]:
@@ -95,7 +131,7 @@ class Candidate:
     @property
     def name(self) -> str:
         t = self.tiling
-        return f"g{self.start}_{self.stop}_t{t.tile_h}x{t.tile_w}x{t.tile_c}"
+        return f"g{self.start}_{self.stop}_t{t.tile_h}x{t.tile_w}x{t.tile_c}{'r' if t.rolling else ''}"
 
 
 def staging_slots(hw: HardwareProfile) -> int:
@@ -103,10 +139,46 @@ def staging_slots(hw: HardwareProfile) -> int:
     return 2 if hw.dma_overlaps_compute else 1
 
 
-def stage_slot_bytes(max_elems: int, hw: HardwareProfile) -> int:
-    """Bytes of one slot of a staging buffer that holds at most ``max_elems`` elements: rounded
-    up to the SRAM alignment, so that every slot starts at an aligned offset."""
-    return align_up(max_elems * hw.elem_bytes, hw.sram_alignment)
+def stage_slots(geo: GroupGeometry, tensor: str, hw: HardwareProfile) -> int:
+    """Slots of an input's staging buffer: :func:`staging_slots`, and always two for an input
+    kept from stripe to stripe in a rolling group (the stripe's own, and the previous one's
+    it copies the kept rows from)."""
+    return max(staging_slots(hw), 2) if geo.rolled(tensor) else staging_slots(hw)
+
+
+def bricked(channels: int, hw: HardwareProfile) -> int:
+    """Channels a feature-map SRAM buffer reserves for ``channels``: rounded up to the
+    profile's ``channel_brick`` (16 on Ethos-U: NHCWB16 bricks)."""
+    return -(-channels // hw.channel_brick) * hw.channel_brick
+
+
+def tile_buffer_elems(geo: GroupGeometry, tensor: str, hw: HardwareProfile) -> int:
+    """Elements a tile buffer (or one slot of it) of ``tensor`` reserves: its largest region
+    over the tiles, the channels rounded up to the brick. The one place SRAM tile buffers are
+    sized: core buffers, staging slots and rolling slots."""
+    return bricked(geo.chan_axis.largest[tensor], hw) * geo.row_axis.largest[tensor] * geo.col_axis.largest[tensor]
+
+
+def resident_bytes(graph: Graph, tensor: str, hw: HardwareProfile) -> int:
+    """Bytes a whole tensor kept in SRAM holds (channels rounded up to the brick): the size of
+    its resident buffer; it reserves that rounded up to the SRAM alignment."""
+    shape = graph.tensors[tensor].shape
+    if len(shape) != 4:  # not a feature map in NCHW (never resident): its bytes
+        return graph.tensors[tensor].numel * hw.elem_bytes
+    _, c, h, w = shape
+    return bricked(c, hw) * h * w * hw.elem_bytes
+
+
+def resident_reserved_bytes(graph: Graph, tensor: str, hw: HardwareProfile) -> int:
+    """SRAM bytes a resident tensor reserves: :func:`resident_bytes` rounded up to the SRAM
+    alignment (memplan.alloc)."""
+    return align_up(resident_bytes(graph, tensor, hw), hw.sram_alignment)
+
+
+def stage_slot_bytes(geo: GroupGeometry, tensor: str, hw: HardwareProfile) -> int:
+    """Bytes of one slot of a tile buffer of ``tensor`` (:func:`tile_buffer_elems`): rounded up
+    to the SRAM alignment, so that every slot starts at an aligned offset."""
+    return align_up(tile_buffer_elems(geo, tensor, hw) * hw.elem_bytes, hw.sram_alignment)
 
 
 def weight_slice_bytes(graph: Graph, layer: Layer, channels: int, hw: HardwareProfile) -> int:
@@ -161,7 +233,8 @@ def _transpose_macs(graph: Graph, geo: GroupGeometry, layer: Layer) -> int:
     a = layer.attrs
     assert isinstance(a, ConvTransposeAttrs)
     n, c_in, h_in, w_in = graph.shape(layer.inputs[0])
-    ty = sum(transpose_taps(y0, y1, a.kernel[0], a.stride[0], a.pads[0], a.dilation[0], h_in) for y0, y1 in geo.rows[t])
+    ty = sum(transpose_taps(y0, y1, a.kernel[0], a.stride[0], a.pads[0], a.dilation[0], h_in)
+             for y0, y1 in geo.row_axis.computed_spans(t))
     tx = sum(transpose_taps(x0, x1, a.kernel[1], a.stride[1], a.pads[1], a.dilation[1], w_in) for x0, x1 in geo.cols[t])
     return n * ty * tx * (c_in // a.groups) * geo.chan_axis.total[t]
 
@@ -187,15 +260,18 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
     eb = hw.elem_bytes
     slots = staging_slots(hw)
     align = hw.sram_alignment  # SRAM sizes below are reserved sizes: rounded up to it (memplan.alloc)
-    inputs = tuple(InputCost(t, geo.sum_elems(t) * eb, stage_slot_bytes(geo.max_elems(t), hw) * slots, last)
+    inputs = tuple(InputCost(t, geo.computed_elems(t) * eb, stage_slot_bytes(geo, t, hw) * stage_slots(geo, t, hw),
+                             last, geo.cached_elems(t) * eb)
                    for t, last in facts.inputs)
-    blocks = [Block(t, geo.max_elems(t) * eb, t0, t1) for t, t0, t1 in facts.internal]
+    rolled = {t: stage_slot_bytes(geo, t, hw) for t, _, _ in facts.internal if geo.rolled(t)}  # slot bytes
+    blocks = [Block(t, 2 * rolled[t], shape.start, shape.stop) if t in rolled
+              else Block(t, tile_buffer_elems(geo, t, hw) * eb, t0, t1) for t, t0, t1 in facts.internal]
     offsets = first_fit(blocks, align)
-    core = tuple(CoreBuffer(b.name, offsets[b.name], b.size, b.t0, b.t1) for b in blocks)
+    core = tuple(CoreBuffer(b.name, offsets[b.name], b.size, b.t0, b.t1, rolled.get(b.name, 0)) for b in blocks)
     rows, cols, chans = geo.row_axis, geo.col_axis, geo.chan_axis
     spatial = rows.count * cols.count
     macs = 0
-    compute_sram = 0
+    compute_sram = copy_bytes = 0
     elems = npu = 0
     weights = []
     for f in facts.layers:
@@ -206,8 +282,10 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
         if f.unit_macs is None:
             macs += _transpose_macs(geo.graph, geo, f.layer)
         else:
-            macs += f.unit_macs * chans.total[out] * rows.total[out] * cols.total[out]
-        compute_sram += (geo.sum_elems(out) + geo.read_elems(f.index)) * eb
+            macs += f.unit_macs * geo.computed_elems(out)
+        copied = geo.cached_elems(out)  # a rolling buffer's rows, read from one slot and written to the other
+        copy_bytes += copied * eb
+        compute_sram += (geo.computed_elems(out) + geo.read_elems(f.index) + 2 * copied) * eb
         if f.channel_weight_bytes is not None:
             # weight bytes are linear in the channels: the splits sum to the whole layer
             total = f.channel_weight_bytes * chans.total[out]
@@ -222,13 +300,14 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
         anchor=anchor,
         inputs=inputs,
         store_bytes=geo.sum_elems(anchor) * eb,
-        out_stage_bytes=stage_slot_bytes(geo.max_elems(anchor), hw) * slots,
+        out_stage_bytes=stage_slot_bytes(geo, anchor, hw) * slots,
         core=core,
         core_bytes=align_up(extent(blocks, offsets), align),
         macs=macs,
         compute_sram_bytes=compute_sram,
         weights=tuple(weights),
         compute_cycles=group_compute_cycles(hw, macs, elems, npu),
+        copy_bytes=copy_bytes,
     )
 
 
@@ -240,8 +319,9 @@ def _layer_work(geo: GroupGeometry, layer: Layer, hw: HardwareProfile) -> tuple[
     if hw.cycle_model == "simple":
         if is_mac_layer(layer):
             return 0, 0
-        return geo.chan_axis.total[out] * geo.row_axis.total[out] * geo.col_axis.total[out], 0
-    sizes = [Counter(b - a for a, b in spans) for spans in (geo.chans[out], geo.rows[out], geo.cols[out])]
+        return geo.computed_elems(out), 0
+    rows = geo.row_axis.computed_spans(out)
+    sizes = [Counter(b - a for a, b in spans) for spans in (geo.chans[out], rows, geo.cols[out])]
     elems = npu = 0
     for c, nc in sizes[0].items():
         for h, nh in sizes[1].items():
@@ -257,7 +337,7 @@ def group_blocks(c: Candidate, keep: bool, hw: HardwareProfile) -> list[Block]:
     """SRAM blocks of one candidate when nothing is resident (same rules as plan_blocks)."""
     overlap = hw.dma_overlaps_compute
     blocks = [Block("core", c.core_bytes, c.start, c.stop)] if c.core_bytes else []
-    blocks += [Block(f"in.{i.tensor}", i.stage_bytes, c.start, c.stop if overlap else i.last_use + 1) for i in c.inputs]
+    blocks += [Block(f"in.{i.tensor}", i.stage_bytes, c.start, i.stage_end(c.stop, hw)) for i in c.inputs]
     blocks.append(Block("out", c.out_stage_bytes, c.start if overlap else c.stop - 1, c.stop))
     if not hw.weights_in_place:
         for w in c.weights:

@@ -76,6 +76,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memplan.config import HardwareProfile
+from memplan.cost.candidate import resident_bytes
 from memplan.cost.cycles import command_work, group_compute_cycles
 from memplan.errors import VerificationError
 from memplan.execute.kernels import MissingInputError, Tile, required_input_regions, run_layer
@@ -352,6 +353,8 @@ class _Machine:
                 self._load_weights(k, cmd)
             elif cmd.op is Op.HOST:
                 self._host(k, cmd)
+            elif cmd.op is Op.COPY:
+                self._copy(k, cmd)
             else:
                 self._compute(k, cmd)
         outputs, writers = self._collect_outputs()
@@ -395,12 +398,13 @@ class _Machine:
                 self.dram[name] = arr[0].copy()
                 self.dram_writer[name] = np.full(shape[1:], HOST, dtype=np.int32)
                 continue
-            if buf.size != arr.size or buf.t0 != 0:
+            need = resident_bytes(self.graph, name, self.hw)  # channel-major, channels bricked
+            if buf.size != need or buf.t0 != 0:
                 raise VerificationError(f"resident buffer {buf.name} of model input {name!r} is {buf.size} B live from "
-                                        f"step {buf.t0}: the input needs {arr.size} B from step 0")
-            self._touch(buf.offset, buf.size)
-            self.sram[buf.offset:buf.end] = arr.reshape(-1).view(np.uint8)
-            self.sram_writer[buf.offset:buf.end] = HOST
+                                        f"step {buf.t0}: the input needs {need} B from step 0")
+            self._touch(buf.offset, arr.size)
+            self.sram[buf.offset:buf.offset + arr.size] = arr.reshape(-1).view(np.uint8)
+            self.sram_writer[buf.offset:buf.offset + arr.size] = HOST
 
     def _collect_outputs(self) -> tuple[dict[str, I8], dict[str, I32]]:
         outputs: dict[str, I8] = {}
@@ -416,12 +420,13 @@ class _Machine:
                 writers[name] = self.dram_writer[name][None]
                 continue
             n = int(np.prod(shape))
-            if buf.size != n or not buf.t0 <= last < buf.t1:
+            need = resident_bytes(self.graph, name, self.hw)
+            if buf.size != need or not buf.t0 <= last < buf.t1:
                 raise VerificationError(f"resident buffer {buf.name} of model output {name!r} is {buf.size} B live over "
-                                        f"steps [{buf.t0}, {buf.t1}): the output needs {n} B at the end of the run")
+                                        f"steps [{buf.t0}, {buf.t1}): the output needs {need} B at the end of the run")
             self._touch(buf.offset, n)
-            outputs[name] = self.sram[buf.offset:buf.end].view(np.int8).reshape(shape).copy()
-            writers[name] = self.sram_writer[buf.offset:buf.end].reshape(shape).copy()
+            outputs[name] = self.sram[buf.offset:buf.offset + n].view(np.int8).reshape(shape).copy()
+            writers[name] = self.sram_writer[buf.offset:buf.offset + n].reshape(shape).copy()
         return outputs, writers
 
     def _resident(self, tensor: str) -> Buffer | None:
@@ -478,12 +483,19 @@ class _Machine:
         if off is None:
             raise self._fail(k, cmd, "has no SRAM offset")
         n = region.numel
-        self._claim(k, cmd, off, n, f"{tensor} {region.as_list()}", tensor=tensor)
+        view = cmd.output  # the region lands in a view of a larger one (a rolling buffer's slot)
+        held = region if view is None else view.region
+        if view is not None and (view.tensor != tensor or view.offset != off or not held.contains(region)):
+            raise self._fail(k, cmd, f"its view {view.tensor} {held.as_list()} at {view.offset} does not hold "
+                                     f"{tensor} {region.as_list()} at {off}")
+        self._claim(k, cmd, off, held.numel, f"{tensor} {held.as_list()}", tensor=tensor)
         sl = region.slices()
         if tensor not in self.dram or (self.dram_writer[tensor][sl] == UNWRITTEN).any():
             raise self._fail(k, cmd, f"reads {tensor} {region.as_list()} from DRAM before it is written there")
-        self.sram[off:off + n] = self.dram[tensor][sl].reshape(-1).view(np.uint8)
-        self.sram_writer[off:off + n] = k
+        dims = (held.channels, held.rows, held.cols)
+        at = region.relative_to(held)
+        self.sram[off:off + held.numel].reshape(dims)[at] = self.dram[tensor][sl].view(np.uint8)
+        self.sram_writer[off:off + held.numel].reshape(dims)[at] = k
         self.read_fm += n
         self.sram_access += n
         self._dma(cmd, n)
@@ -552,6 +564,34 @@ class _Machine:
         self.read_w += raw.size
         self.sram_access += raw.size
         self._dma(cmd, raw.size)
+
+    def _copy(self, k: int, cmd: Command) -> None:
+        """Rows of a rolling buffer, from the previous stripe's slot to this stripe's: read
+        every cell first, then write (the two views may share bytes)."""
+        region = cmd.region
+        self._fm_shape(k, cmd, cmd.tensor, region)
+        assert region is not None
+        if len(cmd.inputs) != 1 or cmd.output is None:
+            raise self._fail(k, cmd, "a copy needs one source operand and a destination operand")
+        views = []
+        for what, op in (("source", cmd.inputs[0]), ("destination", cmd.output)):
+            if op.tensor != cmd.tensor or not op.region.contains(region):
+                raise self._fail(k, cmd, f"its {what} {op.tensor} {op.region.as_list()} does not hold {cmd.tensor} "
+                                         f"{region.as_list()}")
+            self._fm_shape(k, cmd, op.tensor, op.region)
+            n = op.region.numel
+            self._claim(k, cmd, op.offset, n, f"{what} {op.tensor} {op.region.as_list()}", tensor=op.tensor)
+            dims = (op.region.channels, op.region.rows, op.region.cols)
+            views.append((self.sram[op.offset:op.offset + n].reshape(dims), self.sram_writer[op.offset:op.offset + n].reshape(dims),
+                          region.relative_to(op.region)))
+        (src, src_w, at), (dst, dst_w, to) = views
+        self._check_written(k, cmd, src_w[at], f"{cmd.tensor} {region.as_list()} at SRAM offset {cmd.inputs[0].offset}")
+        data = src[at].copy()
+        dst[to] = data
+        dst_w[to] = k
+        n = region.numel
+        self.sram_access += 2 * n  # the DMA engine reads and writes SRAM
+        self._dma(cmd, n)
 
     # ------------------------------------------------------------------ compute
     def _compute(self, k: int, cmd: Command) -> None:

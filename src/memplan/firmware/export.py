@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memplan.config import HardwareProfile
+from memplan.cost.candidate import resident_bytes
 from memplan.errors import ModelError, PlanError, UsageError
 from memplan.execute.quantize import QLayer, QuantizedGraph, Requant
 from memplan.execute.reference import run_reference
@@ -71,7 +72,7 @@ MAX_BYTES = NONE - 1
 
 _OPS = {op: f"MEMPLAN_OP_{op.name}" for op in OpKind}
 _CMDS = {Op.LOAD: "MEMPLAN_CMD_LOAD", Op.STORE: "MEMPLAN_CMD_STORE", Op.LOAD_WEIGHTS: "MEMPLAN_CMD_LOAD_WEIGHTS",
-         Op.COMPUTE: "MEMPLAN_CMD_COMPUTE", Op.HOST: "MEMPLAN_CMD_HOST"}
+         Op.COMPUTE: "MEMPLAN_CMD_COMPUTE", Op.HOST: "MEMPLAN_CMD_HOST", Op.COPY: "MEMPLAN_CMD_COPY"}
 _ROLES = {"input": "MEMPLAN_ROLE_INPUT", "output": "MEMPLAN_ROLE_OUTPUT", "spill": "MEMPLAN_ROLE_SPILL",
           "host": "MEMPLAN_ROLE_HOST"}
 _BUFS = {k: f"MEMPLAN_BUF_{k.name}" for k in BufferKind}
@@ -312,10 +313,13 @@ def _command_entry(cmd: Command, graph: Graph, ids: Mapping[str, int], operands:
     if cmd.op in (Op.LOAD, Op.STORE):
         assert cmd.region is not None
         region = _region(cmd.region)
+        if cmd.output is not None:  # a load into a rolling buffer's slot: the view it lands in
+            operand0 = len(operands)
+            operands.append(f"    {{{ids[cmd.output.tensor]}u, {_region(cmd.output.region)}, {cmd.output.offset}u}}")
     elif cmd.op is Op.LOAD_WEIGHTS:
         assert cmd.channels is not None
         region = "{%d, %d, 0, 0, 0, 0}" % cmd.channels
-    elif cmd.op is Op.COMPUTE:
+    elif cmd.op in (Op.COMPUTE, Op.COPY):
         assert cmd.region is not None and cmd.output is not None
         region = _region(cmd.region)
         operand0 = len(operands)
@@ -448,7 +452,7 @@ def _tensor_bytes(graph: Graph, name: str, value: npt.ArrayLike) -> bytes:
     return np.ascontiguousarray(arr.astype(dtype)).tobytes()
 
 
-def _check_residents(graph: Graph, plan: Plan, mm: MemoryMap) -> None:
+def _check_residents(graph: Graph, plan: Plan, hw: HardwareProfile, mm: MemoryMap) -> None:
     """Every model input and output has a place the application can reach: DRAM, or a whole
     resident buffer live from the start (inputs) or at the end (outputs)."""
     resident = _resident(plan)
@@ -459,7 +463,7 @@ def _check_residents(graph: Graph, plan: Plan, mm: MemoryMap) -> None:
         if name not in resident:
             raise PlanError(f"model tensor {name!r} is neither in DRAM nor resident in SRAM")
         offset, size, t0, t1 = resident[name]
-        n = graph.tensors[name].numel
+        n = resident_bytes(graph, name, hw)  # channel-major; with bricks, padded channel planes follow
         if size != n or (name in graph.inputs and t0 != 0) or (name in graph.outputs and not t0 <= steps - 1 < t1):
             raise PlanError(f"resident buffer of model tensor {name!r} is {size} B live over steps [{t0}, {t1}): it "
                             f"needs {n} B at the {'start' if name in graph.inputs else 'end'} of the run")
@@ -489,7 +493,7 @@ def export_c(graph: Graph, plan: Plan, hw: HardwareProfile, prepared: Prepared |
     for what, n in (("DRAM arena", mm.arena_bytes), ("weight blob", mm.weights_bytes)):
         if n > MAX_BYTES:
             raise PlanError(f"the {what} of {n} B is not addressable by the C tables' 32-bit offsets")
-    _check_residents(graph, plan, mm)
+    _check_residents(graph, plan, hw, mm)
     blob = weight_blob(qgraph, mm)
     files: dict[str, bytes] = {
         "weights.bin": blob,

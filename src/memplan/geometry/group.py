@@ -20,7 +20,7 @@ computed per axis once, and whole-group sums factorise.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from memplan.config import TilingRules
@@ -76,11 +76,17 @@ def group_shape(graph: Graph, start: int, stop: int) -> GroupShape | None:
 # ---------------------------------------------------------------------------- tilings
 @dataclass(frozen=True, order=True)
 class Tiling:
-    """Tile sizes of the anchor: rows, columns and channels per tile (edge tiles are smaller)."""
+    """Tile sizes of the anchor: rows, columns and channels per tile (edge tiles are smaller).
+
+    ``rolling``: the group runs in row stripes (one column tile, one channel split) and every
+    tensor produced and consumed inside it keeps the rows the next stripe needs again in SRAM
+    (a rolling, or line, buffer: Vela's cascades, DeFiNES's "H-cached" mode) instead of
+    recomputing them; see :func:`rolling_options` and :func:`roll`."""
 
     tile_h: int
     tile_w: int
     tile_c: int
+    rolling: bool = False
 
     def to_json(self) -> list[int]:
         return [self.tile_h, self.tile_w, self.tile_c]
@@ -135,6 +141,8 @@ def tiling_options(graph: Graph, shape: GroupShape, rules: TilingRules) -> list[
             for tw in cols:
                 if nc * nh * ceil_div(w, tw) <= rules.max_tiles:  # tile_count
                     out.append(Tiling(th, tw, tc))
+    if rules.rolling_buffers and shape.internal:
+        out += [Tiling(t.tile_h, w, c, True) for t in out if t.tile_w == w and t.tile_c == c and t.tile_h < h]
     return out
 
 
@@ -149,6 +157,7 @@ def tile_count(graph: Graph, shape: GroupShape, tiling: Tiling) -> int:
 
 # ---------------------------------------------------------------------------- spans
 CHANNELS, ROWS, COLUMNS = 1, 2, 3  # the NCHW axes tiles split
+ROLLING_ROWS = -ROWS  # the SpanCache key of rolling row stripes (memplan.geometry.group.roll)
 
 
 @dataclass(frozen=True)
@@ -167,6 +176,21 @@ class AxisSpans:
     total: dict[str, int]
     largest: dict[str, int]
     reads: dict[int, tuple[int, ...]]
+    #: rolling row stripes only (:func:`roll`): per internal tensor, the rows its producer
+    #: computes in each tile and the rows copied from the previous tile's slot; a tensor not
+    #: named here is computed whole in every tile (computed = spans, nothing cached)
+    computed: dict[str, tuple[Span, ...]] = field(default_factory=dict)
+    cached: dict[str, tuple[Span, ...]] = field(default_factory=dict)
+
+    def computed_spans(self, tensor: str) -> tuple[Span, ...]:
+        """The spans the tensor's producer computes, tile by tile."""
+        return self.computed.get(tensor, self.spans[tensor])
+
+    def computed_total(self, tensor: str) -> int:
+        return sum(b - a for a, b in self.computed_spans(tensor))
+
+    def cached_total(self, tensor: str) -> int:
+        return sum(b - a for a, b in self.cached.get(tensor, ()))
 
 
 #: AxisSpans of the groups of one graph, by (start, stop, axis, tile size along the axis)
@@ -224,6 +248,33 @@ class GroupGeometry:
         c, r, x = self.chans[tensor][ci], self.rows[tensor][ri], self.cols[tensor][xi]
         return Region(c[0], c[1], r[0], r[1], x[0], x[1])
 
+    def computed_region(self, tensor: str, ci: int, ri: int, xi: int) -> Region:
+        """What the tensor's producer computes in the tile: its held region, except in a
+        rolling group, where the rows copied from the previous stripe are left out."""
+        c, x = self.chans[tensor][ci], self.cols[tensor][xi]
+        r = self.row_axis.computed_spans(tensor)[ri]
+        return Region(c[0], c[1], r[0], r[1], x[0], x[1])
+
+    def cached_region(self, tensor: str, ci: int, ri: int, xi: int) -> Region:
+        """The rows of the tensor's tile copied from the previous stripe's slot (empty if none)."""
+        c, x = self.chans[tensor][ci], self.cols[tensor][xi]
+        spans = self.row_axis.cached.get(tensor)
+        r = spans[ri] if spans else (0, 0)
+        return Region(c[0], c[1], r[0], r[1], x[0], x[1])
+
+    def rolled(self, tensor: str) -> bool:
+        """Whether the tensor keeps rows from one stripe to the next: it then has two slots,
+        the stripe's own and the previous one's, alternating."""
+        return self.row_axis.cached_total(tensor) > 0
+
+    def computed_elems(self, tensor: str) -> int:
+        """Elements of the tensor its producer computes summed over all tiles."""
+        return self.chan_axis.total[tensor] * self.row_axis.computed_total(tensor) * self.col_axis.total[tensor]
+
+    def cached_elems(self, tensor: str) -> int:
+        """Elements of the tensor copied between slots summed over all tiles."""
+        return self.chan_axis.total[tensor] * self.row_axis.cached_total(tensor) * self.col_axis.total[tensor]
+
     def tiles(self) -> Iterator[tuple[int, int, int]]:
         """Tile coordinates (channel split, row, column) in execution order."""
         for ci in range(self.n_chans):
@@ -275,15 +326,45 @@ def _anchor_spans(graph: Graph, stop: int, axis: int, size: int) -> AxisSpans:
     return AxisSpans(axis, len(tiles), {anchor: tiles}, {anchor: sum(lengths)}, {anchor: max(lengths)}, {})
 
 
-def _prepend_layer(graph: Graph, inner: AxisSpans, index: int) -> AxisSpans:
+def roll(need: tuple[Span, ...]) -> tuple[tuple[Span, ...], tuple[Span, ...]]:
+    """Split what a tensor must hold in each row stripe (``need``) into the rows copied from
+    the previous stripe's slot (``cached``) and the rows its producer computes (``computed``).
+
+    The previous slot holds exactly ``need[j - 1]``. Rows of ``need[j]`` that it holds and
+    that form a prefix of ``need[j]`` are copied; the rest is computed. Anything else (no
+    previous stripe, an empty one, or an overlap that is not a prefix) is computed whole:
+    that recomputes, but it is always correct, whatever the strides do to the spans."""
+    computed: list[Span] = []
+    cached: list[Span] = []
+    for j, (lo, hi) in enumerate(need):
+        plo, phi = need[j - 1] if j else (0, 0)
+        if j and lo < hi and plo < phi and plo <= lo < phi:
+            top = min(hi, phi)
+            cached.append((lo, top))
+            computed.append((top, hi) if top < hi else (hi, hi))
+        else:
+            cached.append((lo, lo))
+            computed.append((lo, hi))
+    return tuple(computed), tuple(cached)
+
+
+def _prepend_layer(graph: Graph, inner: AxisSpans, index: int, rolling: bool = False, anchor: bool = False) -> AxisSpans:
     """The spans of ``inner``'s group with layer ``index`` added in front. Back-propagation
     visits the layers from the anchor backwards, so this is the last step of the group's own
     sweep: the output of layer ``index`` is needed only by later layers, whose spans are final.
     Per tile, each input's span is the union of what the readers need (rows and columns
-    clipped; channel spans are always inside the tensor)."""
+    clipped; channel spans are always inside the tensor).
+
+    ``rolling`` (rows of a rolling group): the layer's output, unless it is the ``anchor``, is
+    rolled first and the layer's inputs are back-propagated from the rows it computes; its
+    inputs are rolled too (an input produced before the group is loaded stripe by stripe, the
+    kept rows copied between its two staging slots)."""
     layer = graph.layers[index]
     axis = inner.axis
-    outs = inner.spans[layer.output]
+    computed, cached = dict(inner.computed), dict(inner.cached)
+    if rolling and not anchor:
+        computed[layer.output], cached[layer.output] = roll(inner.spans[layer.output])
+    outs = computed.get(layer.output, inner.spans[layer.output])
     lengths = [graph.shape(t)[axis] for t in layer.inputs]
     empty = (0, 0)  # the union with an empty span is the other span
     need = {t: list(inner.spans.get(t, (empty,) * len(outs))) for t in layer.inputs}
@@ -297,23 +378,32 @@ def _prepend_layer(graph: Graph, inner: AxisSpans, index: int) -> AxisSpans:
     for t, tiles in need.items():
         sizes = [b - a for a, b in tiles]
         spans[t], total[t], largest[t] = tuple(tiles), sum(sizes), max(sizes)
-    return AxisSpans(axis, inner.count, spans, total, largest, {index: tuple(read), **inner.reads})
+        if rolling:
+            computed[t], cached[t] = roll(spans[t])
+    return AxisSpans(axis, inner.count, spans, total, largest, {index: tuple(read), **inner.reads}, computed, cached)
 
 
-def axis_spans(graph: Graph, shape: GroupShape, axis: int, size: int, cache: SpanCache | None = None) -> AxisSpans:
+def axis_spans(graph: Graph, shape: GroupShape, axis: int, size: int, cache: SpanCache | None = None,
+               rolling: bool = False) -> AxisSpans:
     """The spans of the group's tensors along ``axis`` when the anchor is cut every ``size``
     along it. They depend on nothing else of the tiling, and the spans of [start, stop) extend
     those of [start + 1, stop) by one layer: a ``cache`` shared across the tilings and the
-    groups of one graph computes each step once (it keeps the groups in between too)."""
+    groups of one graph computes each step once (it keeps the groups in between too).
+
+    ``rolling`` (rows only): every tensor produced inside the group is rolled (:func:`roll`)
+    before its producer's inputs are back-propagated from the rows it computes."""
+    if rolling and axis != ROWS:
+        raise ValueError("rolling buffers cut rows only")
     if cache is None:
         cache = {}
+    key_axis = ROLLING_ROWS if rolling else axis
     start, stop = shape.start, shape.stop
     first = start  # [first, stop) is the longest group inside [start, stop) in the cache
-    while first < stop and (first, stop, axis, size) not in cache:
+    while first < stop and (first, stop, key_axis, size) not in cache:
         first += 1
-    spans = cache[(first, stop, axis, size)] if first < stop else _anchor_spans(graph, stop, axis, size)
+    spans = cache[(first, stop, key_axis, size)] if first < stop else _anchor_spans(graph, stop, axis, size)
     for i in range(first - 1, start - 1, -1):
-        spans = cache[(i, stop, axis, size)] = _prepend_layer(graph, spans, i)
+        spans = cache[(i, stop, key_axis, size)] = _prepend_layer(graph, spans, i, rolling, i == stop - 1)
     return spans
 
 
@@ -322,6 +412,6 @@ def group_geometry(graph: Graph, shape: GroupShape, tiling: Tiling, cache: SpanC
     spans only on the tile width and channel spans only on the channels per tile, so a
     ``cache`` shared across the tilings of one graph saves recomputing them."""
     return GroupGeometry(graph, shape, tiling,
-                         axis_spans(graph, shape, ROWS, tiling.tile_h, cache),
+                         axis_spans(graph, shape, ROWS, tiling.tile_h, cache, tiling.rolling),
                          axis_spans(graph, shape, COLUMNS, tiling.tile_w, cache),
                          axis_spans(graph, shape, CHANNELS, tiling.tile_c, cache))

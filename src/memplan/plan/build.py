@@ -16,7 +16,8 @@ from functools import cached_property
 
 from memplan.alloc import Block, align_up, first_fit
 from memplan.config import HardwareProfile
-from memplan.cost.candidate import Candidate, candidate_cost, stage_slot_bytes, staging_slots
+from memplan.cost.candidate import (Candidate, candidate_cost, resident_bytes, resident_reserved_bytes, stage_slot_bytes,
+                                    stage_slots, staging_slots)
 from memplan.errors import PlanError
 from memplan.geometry.group import HOST_TILING, group_geometry, group_shape, is_host, tiling_options
 from memplan.geometry.region import Region
@@ -128,7 +129,7 @@ def plan_blocks(r: Resolved) -> list[Block]:
             blocks.append(Block(f"g{gi}.core", c.core_bytes, c.start, c.stop))
         for inp in c.inputs:
             if inp.tensor not in dec.resident:
-                blocks.append(Block(f"g{gi}.in.{inp.tensor}", inp.stage_bytes, c.start, c.stop if overlap else inp.last_use + 1))
+                blocks.append(Block(f"g{gi}.in.{inp.tensor}", inp.stage_bytes, c.start, inp.stage_end(c.stop, hw)))
         if c.anchor not in dec.resident:
             blocks.append(Block(f"g{gi}.out", c.out_stage_bytes, c.start if overlap else c.stop - 1, c.stop))
         if _weights_in_sram(hw):
@@ -140,7 +141,7 @@ def plan_blocks(r: Resolved) -> list[Block]:
     for t in sorted(dec.resident):
         t0, t1 = r.live_range(t)
         # reserved size (memplan.alloc); the buffer itself holds the tensor's bytes exactly
-        blocks.append(Block(f"res.{t}", align_up(r.graph.tensors[t].numel * hw.elem_bytes, hw.sram_alignment), t0, t1))
+        blocks.append(Block(f"res.{t}", resident_reserved_bytes(r.graph, t, hw), t0, t1))
     return blocks
 
 
@@ -151,10 +152,13 @@ def cost_totals(r: Resolved, sram_peak: int) -> Totals:
     fm_read = fm_write = w_read = macs = sram = cycles = 0
     for c in r.candidates:
         dma = 0
+        copied = c.copy_bytes  # SRAM -> SRAM by the DMA engine: its time, and SRAM reads and writes
         for inp in c.inputs:
             if inp.tensor not in dec.resident:
                 fm_read += inp.load_bytes
                 dma += inp.load_bytes
+                copied += inp.copy_bytes
+                sram += 2 * inp.copy_bytes
         if c.anchor not in dec.resident:
             fm_write += c.store_bytes
             dma += c.store_bytes
@@ -164,7 +168,7 @@ def cost_totals(r: Resolved, sram_peak: int) -> Totals:
             dma += b
         macs += c.macs
         sram += c.compute_sram_bytes + (dma if _weights_in_sram(hw) else dma - sum(w.reload_bytes for w in c.weights))
-        cycles += group_cycles(hw, c.compute_cycles, dma)
+        cycles += group_cycles(hw, c.compute_cycles, dma + copied)
     base_macs = sum(g.layer_macs(layer) for layer in g.layers)
     return Totals(fm_read, fm_write, w_read, macs, macs - base_macs, sram_peak, sram,
                   energy_fj(hw, macs, fm_read + fm_write + w_read, sram), cycles)
@@ -174,7 +178,9 @@ def group_cycles(hw: HardwareProfile, compute: int, dma_bytes: int) -> int:
     """Latency model of one group: compute and DMA engines each busy for their work; with
     double-buffered staging they overlap (the longer one dominates), otherwise they add.
     ``compute`` is the group's compute cycles (:func:`memplan.cost.cycles.group_compute_cycles`
-    of its commands' work), ``dma_bytes`` what its DMA commands move."""
+    of its commands' work), ``dma_bytes`` what its DMA commands move: DRAM loads and stores,
+    weights, and the rolling buffers' SRAM-to-SRAM copies (counted at the DRAM rate: an
+    SRAM-to-SRAM move is never slower than a DRAM transfer, so this never flatters a plan)."""
     dma = int(-(-Fraction(dma_bytes) // hw.dram_bytes_per_cycle))
     return max(compute, dma) if hw.dma_overlaps_compute else compute + dma
 
@@ -228,7 +234,7 @@ def _buffers(r: Resolved, blocks: list[Block], offsets: Mapping[str, int]) -> li
         off = offsets[b.name]
         head, _, rest = b.name.partition(".")
         if head == "res":
-            size = r.graph.tensors[rest].numel * r.hw.elem_bytes
+            size = resident_bytes(r.graph, rest, r.hw)
             out.append(Buffer(b.name, BufferKind.RESIDENT, off, size, b.t0, b.t1, tensor=rest))
         elif head == "w":
             layer, _, kind = rest.rpartition(".")
@@ -278,19 +284,19 @@ def _commands(r: Resolved, offsets: Mapping[str, int]) -> list[Command]:
                                 host_outputs=(layer.output,)))
             continue
         geo = group_geometry(g, shape, c.tiling)
-        core = {cb.tensor: offsets[f"g{gi}.core"] + cb.offset for cb in c.core}
+        base = offsets.get(f"g{gi}.core", 0)
+        core = {cb.tensor: cb for cb in c.core}
         spatial = geo.n_rows * geo.n_cols
         for k, (ci, ri, xi) in enumerate(geo.tiles()):
-            slot = k % slots
-
-            def staged(name: str, tensor: str) -> int:
-                return offsets[name] + slot * stage_slot_bytes(geo.max_elems(tensor), hw)
+            def staged(name: str, tensor: str, tile: int = k) -> int:
+                n = stage_slots(geo, tensor, hw) if tensor != c.anchor else slots
+                return offsets[name] + (tile % n) * stage_slot_bytes(geo, tensor, hw)
 
             def operand(t: str) -> Operand:
                 if t in dec.resident:
                     return Operand(t, Region.full(g.shape(t)), offsets[f"res.{t}"])
                 if t in core:
-                    return Operand(t, geo.region(t, ci, ri, xi), core[t])
+                    return Operand(t, geo.region(t, ci, ri, xi), base + core[t].slot_offset(ri))
                 return Operand(t, geo.region(t, ci, ri, xi), staged(f"g{gi}.in.{t}", t))
 
             if k % spatial == 0 and _weights_in_sram(hw):
@@ -304,10 +310,25 @@ def _commands(r: Resolved, offsets: Mapping[str, int]) -> list[Command]:
                     op = operand(t)
                     if op.region.empty:  # the tile reads only padding of this input
                         continue
-                    cmds.append(Command(Op.LOAD, c.start, gi, k, tensor=t, region=op.region, offset=op.offset))
+                    if not geo.rolled(t):
+                        cmds.append(Command(Op.LOAD, c.start, gi, k, tensor=t, region=op.region, offset=op.offset))
+                        continue
+                    # rolling: rows kept from the previous stripe's slot, then the new rows into this one's view
+                    kept, new = geo.cached_region(t, ci, ri, xi), geo.computed_region(t, ci, ri, xi)
+                    if not kept.empty:
+                        prev = Operand(t, geo.region(t, ci, ri - 1, xi), staged(f"g{gi}.in.{t}", t, k - 1))
+                        cmds.append(Command(Op.COPY, c.start, gi, k, tensor=t, region=kept, inputs=(prev,), output=op))
+                    if not new.empty:
+                        cmds.append(Command(Op.LOAD, c.start, gi, k, tensor=t, region=new, offset=op.offset, output=op))
             for i in shape.layer_range:
                 layer = g.layers[i]
-                out_region = geo.region(layer.output, ci, ri, xi)
+                out_region = geo.computed_region(layer.output, ci, ri, xi)
+                cb = core.get(layer.output)
+                kept = geo.cached_region(layer.output, ci, ri, xi)
+                if cb is not None and cb.slot and not kept.empty:  # rolling buffer: rows from the previous stripe
+                    prev = Operand(layer.output, geo.region(layer.output, ci, ri - 1, xi), base + cb.slot_offset(ri - 1))
+                    cmds.append(Command(Op.COPY, i, gi, k, tensor=layer.output, region=kept, inputs=(prev,),
+                                        output=operand(layer.output)))
                 w_off = None
                 if layer.op in WEIGHTED and _weights_in_sram(hw):
                     if layer.id in dec.keep:

@@ -15,11 +15,13 @@ What each command touches, as byte ranges (a region of a channel-major buffer co
 from its first to its last byte, which may include bytes between its rows: a conservative
 hull, never too few waits):
 
-* LOAD: reads the region in the tensor's DRAM home, writes it at the SRAM offset;
+* LOAD: reads the region in the tensor's DRAM home, writes it at the SRAM offset (into its
+  view, for a load into a rolling buffer's slot);
 * STORE: reads the region at the SRAM offset, writes it in the DRAM home;
 * LOAD_WEIGHTS: writes the weight slice in SRAM (the weight blob is read-only: no hazard);
 * COMPUTE: reads each input operand and its weight slice in SRAM, writes its region of the
   output operand;
+* COPY: reads its source operand, writes its region of the destination operand (both SRAM);
 * HOST: reads its input tensors' DRAM homes whole, writes its outputs' whole.
 
 Model inputs are in place before the first command and model outputs are read after the last,
@@ -129,7 +131,9 @@ def _accesses(cmd: Command, plan: Plan, mm: MemoryMap, shapes: Shapes) -> list[t
         assert home is not None, f"{cmd.tensor} is moved but has no DRAM home"
         c, h, w = shapes[cmd.tensor]
         dram = region_span(Region(0, c, 0, h, 0, w), cmd.region, home.offset, eb)
-        sram = (cmd.offset, cmd.offset + cmd.region.numel * eb)
+        view = cmd.output  # a load into a rolling buffer's slot writes part of a larger view
+        sram = (cmd.offset, cmd.offset + cmd.region.numel * eb) if view is None else region_span(
+            view.region, cmd.region, view.offset, eb)
         if cmd.op is Op.LOAD:
             return [(DRAM, False, *dram), (SRAM, True, *sram)]
         return [(SRAM, False, *sram), (DRAM, True, *dram)]

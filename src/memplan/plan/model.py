@@ -68,6 +68,7 @@ class Op(str, enum.Enum):
     STORE = "store"  # SRAM -> DRAM, a feature-map region
     LOAD_WEIGHTS = "load_weights"  # DRAM -> SRAM, weights and biases of output channels [c0, c1)
     COMPUTE = "compute"
+    COPY = "copy"  # SRAM -> SRAM: rows of a rolling buffer, from the previous stripe's slot to this one's
     HOST = "host"  # the host CPU runs a host layer: its inputs from DRAM, its output to DRAM
 
 
@@ -84,7 +85,11 @@ class Operand:
 class Command:
     """One command of the stream. Fields not used by an op are None.
 
-    load/store: ``tensor``, ``region``, ``offset``. load_weights: ``layer``, ``channels``,
+    load/store: ``tensor``, ``region``, ``offset``; a load into a rolling buffer's slot also
+    has ``output``, the view the region lands in (the slot's whole region, at ``offset``).
+    copy: ``tensor``, ``region`` (the cells
+    copied), ``inputs`` (one operand: the slot copied from) and ``output`` (the slot copied
+    into). load_weights: ``layer``, ``channels``,
     ``offset``. compute: ``layer``, ``region`` (the output region computed), ``inputs``
     (one operand per layer input), ``output`` (the operand written into), ``weights_offset``
     (None when the layer has no weights or reads them in place from DRAM/flash). host:

@@ -64,6 +64,14 @@ def _num(x: Fraction) -> int | float:
     return int(x) if x.denominator == 1 else float(x)
 
 
+def _tiling_json(rules: TilingRules) -> dict[str, Any]:
+    """The tiling rules; ``rolling_buffers`` only when on (profiles without it read as before)."""
+    out = asdict(rules)
+    if not rules.rolling_buffers:
+        del out["rolling_buffers"]
+    return out
+
+
 def profile_to_json(hw: HardwareProfile) -> dict[str, Any]:
     return {
         "name": hw.name, "description": hw.description, "sram": hw.sram_bytes, "elem_bytes": hw.elem_bytes,
@@ -71,11 +79,12 @@ def profile_to_json(hw: HardwareProfile) -> dict[str, Any]:
         "sram_pj_per_byte": _num(hw.sram_pj_per_byte), "macs_per_cycle": hw.macs_per_cycle,
         "dram_bytes_per_cycle": _num(hw.dram_bytes_per_cycle), "clock_mhz": _num(Fraction(hw.clock_hz, 1_000_000)),
         "dma_overlaps_compute": hw.dma_overlaps_compute, "feature_maps_in_sram": hw.feature_maps_in_sram,
-        "weights_in_place": hw.weights_in_place, "tiling": asdict(hw.tiling),
+        "weights_in_place": hw.weights_in_place, "tiling": _tiling_json(hw.tiling),
         "elementwise_elems_per_cycle": hw.elementwise_elems_per_cycle, "cycle_model": hw.cycle_model,
         **({"npu": hw.npu, "sram_bytes_per_cycle": _num(hw.sram_bytes_per_cycle), "sram_latency": hw.sram_latency}
            if hw.cycle_model == "ethos-u" else {}),
         **({"sram_alignment": hw.sram_alignment} if hw.sram_alignment != 1 else {}),
+        **({"channel_brick": hw.channel_brick} if hw.channel_brick != 1 else {}),
     }
 
 
@@ -133,8 +142,11 @@ def _command(k: int, c: Command, refs: _Refs, mm: MemoryMap, waits: tuple[int, .
     d: dict[str, Any] = {"id": k, "op": c.op.value, "step": c.step, "group": c.group, "tile": c.tile}
     if c.op in (Op.LOAD, Op.STORE):
         assert c.region is not None
-        d.update(tensor=refs.tid(c.tensor), buffer=refs.buffer("tensor", c.tensor, c.step, c.offset, c.region.numel * eb),
+        held = c.output.region if c.output is not None else c.region  # a load into a rolling buffer's slot: its view
+        d.update(tensor=refs.tid(c.tensor), buffer=refs.buffer("tensor", c.tensor, c.step, c.offset, held.numel * eb),
                  region=_region(c.region), offset=c.offset)
+        if c.output is not None:
+            d["output"] = _operand(c.output, refs, c.step, eb)
     elif c.op is Op.LOAD_WEIGHTS:
         rec = mm.weight(c.layer or "")
         n = rec.slice_bytes(*c.channels) if rec is not None and c.channels else 0
@@ -143,6 +155,9 @@ def _command(k: int, c: Command, refs: _Refs, mm: MemoryMap, waits: tuple[int, .
     elif c.op is Op.HOST:
         d.update(layer=refs.lid(c.layer), inputs=[refs.tid(t) for t in c.host_inputs],
                  outputs=[refs.tid(t) for t in c.host_outputs])
+    elif c.op is Op.COPY:
+        d.update(tensor=refs.tid(c.tensor), region=_region(c.region), inputs=[_operand(o, refs, c.step, eb) for o in c.inputs],
+                 output=_operand(c.output, refs, c.step, eb) if c.output else None)
     else:
         rec = mm.weight(c.layer or "")
         n = rec.slice_bytes(c.region.c0, c.region.c1) if rec is not None and c.region is not None else 0
@@ -228,7 +243,8 @@ def plan_to_json(plan: Plan, hw: HardwareProfile, graph: Graph, claims: Mapping[
         "layers": _layer_table(graph, mm, refs),
         "dram": {"arena_bytes": mm.arena_bytes, "weights_bytes": mm.weights_bytes},
         "decisions": {
-            "groups": [{"start": g.start, "stop": g.stop, "layers": layer_ids[g.start:g.stop], "tiling": g.tiling.to_json()}
+            "groups": [{"start": g.start, "stop": g.stop, "layers": layer_ids[g.start:g.stop], "tiling": g.tiling.to_json(),
+                        **({"rolling": True} if g.tiling.rolling else {})}
                        for g in dec.groups],
             "keep": sorted(dec.keep),
             "resident": sorted(dec.resident),
@@ -320,7 +336,7 @@ def plan_from_json(data: dict[str, Any]) -> tuple[Plan, HardwareProfile]:
         names = _Names(data)
         dec = data["decisions"]
         decisions = Decisions(
-            tuple(GroupDecision(g["start"], g["stop"], Tiling(*g["tiling"])) for g in dec["groups"]),
+            tuple(GroupDecision(g["start"], g["stop"], Tiling(*g["tiling"], g.get("rolling", False))) for g in dec["groups"]),
             frozenset(dec["keep"]), frozenset(dec["resident"]))
         buffers = tuple(Buffer(b["name"], BufferKind(b["kind"]), b["offset"], b["size"], b["t0"], b["t1"],
                                names.tensor(b["tensor"], f"buffers[{i}].tensor"),
@@ -330,8 +346,9 @@ def plan_from_json(data: dict[str, Any]) -> tuple[Plan, HardwareProfile]:
             op = Op(c["op"])
             at = f"commands[{k}]"
             if op in (Op.LOAD, Op.STORE):
+                view = _operand_from(c["output"], names, f"{at}.output") if "output" in c else None
                 commands.append(Command(op, c["step"], c["group"], c["tile"], tensor=names.tensor(c["tensor"], f"{at}.tensor"),
-                                        region=Region(*c["region"]), offset=c["offset"]))
+                                        region=Region(*c["region"]), offset=c["offset"], output=view))
             elif op is Op.LOAD_WEIGHTS:
                 commands.append(Command(op, c["step"], c["group"], c["tile"], layer=names.layer(c["layer"], f"{at}.layer"),
                                         channels=tuple(c["channels"]), offset=c["offset"]))
@@ -340,6 +357,12 @@ def plan_from_json(data: dict[str, Any]) -> tuple[Plan, HardwareProfile]:
                     op, c["step"], c["group"], c["tile"], layer=names.layer(c["layer"], f"{at}.layer"),
                     host_inputs=tuple(names.tensor(t, f"{at}.inputs[{j}]") or "" for j, t in enumerate(c["inputs"])),
                     host_outputs=tuple(names.tensor(t, f"{at}.outputs[{j}]") or "" for j, t in enumerate(c["outputs"]))))
+            elif op is Op.COPY:
+                commands.append(Command(
+                    op, c["step"], c["group"], c["tile"], tensor=names.tensor(c["tensor"], f"{at}.tensor"),
+                    region=Region(*c["region"]),
+                    inputs=tuple(_operand_from(o, names, f"{at}.inputs[{j}]") for j, o in enumerate(c["inputs"])),
+                    output=_operand_from(c["output"], names, f"{at}.output")))
             else:
                 commands.append(Command(
                     op, c["step"], c["group"], c["tile"], layer=names.layer(c["layer"], f"{at}.layer"),

@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from memplan.config import HardwareProfile
+from memplan.cost.candidate import resident_bytes
 from memplan.cost.cycles import command_work, group_compute_cycles
 from memplan.errors import PlanError
 from memplan.geometry.backprop import input_regions, region_macs
@@ -130,11 +131,12 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
     for t in graph.inputs:
         if t in resident:  # the host writes a resident model input before the run
             b = resident[t]
-            need = graph.tensors[t].numel * plan.elem_bytes
+            need = resident_bytes(graph, t, hw)  # the input's bytes, channel-major, channels bricked
             if b.size != need or b.t0 != 0:
                 raise PlanError(f"resident buffer {b.name} of model input {t!r} is {b.size} B live from step {b.t0}: "
                                 f"the input needs {need} B from step 0; re-run memplan solve")
-            st.tags[b.offset:b.offset + b.size] = _element_tags(st, t, Region.full(graph.shape(t)))
+            n = graph.tensors[t].numel * plan.elem_bytes
+            st.tags[b.offset:b.offset + n] = _element_tags(st, t, Region.full(graph.shape(t)))
         else:
             st.dram_valid[t][...] = True
     buffers = list(plan.buffers)
@@ -157,9 +159,15 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
             if not _in_bounds(graph, cmd.tensor, cmd.region):
                 raise _fail(k, cmd, f"region {cmd.region.as_list()} is out of bounds of {cmd.tensor}")
             n = cmd.region.numel * eb
-            if _buffer_at(buffers, cmd.step, cmd.offset, cmd.offset + n) is None:
-                raise _fail(k, cmd, f"SRAM [{cmd.offset}, {cmd.offset + n}) is not inside a buffer live at step {cmd.step}")
-            sl = slice(cmd.offset, cmd.offset + n)
+            view = cmd.output  # a load into a view of a larger region (a rolling buffer's slot)
+            if view is not None and (cmd.op is not Op.LOAD or view.tensor != cmd.tensor or view.offset != cmd.offset
+                                     or not view.region.contains(cmd.region)):
+                raise _fail(k, cmd, "its view does not hold the region it moves at its offset")
+            held = view.region.numel * eb if view is not None else n
+            if _buffer_at(buffers, cmd.step, cmd.offset, cmd.offset + held) is None:
+                raise _fail(k, cmd, f"SRAM [{cmd.offset}, {cmd.offset + held}) is not inside a buffer live at step {cmd.step}")
+            sl = (_sub_offsets(view.region, cmd.region, cmd.offset, eb) if view is not None
+                  else slice(cmd.offset, cmd.offset + n))
             c, y, x = cmd.region.slices()
             if cmd.op is Op.LOAD:
                 if not st.dram_valid[cmd.tensor][c, y, x].all():
@@ -185,6 +193,9 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
             st.tags[cmd.offset:cmd.offset + wt.size] = wt
             w_read += wt.size
             dma = wt.size
+        elif cmd.op is Op.COPY:  # SRAM -> SRAM by the DMA engine: read once, written once
+            dma = _copy(st, buffers, k, cmd) * eb
+            sram_access += dma
         else:
             dma_w, n_macs, n_sram = _compute(st, buffers, k, cmd)
             w_read += dma_w
@@ -202,7 +213,9 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
     for t in graph.outputs:
         if t in resident:
             b = resident[t]
-            if not np.array_equal(st.tags[b.offset:b.end], _element_tags(st, t, Region.full(graph.shape(t)))):
+            n = graph.tensors[t].numel * plan.elem_bytes
+            if b.size != resident_bytes(graph, t, hw) or not np.array_equal(
+                    st.tags[b.offset:b.offset + n], _element_tags(st, t, Region.full(graph.shape(t)))):
                 raise PlanError(f"model output {t} is not complete in its resident buffer at the end")
         elif not st.dram_valid[t].all():
             raise PlanError(f"model output {t} is never completely written to DRAM")
@@ -338,6 +351,31 @@ def _compute(st: _State, buffers: list[Buffer], k: int, cmd: Command) -> tuple[i
     st.tags[_sub_offsets(out.region, cmd.region, out.offset, eb)] = _element_tags(st, layer.output, cmd.region)
     sram += cmd.region.numel * eb
     return w_dram, region_macs(graph, layer, cmd.region), sram
+
+
+def _copy(st: _State, buffers: list[Buffer], k: int, cmd: Command) -> int:
+    """Check a copy between two views of one tensor in SRAM (a rolling buffer's rows): both
+    views lie in live buffers and hold the region, and the source cells carry the tensor's
+    tags. Returns the elements copied."""
+    graph = st.graph
+    if cmd.tensor is None or cmd.region is None or cmd.output is None or len(cmd.inputs) != 1:
+        raise _fail(k, cmd, "a copy needs a tensor, a region, one source operand and a destination operand")
+    src, dst = cmd.inputs[0], cmd.output
+    if not _in_bounds(graph, cmd.tensor, cmd.region):
+        raise _fail(k, cmd, f"region {cmd.region.as_list()} is out of bounds of {cmd.tensor}")
+    for what, op in (("source", src), ("destination", dst)):
+        if op.tensor != cmd.tensor:
+            raise _fail(k, cmd, f"its {what} operand holds {op.tensor}, not {cmd.tensor}")
+        _check_operand(st, buffers, k, cmd, op)
+        if not op.region.contains(cmd.region):
+            raise _fail(k, cmd, f"its {what} holds {op.region.as_list()}, not all of {cmd.region.as_list()}")
+    eb = st.hw.elem_bytes
+    want = _element_tags(st, cmd.tensor, cmd.region)
+    if not np.array_equal(st.tags[_sub_offsets(src.region, cmd.region, src.offset, eb)], want):
+        raise _fail(k, cmd, f"copies {cmd.tensor} {cmd.region.as_list()} from SRAM offset {src.offset}, which does not "
+                            "hold it (never written, or overwritten)")
+    st.tags[_sub_offsets(dst.region, cmd.region, dst.offset, eb)] = want
+    return cmd.region.numel
 
 
 def _check_operand(st: _State, buffers: list[Buffer], k: int, cmd: Command, op: Operand) -> None:

@@ -37,8 +37,9 @@ class CandidateSet:
 
 def _vector(c: Candidate) -> list[int]:
     v = [c.out_stage_bytes, c.core_bytes, c.macs, c.compute_sram_bytes]
+    v.append(c.copy_bytes)
     for i in c.inputs:
-        v += [i.load_bytes, i.stage_bytes]
+        v += [i.load_bytes, i.stage_bytes, i.copy_bytes]
     for w in c.weights:
         v += [w.reload_bytes, w.slice_bytes]
     return v

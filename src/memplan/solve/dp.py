@@ -38,9 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from memplan.alloc import align_up
 from memplan.config import HardwareProfile
-from memplan.cost.candidate import Candidate
+from memplan.cost.candidate import Candidate, resident_reserved_bytes
 from memplan.ir.graph import Graph
 from memplan.plan.model import Decisions, GroupDecision
 
@@ -100,9 +99,8 @@ class BoundaryDP:
             return
         mac, dram, sram = hw.rates_fj()
         dma = dram + sram
-        eb = hw.elem_bytes
-        # reserved SRAM bytes of each tensor when resident (memplan.alloc.align_up)
-        self.size = {t: align_up(graph.tensors[t].numel * eb, hw.sram_alignment) for t in graph.tensors}
+        # reserved SRAM bytes of each tensor when resident (channels bricked, size aligned)
+        self.size = {t: resident_reserved_bytes(graph, t, hw) for t in graph.tensors}
         self.last_use = {t: max(cs) for t, cs in graph.consumers.items()}
         outputs = set(graph.outputs)
         overlap = hw.dma_overlaps_compute
@@ -112,12 +110,12 @@ class BoundaryDP:
             mem = tuple(c.core_bytes + slices.get(t, 0) for t in range(c.start, c.stop))
             twins: dict[tuple[object, ...], int] = {}
             for inp in c.inputs:
-                k = (graph.tensors[inp.tensor].shape, inp.load_bytes, inp.last_use)
+                k = (graph.tensors[inp.tensor].shape, inp.load_bytes, inp.copy_bytes, inp.last_use)
                 twins[k] = min(twins.get(k, inp.stage_bytes), inp.stage_bytes)
             inputs = tuple(
-                _Input(inp.tensor, dma * inp.load_bytes, inp.stage_bytes,
-                       twins[(graph.tensors[inp.tensor].shape, inp.load_bytes, inp.last_use)],
-                       (c.stop if overlap else inp.last_use + 1) - c.start)
+                _Input(inp.tensor, dram * inp.load_bytes + sram * inp.sram_bytes, inp.stage_bytes,
+                       twins[(graph.tensors[inp.tensor].shape, inp.load_bytes, inp.copy_bytes, inp.last_use)],
+                       inp.stage_end(c.stop, hw) - c.start)
                 for inp in c.inputs)
             items = sorted(((dma * (w.reload_bytes - w.total_bytes), w.slice_bytes, w.index - c.start, w.layer)
                             for w in c.weights if w.reload_bytes > w.total_bytes),

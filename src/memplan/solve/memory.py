@@ -23,10 +23,9 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from memplan.alloc import align_up
 from memplan.config import HardwareProfile
 from memplan.ir.graph import Graph
-from memplan.cost.candidate import Candidate
+from memplan.cost.candidate import Candidate, resident_reserved_bytes
 from memplan.solve.candidates import by_start
 from memplan.solve.model import Vars, safe
 
@@ -94,7 +93,7 @@ def add_memory(graph: Graph, hw: HardwareProfile, v: Vars, capacity: cp_model.In
             terms = [(i, inp) for i in members for inp in cands[i].inputs if inp.tensor == t]
             p = _presence(model, f"p_in_{a}_{safe(t)}", [v.loads(i, t) for i, _ in terms])
             box("in", a, t, p, [(inp.stage_bytes, v.loads(i, t)) for i, inp in terms], a,
-                [((cands[i].stop if overlap else inp.last_use + 1), v.loads(i, t)) for i, inp in terms])
+                [(inp.stage_end(cands[i].stop, hw), v.loads(i, t)) for i, inp in terms])
 
     # the staging buffer of each stored tensor, in the group that produces it
     by_anchor: dict[str, list[int]] = {}
@@ -120,7 +119,7 @@ def add_memory(graph: Graph, hw: HardwareProfile, v: Vars, capacity: cp_model.In
             box("reload", None, layer.id, k.Not(), sizes, layer_index, layer_index + 1)
 
     for t, r in sorted(v.res.items()):
-        size = align_up(graph.tensors[t].numel * hw.elem_bytes, align)
+        size = resident_reserved_bytes(graph, t, hw)
         if t in graph.producer:
             t0: list[tuple[int, cp_model.IntVar]] | int = [(cands[i].start, v.x[i]) for i in v.cover[graph.producer[t]]]
         else:
@@ -173,7 +172,7 @@ def add_capacity_cuts(graph: Graph, hw: HardwareProfile, v: Vars, capacity: cp_m
         if c.core_bytes:
             live(c.start, c.stop, c.core_bytes * v.x[i])
         for inp in c.inputs:
-            live(c.start, c.stop if overlap else inp.last_use + 1, inp.stage_bytes * v.loads(i, inp.tensor))
+            live(c.start, inp.stage_end(c.stop, hw), inp.stage_bytes * v.loads(i, inp.tensor))
     by_anchor: dict[str, list[int]] = {}
     for i, c in enumerate(cands):
         by_anchor.setdefault(c.anchor, []).append(i)
@@ -208,7 +207,7 @@ def add_capacity_cuts(graph: Graph, hw: HardwareProfile, v: Vars, capacity: cp_m
                 model.add(k >= v.keep[layer.id] + y - 1)
                 terms[step].append(size * k)
     for t, r in v.res.items():
-        size = align_up(graph.tensors[t].numel * hw.elem_bytes, hw.sram_alignment)
+        size = resident_reserved_bytes(graph, t, hw)
         lo = graph.producer.get(t, 0)
         consumers = graph.consumers.get(t, ())
         hi = n - 1 if t in graph.outputs or not consumers else max(consumers)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from ortools.sat.python import cp_model
 
 from memplan.config import HardwareProfile
-from memplan.cost.candidate import Candidate
+from memplan.cost.candidate import Candidate, resident_reserved_bytes
 from memplan.ir.graph import Graph
 from memplan.solve.budget import candidate_recompute
 from memplan.solve.candidates import by_layer
@@ -137,7 +137,7 @@ def build_decisions(graph: Graph, hw: HardwareProfile, cands: tuple[Candidate, .
             continue  # a host layer reads or writes it: it lives in DRAM
         if t in io and not hw.feature_maps_in_sram:
             continue  # model inputs and outputs live in DRAM
-        if graph.tensors[t].numel * hw.elem_bytes > hw.sram_bytes and not hw.feature_maps_in_sram:
+        if resident_reserved_bytes(graph, t, hw) > hw.sram_bytes and not hw.feature_maps_in_sram:
             continue  # cannot fit: it is always spilled
         r = model.new_bool_var(f"res_{safe(t)}")
         v.res[t] = r

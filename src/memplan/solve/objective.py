@@ -41,7 +41,7 @@ def build_energy(graph: Graph, v: Vars, hw: HardwareProfile) -> Terms:
     for i, c in enumerate(v.cands):
         add(v.x[i], mac * c.macs + sram * c.compute_sram_bytes)
         for inp in c.inputs:
-            add(v.loads(i, inp.tensor), dma * inp.load_bytes)
+            add(v.loads(i, inp.tensor), dram * inp.load_bytes + sram * inp.sram_bytes)
         if hw.weights_in_place:  # read from flash for every tile, straight to the MACs
             add(v.x[i], dram * sum(w.reload_bytes for w in c.weights))
     # stores: every tensor that leaves its group and is not resident is written once
@@ -84,7 +84,9 @@ def build_cycles(graph: Graph, v: Vars, hw: HardwareProfile) -> cp_model.LinearE
         dma_terms: list[tuple[int, cp_model.LinearExprT]] = []
         for i in members:
             c = v.cands[i]
-            dma_terms += [(inp.load_bytes, v.loads(i, inp.tensor)) for inp in c.inputs]
+            dma_terms += [(inp.dma_bytes, v.loads(i, inp.tensor)) for inp in c.inputs]
+            if c.copy_bytes:  # rolling buffers' SRAM-to-SRAM copies (memplan.plan.build.group_cycles)
+                dma_terms.append((c.copy_bytes, v.x[i]))
             if c.anchor in v.store:
                 st = model.new_bool_var(f"stores_{c.name}")
                 model.add_implication(st, v.x[i])

@@ -93,29 +93,51 @@ const char *memplan_status_string(int status)
 }
 
 /* ------------------------------------------------------------------ DMA */
-/* copy `r` of tensor t between its DRAM home and SRAM at `offset`; to_sram: LOAD, else STORE */
+/* offset of cell (c, y, x) of `r` inside a channel-major view holding `held` */
+static uint64_t view_index(const memplan_region *held, int32_t c, int32_t y, int32_t x)
+{
+    uint64_t rows = (uint64_t)(held->y1 - held->y0), cols = (uint64_t)(held->x1 - held->x0);
+    return ((uint64_t)(c - held->c0) * rows + (uint64_t)(y - held->y0)) * cols + (uint64_t)(x - held->x0);
+}
+
+static int contains(const memplan_region *outer, const memplan_region *inner)
+{
+    return outer->c0 <= inner->c0 && inner->c1 <= outer->c1 && outer->y0 <= inner->y0 && inner->y1 <= outer->y1 &&
+           outer->x0 <= inner->x0 && inner->x1 <= outer->x1;
+}
+
+/* copy `r` of tensor t between its DRAM home and SRAM at `offset`; to_sram: LOAD, else STORE.
+   A load with an operand (operand0) lands in that view: `r` inside the operand's region, which
+   is stored channel-major at `offset` (a rolling buffer's staging slot). */
 static int dma(memplan_ctx *ctx, const memplan_command *cmd, int to_sram)
 {
     const memplan_model *m = ctx->model;
     const memplan_tensor *t;
     const memplan_region *r = &cmd->region;
+    const memplan_region *held = r;
     uint64_t n;
-    int32_t c, y, cols, rows;
+    int32_t c, y, cols;
     if (cmd->tensor >= m->n_tensors)
         return MEMPLAN_E_BAD_TABLE;
     t = &m->tensors[cmd->tensor];
     if (t->elem_bytes != 1 || !region_ok(r, t->c, t->h, t->w))
         return MEMPLAN_E_BAD_TABLE;
+    if (cmd->operand0 != MEMPLAN_NONE) {
+        const memplan_operand *view = &m->operands[cmd->operand0];
+        if (!to_sram || view->tensor != cmd->tensor || view->offset != cmd->offset ||
+            !region_ok(&view->region, t->c, t->h, t->w) || !contains(&view->region, r))
+            return MEMPLAN_E_BAD_TABLE;
+        held = &view->region;
+    }
     n = region_numel(r);
-    if (!span_ok(cmd->offset, n, m->sram_bytes))
+    if (!span_ok(cmd->offset, region_numel(held), m->sram_bytes))
         return MEMPLAN_E_SRAM_BOUNDS;
     if (t->dram_offset == MEMPLAN_NONE || !span_ok(t->dram_offset, memplan_tensor_bytes(t), m->dram_arena_bytes))
         return MEMPLAN_E_DRAM_BOUNDS;
     cols = r->x1 - r->x0;
-    rows = r->y1 - r->y0;
     for (c = r->c0; c < r->c1; c++) {
         for (y = r->y0; y < r->y1; y++) {
-            uint8_t *s = ctx->sram + cmd->offset + ((uint64_t)(c - r->c0) * rows + (uint64_t)(y - r->y0)) * cols;
+            uint8_t *s = ctx->sram + cmd->offset + view_index(held, c, y, r->x0);
             uint8_t *d = ctx->dram + t->dram_offset + ((uint64_t)c * t->h + (uint64_t)y) * t->w + r->x0;
             if (to_sram)
                 memcpy(s, d, (size_t)cols);
@@ -274,6 +296,33 @@ static int host(memplan_ctx *ctx, const memplan_command *cmd)
     return MEMPLAN_OK;
 }
 
+/* ------------------------------------------------------------------ rolling buffers */
+static int copy(memplan_ctx *ctx, const memplan_command *cmd)
+{
+    const memplan_model *m = ctx->model;
+    const memplan_operand *src, *dst;
+    const memplan_tensor *t;
+    const memplan_region *r = &cmd->region;
+    int32_t c, y;
+    if (cmd->tensor >= m->n_tensors || cmd->operand0 == MEMPLAN_NONE)
+        return MEMPLAN_E_BAD_TABLE;
+    t = &m->tensors[cmd->tensor];
+    src = &m->operands[cmd->operand0];
+    dst = src + 1;
+    if (!region_ok(r, t->c, t->h, t->w) || src->tensor != cmd->tensor || dst->tensor != cmd->tensor ||
+        !region_ok(&src->region, t->c, t->h, t->w) || !region_ok(&dst->region, t->c, t->h, t->w) ||
+        !contains(&src->region, r) || !contains(&dst->region, r))
+        return MEMPLAN_E_BAD_TABLE;
+    if (!span_ok(src->offset, region_numel(&src->region), m->sram_bytes) ||
+        !span_ok(dst->offset, region_numel(&dst->region), m->sram_bytes))
+        return MEMPLAN_E_SRAM_BOUNDS;
+    for (c = r->c0; c < r->c1; c++)
+        for (y = r->y0; y < r->y1; y++) /* one row of the region is contiguous in both views */
+            memmove(ctx->sram + dst->offset + view_index(&dst->region, c, y, r->x0),
+                    ctx->sram + src->offset + view_index(&src->region, c, y, r->x0), (size_t)(r->x1 - r->x0));
+    return MEMPLAN_OK;
+}
+
 /* ------------------------------------------------------------------ the stream */
 int memplan_run(memplan_ctx *ctx)
 {
@@ -300,6 +349,9 @@ int memplan_run(memplan_ctx *ctx)
             break;
         case MEMPLAN_CMD_HOST:
             status = host(ctx, cmd);
+            break;
+        case MEMPLAN_CMD_COPY:
+            status = copy(ctx, cmd);
             break;
         default:
             status = MEMPLAN_E_BAD_TABLE;

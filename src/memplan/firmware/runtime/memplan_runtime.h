@@ -61,7 +61,10 @@ enum memplan_cmd_op {
     MEMPLAN_CMD_STORE = 1,         /* SRAM -> DRAM: a region of a tensor */
     MEMPLAN_CMD_LOAD_WEIGHTS = 2,  /* weight blob -> SRAM: rows then biases of channels [c0, c1) */
     MEMPLAN_CMD_COMPUTE = 3,       /* a kernel on SRAM operands */
-    MEMPLAN_CMD_HOST = 4           /* the application's host callback (a host layer) */
+    MEMPLAN_CMD_HOST = 4,          /* the application's host callback (a host layer) */
+    MEMPLAN_CMD_COPY = 5           /* SRAM -> SRAM: `region` of `tensor` from operands[operand0] (the
+                                      previous row stripe's slot of a rolling buffer) to
+                                      operands[operand0 + 1] */
 };
 
 /* layer ops: the values of memplan.ir.ops.OpKind, in that order */
@@ -185,14 +188,16 @@ typedef struct memplan_operand {
 typedef struct memplan_command {
     uint8_t op;                    /* enum memplan_cmd_op */
     int32_t step, group, tile;
-    uint32_t tensor;               /* load/store */
+    uint32_t tensor;               /* load/store/copy */
     uint32_t layer;                /* compute, load_weights, host */
-    memplan_region region;         /* load/store: the region moved; compute: the output region;
+    memplan_region region;         /* load/store/copy: the region moved; compute: the output region;
                                       load_weights: channels [c0, c1) (rows/cols unused) */
     uint32_t offset;               /* load/store/load_weights: SRAM offset */
     uint32_t weights_offset;       /* compute: SRAM offset of the weight slice, MEMPLAN_NONE: none
                                       (a layer without weights, or weights read in place) */
-    uint32_t operand0;             /* compute: operands[operand0 ..] = inputs, then the output */
+    uint32_t operand0;             /* compute: operands[operand0 ..] = inputs, then the output;
+                                      copy: the source, then the destination; load: MEMPLAN_NONE,
+                                      or the view the region lands in (a rolling buffer's slot) */
 } memplan_command;
 
 /* what the plan states (and the runtime measures) */

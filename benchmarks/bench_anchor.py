@@ -9,7 +9,8 @@ and per plan
   feature-map bytes are the floor's (the model input read once, the output written once);
 * total DRAM / the compulsory floor;
 * status, gap, which path the plan came from and what proved it, wall time;
-* how much CP-SAT improved on its best warm start (``hint_energy_fj`` vs the plan's energy).
+* how much CP-SAT improved on its best warm start (``SolverStats.warm_start_energy_fj`` vs the
+  plan's energy).
 
 Usage: ``python benchmarks/bench_anchor.py [--models mobilenetv2,resnet50,densenet121]
 [--resolutions 224,299] [--sram 256,1024] [--time-limit 120] [--rolling off|on|both]``; rows go
@@ -54,7 +55,7 @@ def row(name: str, resolution: int, sram_kib: int, limit: float, rolling: bool =
         return t.dram_read_fm + t.dram_write_fm - compulsory
 
     totals, layer = result.plan.totals, result.baselines["layer"].totals
-    hint = solver.get("hint_energy_fj")
+    hint = result.stats.warm_start_energy_fj if result.stats is not None else None
     return {
         "model": name, "resolution": resolution, "sram_kib": sram_kib, "rolling": rolling, "status": solver.get("status"),
         "gap": round(float(solver.get("gap") or 0.0), 5), "plan_source": solver.get("plan_source"),

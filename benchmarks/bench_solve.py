@@ -64,7 +64,7 @@ def main() -> None:
                 "dp_s": res.timings.get("dp_bound"), "search_s": res.timings.get("search_limit"),
                 "candidates": res.stats.candidates,
                 "bound_uJ": round(res.stats.bound / 1e9, 3), "dp_bound_uJ": extra.get("dp_bound_fj", 0) / 1e9,
-                "hint": res.stats.hint, "hint_uJ": extra.get("hint_energy_fj", 0) / 1e9,
+                "hint": res.stats.hint, "hint_uJ": (res.stats.warm_start_energy_fj or 0) / 1e9,
                 "energy_uJ": p.totals.energy_fj / 1e9, "greedy_energy_uJ": gr.totals.energy_fj / 1e9,
                 "layer_energy_uJ": lbl.totals.energy_fj / 1e9, "floor_energy_uJ": fl.energy_fj / 1e9,
                 "dram_total": p.totals.dram_total, "greedy_dram_total": gr.totals.dram_total,

@@ -108,7 +108,7 @@ def test_cpsat_unknown_returns_the_warm_start(resnet8: Graph, monkeypatch: pytes
     _check_consistent(r, resnet8, hw)
     s = r.stats
     assert s.status == "FEASIBLE" and s.extra["search_status"] == "UNKNOWN"
-    assert s.plan_source.startswith("dp") and s.objective == s.extra["hint_energy_fj"]
+    assert s.plan_source.startswith("dp") and s.objective == s.warm_start_energy_fj
     assert s.bound == s.extra["dp_bound_fj"] < s.objective  # the gap comes from the DP bound
 
 
@@ -121,7 +121,7 @@ def test_optimal_only_when_proven(resnet8: Graph) -> None:
     assert r.stats.status == "OPTIMAL" and r.stats.proof == "cpsat"
     assert r.stats.extra["dp_bound_fj"] < r.stats.objective
     # the warm start is the optimum here: it is returned (tie), proven by CP-SAT's bound
-    assert r.stats.plan_source == "dp0" and r.stats.objective == r.stats.extra["hint_energy_fj"]
+    assert r.stats.plan_source == "dp0" and r.stats.objective == r.stats.warm_start_energy_fj
 
 
 def test_interrupt_before_any_plan_is_a_keyboard_interrupt(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -321,5 +321,5 @@ def test_progress_reports_stages_then_search() -> None:
     assert searches and rec.events.index(("stage", "CP-SAT search")) < rec.events.index(("search", searches[0]))
     for objective, bound, seconds in searches:  # type: ignore[misc]
         assert bound <= objective and seconds >= 0
-    assert searches[0][0] == result.stats.extra["hint_energy_fj"]  # type: ignore[index]
+    assert searches[0][0] == result.stats.warm_start_energy_fj  # type: ignore[index]
     assert searches[-1][0] == result.plan.totals.energy_fj  # type: ignore[index]

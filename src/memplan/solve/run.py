@@ -148,6 +148,9 @@ class SolverStats:
     cut_short: tuple[str, ...] = ()
     counters_in_plan: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the energy of the best warm start CP-SAT was given (None: none). Not in the plan: when
+    #: the plan is not that warm start, nothing in the plan file can prove the figure
+    warm_start_energy_fj: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         keys = ["status", "objective", "bound", "gap", "objective_units", "candidates", "candidates_generated",
@@ -869,8 +872,6 @@ def _finish(req: _Request, cs: CandidateSet | None, first: _FirstPlans, dps: _DP
     if dps.dp is not None:
         extra.update(dp_bound_fj=dps.dp.bound_fj, dp_states=dps.dp.peak_states)
     warm = dps.best
-    if warm is not None:
-        extra["hint_energy_fj"] = warm[1].energy_fj
     if log.too_short:
         extra["limit_too_short"] = True
     if dps.over_budget:
@@ -887,7 +888,8 @@ def _finish(req: _Request, cs: CandidateSet | None, first: _FirstPlans, dps: _DP
         len(searched.b.vars.x) if searched is not None else 0, searched.conflicts if searched is not None else 0,
         warm[0] if warm is not None and searched is not None else None,
         plan_source=best.source, proof=proof, interrupted=searched is not None and searched.interrupted,
-        cut_short=tuple(log.cut), counters_in_plan=deterministic and searched is not None, extra=extra)
+        cut_short=tuple(log.cut), counters_in_plan=deterministic and searched is not None, extra=extra,
+        warm_start_energy_fj=warm[1].energy_fj if warm is not None else None)
     with log.stage("finish", "rebuilding and validating the plan"):
         plan = best.make()
         plan = replace(plan, provenance=Provenance("cpsat", objective, stats.to_json()))

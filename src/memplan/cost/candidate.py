@@ -10,7 +10,7 @@ the same totals again command by command, and tests hold the two equal.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from memplan.alloc import Block, align_up, extent, first_fit
 from memplan.config import HardwareProfile
@@ -87,6 +87,10 @@ class Candidate:
     #: compute cycles of the group: memplan.cost.cycles.command_work summed over the compute
     #: commands of every tile, then group_compute_cycles
     compute_cycles: int = 0
+    #: an FDT group's int32 accumulator (memplan.geometry.fdt): one anchor tile, inside the
+    #: core workspace (``core_bytes`` includes it), live over the whole group; None otherwise
+    #: (left out of the repr, as None: reprs of candidates without FDT are unchanged)
+    acc: CoreBuffer | None = field(default=None, repr=False)
 
     @property
     def key(self) -> tuple[int, int, Tiling]:
@@ -95,7 +99,8 @@ class Candidate:
     @property
     def name(self) -> str:
         t = self.tiling
-        return f"g{self.start}_{self.stop}_t{t.tile_h}x{t.tile_w}x{t.tile_c}"
+        fdt = f"f{t.fdt_c}" if t.fdt_c else ""
+        return f"g{self.start}_{self.stop}_t{t.tile_h}x{t.tile_w}x{t.tile_c}{fdt}"
 
 
 def staging_slots(hw: HardwareProfile) -> int:
@@ -107,6 +112,16 @@ def stage_slot_bytes(max_elems: int, hw: HardwareProfile) -> int:
     """Bytes of one slot of a staging buffer that holds at most ``max_elems`` elements: rounded
     up to the SRAM alignment, so that every slot starts at an aligned offset."""
     return align_up(max_elems * hw.elem_bytes, hw.sram_alignment)
+
+
+#: bytes of one partial sum in an FDT group's accumulator (an int32)
+ACC_BYTES = 4
+
+
+def accumulator_bytes(geo: GroupGeometry) -> int:
+    """Bytes of an FDT group's int32 accumulator: its largest anchor tile, 4 bytes an element
+    (the anchor spans all its channels in every slice)."""
+    return geo.max_elems(geo.shape.anchor) * ACC_BYTES
 
 
 def weight_slice_bytes(graph: Graph, layer: Layer, channels: int, hw: HardwareProfile) -> int:
@@ -190,8 +205,12 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
     inputs = tuple(InputCost(t, geo.sum_elems(t) * eb, stage_slot_bytes(geo.max_elems(t), hw) * slots, last)
                    for t, last in facts.inputs)
     blocks = [Block(t, geo.max_elems(t) * eb, t0, t1) for t, t0, t1 in facts.internal]
+    fdt = geo.tiling.fdt_c > 0
+    if fdt:  # the accumulator outlives every slice: live over the whole group
+        blocks.append(Block(_ACC, accumulator_bytes(geo), shape.start, shape.stop))
     offsets = first_fit(blocks, align)
-    core = tuple(CoreBuffer(b.name, offsets[b.name], b.size, b.t0, b.t1) for b in blocks)
+    core = tuple(CoreBuffer(b.name, offsets[b.name], b.size, b.t0, b.t1) for b in blocks if b.name != _ACC)
+    acc = CoreBuffer(shape.anchor, offsets[_ACC], blocks[-1].size, shape.start, shape.stop) if fdt else None
     rows, cols, chans = geo.row_axis, geo.col_axis, geo.chan_axis
     spatial = rows.count * cols.count
     macs = 0
@@ -203,6 +222,18 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
         e, n = _layer_work(geo, f.layer, hw)
         elems += e
         npu += n
+        if fdt and out == shape.anchor:  # the consumer: partial sums per slice, then requantize
+            assert f.unit_macs is not None and f.channel_weight_bytes is not None
+            c_out = geo.graph.shape(out)[1]
+            anchor_elems = c_out * rows.total[out] * cols.total[out]  # over the spatial tiles
+            macs += f.unit_macs * anchor_elems  # the slices of each output element sum to its reduction
+            # partial sums: the first slice writes 4 B, every other reads and writes them; the
+            # requantize reads them and writes the int8 output
+            compute_sram += geo.read_elems(f.index) * eb + anchor_elems * (ACC_BYTES * (2 * chans.count - 1) + ACC_BYTES + eb)
+            total = f.channel_weight_bytes * c_out  # every (output, input) channel pair once per spatial tile
+            largest = geo.graph.weight_elems(f.layer) // geo.graph.shape(f.layer.inputs[0])[1] * chans.largest[f.layer.inputs[0]]
+            weights.append(WeightCost(f.layer.id, f.index, total, spatial * total, align_up(largest * eb, align)))
+            continue
         if f.unit_macs is None:
             macs += _transpose_macs(geo.graph, geo, f.layer)
         else:
@@ -229,7 +260,12 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
         compute_sram_bytes=compute_sram,
         weights=tuple(weights),
         compute_cycles=group_compute_cycles(hw, macs, elems, npu),
+        acc=acc,
     )
+
+
+#: the accumulator's block name inside the core (no tensor has it: ids never contain '#')
+_ACC = "#acc"
 
 
 def _layer_work(geo: GroupGeometry, layer: Layer, hw: HardwareProfile) -> tuple[int, int]:

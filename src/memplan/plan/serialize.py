@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from memplan.config import HardwareProfile, TilingRules
+from memplan.cost.candidate import ACC_BYTES
 from memplan.errors import PlanError
 from memplan.geometry.group import Tiling
 from memplan.geometry.region import Region
@@ -71,12 +72,17 @@ def profile_to_json(hw: HardwareProfile) -> dict[str, Any]:
         "sram_pj_per_byte": _num(hw.sram_pj_per_byte), "macs_per_cycle": hw.macs_per_cycle,
         "dram_bytes_per_cycle": _num(hw.dram_bytes_per_cycle), "clock_mhz": _num(Fraction(hw.clock_hz, 1_000_000)),
         "dma_overlaps_compute": hw.dma_overlaps_compute, "feature_maps_in_sram": hw.feature_maps_in_sram,
-        "weights_in_place": hw.weights_in_place, "tiling": asdict(hw.tiling),
+        "weights_in_place": hw.weights_in_place, "tiling": _tiling_json(hw),
         "elementwise_elems_per_cycle": hw.elementwise_elems_per_cycle, "cycle_model": hw.cycle_model,
         **({"npu": hw.npu, "sram_bytes_per_cycle": _num(hw.sram_bytes_per_cycle), "sram_latency": hw.sram_latency}
            if hw.cycle_model == "ethos-u" else {}),
         **({"sram_alignment": hw.sram_alignment} if hw.sram_alignment != 1 else {}),
     }
+
+
+def _tiling_json(hw: HardwareProfile) -> dict[str, Any]:
+    """The profile's tiling rules; ``fdt_slices`` only when FDT is on (older plans unchanged)."""
+    return {k: v for k, v in asdict(hw.tiling).items() if k != "fdt_slices" or v}
 
 
 def profile_from_json(data: dict[str, Any]) -> HardwareProfile:
@@ -146,10 +152,17 @@ def _command(k: int, c: Command, refs: _Refs, mm: MemoryMap, waits: tuple[int, .
     else:
         rec = mm.weight(c.layer or "")
         n = rec.slice_bytes(c.region.c0, c.region.c1) if rec is not None and c.region is not None else 0
-        d.update(layer=refs.lid(c.layer), region=_region(c.region), inputs=[_operand(o, refs, c.step, eb) for o in c.inputs],
-                 output=_operand(c.output, refs, c.step, eb) if c.output else None,
+        # an FDT accumulator holds int32 partial sums: 4 bytes an element
+        acc_in = c.op is Op.REQUANTIZE
+        acc_out = c.accumulate is not None
+        d.update(layer=refs.lid(c.layer), region=_region(c.region),
+                 inputs=[_operand(o, refs, c.step, ACC_BYTES if acc_in else eb) for o in c.inputs],
+                 output=_operand(c.output, refs, c.step, ACC_BYTES if acc_out else eb) if c.output else None,
                  weights_buffer=refs.buffer("layer", c.layer, c.step, c.weights_offset, n),
                  weights_offset=c.weights_offset)
+        if acc_out:
+            assert c.in_channels is not None
+            d.update(in_channels=list(c.in_channels), accumulate=c.accumulate)
     d["waits_for"] = list(waits)
     return d
 
@@ -345,7 +358,8 @@ def plan_from_json(data: dict[str, Any]) -> tuple[Plan, HardwareProfile]:
                     op, c["step"], c["group"], c["tile"], layer=names.layer(c["layer"], f"{at}.layer"),
                     region=Region(*c["region"]),
                     inputs=tuple(_operand_from(o, names, f"{at}.inputs[{j}]") for j, o in enumerate(c["inputs"])),
-                    output=_operand_from(c["output"], names, f"{at}.output"), weights_offset=c["weights_offset"]))
+                    output=_operand_from(c["output"], names, f"{at}.output"), weights_offset=c["weights_offset"],
+                    in_channels=tuple(c["in_channels"]) if "in_channels" in c else None, accumulate=c.get("accumulate")))
         t = data["totals"]
         totals = Totals(t["dram_read_fm"], t["dram_write_fm"], t["dram_read_weights"], t["macs"], t["recompute_macs"],
                         t["sram_peak"], t["sram_access"], t["energy_fj"], t["cycles"])

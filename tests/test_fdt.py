@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -340,3 +341,102 @@ def test_solver_takes_fdt_candidates_on_mobilenetv2() -> None:
     report = verify_plan(g, on.plan, hw)
     assert report.passed and report.bit_exact and report.counts_match
     assert np.isfinite(report.wall_time_s)
+
+
+# ---------------------------------------------------------------------------- mutation corpus
+def _bottlenecks() -> Graph:
+    """Two inverted bottlenecks (the second strided): CP-SAT picks FDT groups at 0 % recompute."""
+    b = GraphBuilder("bottlenecks", seed=7)
+    x = b.input((1, 8, 12, 12))
+    y = b.conv(b.depthwise(b.conv(x, 48, 1)), 8, 1, activation=None)
+    return b.build(b.conv(b.depthwise(b.conv(y, 48, 1), stride=2), 16, 1, activation=None))
+
+
+#: the fields of a command an FDT slice or requantize gives meaning to
+FDT_FIELDS = {"op", "layer", "region", "inputs", "output", "in_channels", "accumulate", "weights_offset", "weights_buffer"}
+
+
+def _fdt_mutants(doc: dict[str, object]) -> list[tuple[str, dict[str, object]]]:
+    """Every field of the FDT commands (the middle one of: first slices, adding slices,
+    requantizes) and of the accumulator buffers mutated as test_mutations mutates fields; those
+    commands deleted, duplicated and swapped with their neighbour; their op swapped between
+    compute and requantize; and each FDT group's fdt_c +-1."""
+    import test_mutations as M
+
+    cmds, bufs = doc["commands"], doc["buffers"]
+    assert isinstance(cmds, list) and isinstance(bufs, list)
+    names = M._names(doc)
+    names["op"] = [*names["op"], "requantize"]
+    names["kind"] = [*names["kind"], "accumulator"]
+    kinds = {"first": [i for i, c in enumerate(cmds) if c.get("accumulate") is False],
+             "adds": [i for i, c in enumerate(cmds) if c.get("accumulate") is True],
+             "requantize": [i for i, c in enumerate(cmds) if c["op"] == "requantize"]}
+    picked = sorted({ix[len(ix) // 2] for ix in kinds.values()})  # the middle one of each
+    label = {ix[len(ix) // 2]: kind for kind, ix in kinds.items()}
+    roots = [(label[i], ("commands", i), cmds[i]) for i in picked]
+    roots += [("accumulator", ("buffers", i), b) for i, b in enumerate(bufs) if b["kind"] == "accumulator"][:1]
+    out = []
+    for kind, root, node in roots:
+        for path, value in M._leaves(node, root):
+            if root[0] == "commands" and not set(map(str, path)) & FDT_FIELDS:
+                continue  # id, step, group, tile, waits_for: the general corpus (test_mutations) covers them
+            where = f"{kind} " + ".".join(map(str, path))
+            for what, new in M._value_mutations(value, path, names):
+                out.append((f"{where} {what}", M._set(doc, path, new)))
+            if isinstance(path[-1], str):
+                out.append((f"{where} deleted", M._delete(doc, path)))
+    for i in picked:
+        out.append((f"commands[{i}] deleted", M._delete(doc, ("commands", i))))
+        out.append((f"commands[{i}] duplicated", M._set(doc, ("commands",), [*cmds[:i + 1], cmds[i], *cmds[i + 1:]])))
+        if i + 1 < len(cmds):
+            out.append((f"commands[{i}] swapped", M._set(doc, ("commands",), [*cmds[:i], cmds[i + 1], cmds[i], *cmds[i + 2:]])))
+        other = "compute" if cmds[i]["op"] == "requantize" else "requantize"
+        out.append((f"commands[{i}] op {other}", M._set(doc, ("commands", i, "op"), other)))
+    groups = doc["decisions"]["groups"]  # type: ignore[index]
+    for i, g in enumerate(groups):
+        if len(g["tiling"]) == 4:
+            for d in (1, -1):
+                out.append((f"group {i} fdt_c {d:+}", M._set(doc, ("decisions", "groups", i, "tiling", 3), g["tiling"][3] + d)))
+    # one mutant per (command kind, field, mutation): commands[3].inputs[0].region[2] +1 stands
+    # for every region entry +1 of that operand (as test_mutations.representatives)
+    seen: dict[str, tuple[str, dict[str, object]]] = {}
+    for what, mutant in out:
+        if mutant != doc:
+            seen.setdefault(re.sub(r"\d+", "#", what), (what, mutant))
+    return list(seen.values())
+
+
+def test_every_fdt_mutant_is_rejected() -> None:
+    import test_mutations as M
+    from memplan.driver import plan_graph
+
+    g = _bottlenecks()
+    hw = MCU.with_sram(1 << 20)
+    outcome = plan_graph(g, hw, "cpsat", "memory", SolverConfig(time_limit_s=10, deterministic=True, max_fuse_depth=6),
+                         UserConstraints(max_recompute_macs=0))
+    assert sum(1 for gd in outcome.plan.decisions.groups if gd.tiling.fdt_c) >= 2
+    doc = json.loads(json.dumps(outcome.to_json(M.SHA)))
+    prep = prepare(g)
+    assert M._reject_reason(g, prep, doc) is None
+    corpus = _fdt_mutants(doc)
+    assert len(corpus) >= 100
+    accepted = []
+    for what, mutant in corpus:
+        reason = M._reject_reason(g, prep, mutant)
+        if reason is None:
+            accepted.append(what)
+        else:
+            assert "\n" not in reason and reason.strip(), (what, reason)
+    assert not accepted, f"{len(accepted)} of {len(corpus)} FDT mutants accepted, e.g. {accepted[:5]}"
+
+
+def test_plots_count_fdt_groups_exactly() -> None:
+    """The per-group traffic plot counts an FDT slice's share of the consumer's MACs (and none
+    for the requantize); the memory map draws the accumulator."""
+    from memplan import plot
+
+    g, plan = _fdt_case()
+    rows = plot.group_traffic(plan, g)
+    assert sum(r.macs or 0 for r in rows) == plan.totals.macs
+    fig = plot.plot_memory_map(plan)
+    assert fig is not None

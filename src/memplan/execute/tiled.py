@@ -34,6 +34,16 @@ Commands
   :func:`~memplan.execute.kernels.run_layer` with exactly those weights and writes the result
   into the output operand (the command's region inside the region the operand holds).
 
+* COMPUTE with ``accumulate`` set (an FDT slice, :mod:`memplan.geometry.fdt`) multiplies the
+  input channels ``in_channels`` of its input operand by the consumer's weights of the region's
+  output channels x those input channels (read in place) and writes the exact integer partial
+  sums as int32 little-endian into the accumulator operand (``accumulate`` False) or adds them
+  to what it holds (True); the accumulator must hold partial sums of other, disjoint channels
+  of the same tile, and a sum beyond int32 is an error.
+* REQUANTIZE reads the accumulator, which must hold every input channel exactly once, adds the
+  consumer's biases (read in place), finishes as the untiled kernel does (rescale, zero point,
+  activation) and writes the int8 tile into the output operand.
+
 Resident model inputs are written into their buffer by the host before the run and resident
 model outputs are read from SRAM after it; neither is DRAM traffic.
 

@@ -7,6 +7,12 @@ copy out. That catches overlapping live buffers (a later write clobbers a tag st
 wrong offsets, a tensor read before it is written, a halo one row short, and regions out of
 bounds. Then it recomputes every total from the commands and compares.
 
+FDT groups (:mod:`memplan.geometry.fdt`): an accumulator's bytes carry the tags of the anchor
+elements whose partial sums they hold (flagged apart from int8 elements), and the validator
+keeps, per accumulator and tile, the input-channel slices added: a slice that adds must find
+partial sums of the same tile written (first write before read) and disjoint from its own; a
+requantize must find every input channel added exactly once, and consumes them.
+
 Alignment: every buffer offset must be a multiple of the profile's ``sram_alignment``, and
 every buffer's reserved bytes (its size rounded up to it) must lie within the SRAM; the SRAM
 peak is the highest reserved byte (:func:`memplan.plan.build.sram_peak`).

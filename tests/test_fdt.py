@@ -440,3 +440,69 @@ def test_plots_count_fdt_groups_exactly() -> None:
     assert sum(r.macs or 0 for r in rows) == plan.totals.macs
     fig = plot.plot_memory_map(plan)
     assert fig is not None
+
+
+# ---------------------------------------------------------------------------- command line
+def test_cli_solve_verify_and_export_refusal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """memplan solve --fdt-slices writes an FDT plan that memplan verify accepts; memplan export
+    --c refuses it in one line; --fdt-slices on a profile that copies weights is a usage error."""
+    from memplan.cli import main
+    from memplan.frontend.export import save_onnx
+
+    model = tmp_path / "bottlenecks.onnx"
+    save_onnx(_bottlenecks(), model)
+    plan = tmp_path / "plan.json"
+    assert main(["solve", str(model), "--hardware", "mcu-sram", "--fdt-slices", "8", "--objective", "memory",
+                 "--max-recompute", "0%", "--time-limit", "20", "--max-fuse-depth", "6", "-o", str(plan)]) == 0
+    doc = json.loads(plan.read_text())
+    assert any(len(g["tiling"]) == 4 for g in doc["decisions"]["groups"])
+    assert main(["verify", str(model), str(plan)]) == 0
+    assert "bit-exact yes" in capsys.readouterr().out
+    assert main(["export", str(model), str(plan), "--c", str(tmp_path / "c")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "fused depthwise tiling" in err and "\n" not in err
+    assert main(["solve", str(model), "--hardware", "generic-npu", "--fdt-slices", "8", "-o", str(plan)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "in place" in err and "\n" not in err
+
+
+# ---------------------------------------------------------------------------- property test
+@st.composite
+def fdt_chains(draw: st.DrawFn) -> Graph:
+    """A random producer -> channel-wise layers -> consumer chain: a conv (1x1 or 3x3, stride 1
+    or 2), then any of depthwise 3x3 (stride 1 or 2), max pool 2x2, an add of the tensor to
+    itself, then a 1x1 or 3x3 conv or a fully connected layer."""
+    b = GraphBuilder("random_fdt", seed=draw(st.integers(0, 2**16)))
+    h, w = draw(st.integers(4, 9)), draw(st.integers(4, 9))
+    x = b.input((1, draw(st.integers(1, 6)), h, w))
+    x = b.conv(x, draw(st.integers(2, 24)), draw(st.sampled_from([1, 3])), stride=draw(st.sampled_from([1, 2])))
+    for step in draw(st.lists(st.sampled_from(["dw", "dw2", "pool", "add"]), max_size=3)):
+        if step.startswith("dw"):
+            x = b.depthwise(x, 3, 2 if step == "dw2" and min(b.shape(x)[2:]) >= 3 else 1)
+        elif step == "pool" and min(b.shape(x)[2:]) >= 2:
+            x = b.max_pool(x, 2)
+        elif step == "add":
+            x = b.add(x, x)
+    consumer = draw(st.sampled_from(["pw", "conv3", "fc"]))
+    out = draw(st.integers(1, 12))
+    if consumer == "fc":
+        return b.build(b.fc(x, out))
+    return b.build(b.conv(x, out, 1 if consumer == "pw" else 3, activation=None))
+
+
+@settings(max_examples=60, deadline=None)
+@given(g=fdt_chains(), data=st.data())
+def test_random_fdt_chains_verify_bit_exactly(g: Graph, data: st.DataObject) -> None:
+    """Every random chain with FDT tilings: a drawn one (slices, and spatial tiles where the
+    anchor has them) verifies bit-exactly with every count as planned; pure FDT adds no MAC."""
+    tilings = fdt_tilings(g, 0, len(g.layers))
+    if not tilings:  # a chain the slices do not partition (the max pool keeps them; x + x too)
+        assert g.shape(g.layers[-1].inputs[0])[1] < 2
+        return
+    t = data.draw(st.sampled_from(tilings))
+    plan = whole_group_plan(g, t)
+    report = verify_plan(g, plan, MCU)
+    assert report.passed and report.bit_exact and report.counts_match
+    _, _, h, w = g.shape(g.outputs[0])
+    if (t.tile_h, t.tile_w) == (h, w):
+        assert plan.totals.recompute_macs <= 0

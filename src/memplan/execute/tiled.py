@@ -86,9 +86,9 @@ import numpy as np
 import numpy.typing as npt
 
 from memplan.config import HardwareProfile
+from memplan.cost.candidate import ACC_BYTES
 from memplan.cost.cycles import command_work, group_compute_cycles
 from memplan.errors import VerificationError
-from memplan.cost.candidate import ACC_BYTES
 from memplan.execute.kernels import (
     MissingInputError,
     Tile,
@@ -98,8 +98,8 @@ from memplan.execute.kernels import (
     required_input_regions,
     run_layer,
 )
-from memplan.geometry.fdt import reduces_over_channels
 from memplan.execute.quantize import QLayer, QuantizedGraph, Requant
+from memplan.geometry.fdt import reduces_over_channels
 from memplan.geometry.region import Region
 from memplan.ir.graph import Layer
 from memplan.host import run_host_int, tensor_bytes

@@ -31,8 +31,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from memplan.geometry.region import Region
 from memplan.cost.candidate import ACC_BYTES
+from memplan.geometry.region import Region
 from memplan.plan.memory_map import MemoryMap
 from memplan.plan.model import Command, Op, Plan
 

@@ -20,24 +20,24 @@ peak is the highest reserved byte (:func:`memplan.plan.build.sram_peak`).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from memplan.config import HardwareProfile
+from memplan.cost.candidate import ACC_BYTES
 from memplan.cost.cycles import command_work, group_compute_cycles
 from memplan.errors import PlanError
 from memplan.geometry.backprop import input_regions, region_macs
+from memplan.geometry.fdt import reduces_over_channels
 from memplan.geometry.region import Region
-from memplan.ir.graph import Graph
+from memplan.ir.graph import Graph, Layer
 from memplan.host import tensor_bytes
 from memplan.ir.ops import WEIGHTED, OpKind
 from memplan.plan.build import block_offsets, build_plan, energy_fj, group_cycles, resolve, sram_peak
 from memplan.plan.model import Buffer, BufferKind, Command, HostTotals, Op, Operand, Plan, Totals
-from memplan.cost.candidate import ACC_BYTES
-from memplan.geometry.fdt import reduces_over_channels
-from memplan.ir.graph import Layer
 
 _EMPTY = 0
 
@@ -52,7 +52,7 @@ class _State:
     layer_ids: dict[str, int]
     dram_valid: dict[str, np.ndarray]
     #: FDT accumulators being filled: (SRAM offset, anchor tile) -> input-channel slices added
-    acc_slices: dict[tuple[int, Region], list[tuple[int, int]]] = field(default_factory=dict)
+    acc_slices: dict[tuple[int, Region], list[tuple[int, int]]] = dataclasses.field(default_factory=dict)
 
 
 def _fail(cmd_index: int, cmd: Command, msg: str) -> PlanError:

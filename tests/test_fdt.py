@@ -23,7 +23,7 @@ from memplan.execute import Prepared, execute_plan, prepare, verify_plan
 from memplan.firmware.export import check_exportable
 from memplan.frontend import load_model
 from memplan.geometry.fdt import fdt_consumer
-from memplan.geometry.group import Tiling, group_shape, tiling_options
+from memplan.geometry.group import Tiling, group_shape, tile_count, tiling_options
 from memplan.ir.builder import GraphBuilder
 from memplan.ir.graph import Graph
 from memplan.plan.build import _commands, block_offsets, build_plan, crossing_tensors, resolve
@@ -159,7 +159,7 @@ def test_golden_costs_of_a_tiny_chain() -> None:
     shape = group_shape(g, 0, 3)
     assert shape is not None
     c = candidate_cost(g, shape, Tiling(4, 4, 4, 4), MCU)
-    assert c.n_tiles == 2
+    assert c.n_tiles == tile_count(g, shape, c.tiling) == 2
     w = {x.layer: (x.total_bytes, x.reload_bytes) for x in c.weights}
     # 1x1 4->8: 8*4 weights + 8 int32 biases; depthwise: 8*9 + 8*4; 1x1 8->4: 4*8 + 4*4
     assert w == {"conv_1": (64, 64), "conv_2": (104, 104), "conv_3": (48, 48)}
@@ -170,7 +170,7 @@ def test_golden_costs_of_a_tiny_chain() -> None:
     assert sum(g.layer_macs(layer) for layer in g.layers) == 2176
     # two row tiles: the accumulator holds one tile; conv_1's rows are recomputed for the 3x3 halo
     c2 = candidate_cost(g, shape, Tiling(2, 4, 4, 4), MCU)
-    assert c2.acc is not None and c2.acc.size == 4 * 2 * 4 * 4 and c2.n_tiles == 4
+    assert c2.acc is not None and c2.acc.size == 4 * 2 * 4 * 4 and c2.n_tiles == tile_count(g, shape, c2.tiling) == 4
     assert {x.layer: x.reload_bytes for x in c2.weights} == {"conv_1": 128, "conv_2": 208, "conv_3": 96}
     assert c2.macs == 8 * (3 * 4) * 2 * 4 + 8 * 16 * 9 + 4 * 16 * 8  # conv_1 computes rows 0..2 and 1..3
     plan = whole_group_plan(g, Tiling(4, 4, 4, 4))

@@ -158,9 +158,10 @@ def tile_count(graph: Graph, shape: GroupShape, tiling: Tiling) -> int:
     if is_host(graph, shape):
         return 1
     _, c, h, w = graph.shape(shape.anchor)
-    if tiling.fdt_c:
-        c, tiling = graph.shape(graph.layers[shape.stop - 1].inputs[0])[1], Tiling(tiling.tile_h, tiling.tile_w, tiling.fdt_c)
-    return ceil_div(c, tiling.tile_c) * ceil_div(h, tiling.tile_h) * ceil_div(w, tiling.tile_w)
+    chans = ceil_div(c, tiling.tile_c)
+    if tiling.fdt_c:  # slices of the consumer's input instead of channel splits of the anchor
+        chans = ceil_div(graph.shape(graph.layers[shape.stop - 1].inputs[0])[1], tiling.fdt_c)
+    return chans * ceil_div(h, tiling.tile_h) * ceil_div(w, tiling.tile_w)
 
 
 def fdt_tilings(graph: Graph, shape: GroupShape, rules: TilingRules, rows: list[int], cols: list[int]) -> list[Tiling]:

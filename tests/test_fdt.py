@@ -148,8 +148,14 @@ def test_fdt_is_offered_only_for_channel_partitioned_chains() -> None:
 
 
 def test_fdt_needs_weights_read_in_place() -> None:
+    from memplan import api
+
     with pytest.raises(ConfigError, match="in place"):
         load_profile("generic-npu").with_tiling(fdt_slices=4)
+    with pytest.raises(ConfigError, match="in place"):  # as the TOML loader checks a profile file
+        api.hardware("generic-npu", fdt_slices=4)
+    assert api.hardware("mcu-sram", fdt_slices=4).tiling.fdt_slices == 4
+    assert load_profile("mcu-sram").tiling.fdt_slices == 0  # off by default
 
 
 # ---------------------------------------------------------------------------- exact costs

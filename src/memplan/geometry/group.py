@@ -15,6 +15,11 @@ order is channel splits outermost, then rows, then columns. Because back-propaga
 layer is independent per axis, each tensor's region in a tile is the product of its row span
 for the tile's row, its column span for the tile's column and its channel span: the spans are
 computed per axis once, and whole-group sums factorise.
+
+A group whose last layer reduces over its input's channels may instead run in channel slices of
+that input (fused depthwise tiling, :mod:`memplan.geometry.fdt`): ``Tiling.fdt_c`` > 0, the
+channel axis then holds the slices (:func:`fdt_spans`) and they run innermost, all slices of a
+spatial tile before the next tile.
 """
 
 from __future__ import annotations

@@ -512,3 +512,26 @@ def test_random_fdt_chains_verify_bit_exactly(g: Graph, data: st.DataObject) -> 
     _, _, h, w = g.shape(g.outputs[0])
     if (t.tile_h, t.tile_w) == (h, w):
         assert plan.totals.recompute_macs <= 0
+
+
+def test_partial_sums_outside_the_accumulator_are_rejected(prepared: dict[str, Prepared]) -> None:
+    """Partial sums pointed into the anchor's own resident buffer (large enough for them): the
+    bytes exist and belong to the right tensor, but they are not an accumulator."""
+    g = dw_pw()
+    plan = whole_group_plan(g, Tiling(1, 5, 12, 4))  # one-row tiles: 12 x 5 partial sums, 240 B
+    res = next(b for b in plan.buffers if b.kind is BufferKind.RESIDENT and b.tensor == g.outputs[0])
+    acc = next(b for b in plan.buffers if b.kind is BufferKind.ACCUMULATOR)
+    assert acc.size == 240 < res.size == 12 * 7 * 5
+    cmds = []
+    for c in plan.commands:
+        if c.accumulate is not None:
+            assert c.output is not None
+            c = dataclasses.replace(c, output=dataclasses.replace(c.output, offset=res.offset))
+        elif c.op is Op.REQUANTIZE:
+            c = dataclasses.replace(c, inputs=(dataclasses.replace(c.inputs[0], offset=res.offset),))
+        cmds.append(c)
+    bad = dataclasses.replace(plan, commands=tuple(cmds))
+    with pytest.raises(VerificationError, match="accumulator"):
+        verify_plan(g, bad, MCU, prepared=prepared["dw_pw"])
+    with pytest.raises(VerificationError, match="not an accumulator"):
+        verify_plan(g, bad, MCU, prepared=prepared["dw_pw"], static_checks=False)

@@ -691,6 +691,10 @@ class _Machine:
     def _acc_view(self, k: int, cmd: Command, offset: int, region: Region, tensor: str) -> tuple[slice, tuple[int, ...]]:
         n = region.numel * ACC_BYTES
         self._claim(k, cmd, offset, n, f"accumulator {tensor} {region.as_list()}", tensor=tensor)
+        buf = next(b for b in self.live[cmd.step] if b.offset <= offset and offset + n <= b.end)
+        if buf.kind is not BufferKind.ACCUMULATOR:
+            raise self._fail(k, cmd, f"partial sums at SRAM [{offset}, {offset + n}) lie in buffer {buf.name}, "
+                                     f"a {buf.kind.value} buffer, not an accumulator")
         return slice(offset, offset + n), (1, region.channels, region.rows, region.cols)
 
     def _accumulate(self, k: int, cmd: Command) -> None:

@@ -468,7 +468,7 @@ def test_rolling_buffer_plans_round_trip(tmp_path: Path) -> None:
 
     hw = NPU.with_tiling(rolling_buffers=True).with_sram(64 * 1024)
     toy = build_zoo_model("toy_chain", n=4, h=20, w=9, c=3)
-    plan = build_plan(toy, hw, Decisions((GroupDecision(0, 4, Tiling(3, 9, 3, True)),)))
+    plan = build_plan(toy, hw, Decisions((GroupDecision(0, 4, Tiling(3, 9, 3, rolling=True)),)))
     assert sum(c.op is Op.COPY for c in plan.commands) > 0
     _round_trip(toy, prepare(toy), hw, plan, tmp_path / "toy")
     graph, prepared = _model("unet")

@@ -39,7 +39,7 @@ def _toy(n: int = 3, h: int = 12, w: int = 12, c: int = 4) -> Graph:
 def _plan(graph: Graph, tile_h: int, rolling: bool, sram: int = 64 * 1024) -> Plan:
     _, c, _, w = graph.shape(graph.layers[-1].output)
     hw = ROLLING.with_sram(sram)
-    return build_plan(graph, hw, Decisions((GroupDecision(0, len(graph.layers), Tiling(tile_h, w, c, rolling)),)))
+    return build_plan(graph, hw, Decisions((GroupDecision(0, len(graph.layers), Tiling(tile_h, w, c, rolling=rolling)),)))
 
 
 # ---------------------------------------------------------------------------- roll
@@ -97,7 +97,7 @@ def test_toy_chain_golden_numbers() -> None:
 def test_a_profile_without_dma_overlap_still_gets_two_staging_slots_for_a_rolled_input() -> None:
     g = _toy()
     hw = dataclasses.replace(ROLLING.with_sram(64 * 1024), dma_overlaps_compute=False)
-    plan = build_plan(g, hw, Decisions((GroupDecision(0, 3, Tiling(3, 12, 4, True)),)))
+    plan = build_plan(g, hw, Decisions((GroupDecision(0, 3, Tiling(3, 12, 4, rolling=True)),)))
     stage = next(b for b in plan.buffers if b.kind.value == "in_stage")
     assert stage.size == 2 * 6 * 48
     assert verify_plan(g, plan, hw).bit_exact
@@ -117,7 +117,7 @@ def test_rolling_tilings_are_offered_only_where_they_apply() -> None:
 
 def test_a_stripe_keeps_exactly_the_rows_it_shares_with_the_last() -> None:
     g = _toy(n=4, h=20, w=9, c=3)
-    geo = group_geometry(g, group_shape(g, 0, 4), Tiling(4, 9, 3, True))
+    geo = group_geometry(g, group_shape(g, 0, 4), Tiling(4, 9, 3, rolling=True))
     for t in geo.shape.internal:
         held, comp, kept = geo.rows[t], geo.row_axis.computed_spans(t), geo.row_axis.cached[t]
         covered = set()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from memplan.config import MAX_SEED, SOLVER_RANGES, TILING_RANGES
-from memplan.errors import MemplanError, ModelError, PlanError, UsageError
+from memplan.errors import ConfigError, MemplanError, ModelError, PlanError, UsageError
 
 if TYPE_CHECKING:
     from memplan.api import SolveSettings
@@ -137,6 +137,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sol.add_argument("--tile-multiple", type=_int_in(*TILING_RANGES["tile_multiple"]),
                      help="tile height and width must be multiples of this")
     sol.add_argument("--max-tiles", type=_int_in(*TILING_RANGES["max_tiles"]), help="most tiles per group")
+    sol.add_argument("--fdt-slices", type=_int_in(*TILING_RANGES["fdt_slices"]),
+                     help="most channel slices of a fused depthwise tiling group (0: none; profiles that read weights "
+                          "in place only)")
     sol.add_argument("--input-shape", action="append", metavar="NAME=1x3xHxW", help="pin a dynamic input shape")
     sol.add_argument("-o", "--output", help="write the plan JSON here")
     sol.add_argument("--host-ops", choices=["cpu", "error"], default="cpu", help=HOST_OPS_HELP + " (recorded in the plan)")
@@ -244,7 +247,12 @@ def load_hardware(args: argparse.Namespace) -> "HardwareProfile":
             if value < 1:
                 raise UsageError(f"--{key.replace('_', '-')} must be at least 1")
             rules[key] = value
-    return hw.with_tiling(**rules) if rules else hw
+    if getattr(args, "fdt_slices", None) is not None:
+        rules["fdt_slices"] = args.fdt_slices
+    try:
+        return hw.with_tiling(**rules) if rules else hw
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def check_output(path: str | None, flag: str = "-o", protect: str | None = None, example: str = "out.json") -> None:

@@ -66,6 +66,10 @@ class TilingRules:
     #: fused groups may also run as row stripes with rolling buffers (Tiling.rolling): the
     #: planner chooses per group between recomputing the overlap rows and caching them
     rolling_buffers: bool = False
+    #: most channel slices of a fused depthwise tiling (FDT) group (memplan.geometry.fdt); 0: no
+    #: FDT candidates. Off by default: see docs/fdt.md for the measured solve-time cost. Only
+    #: profiles that read weights in place (weights_in_place) may enable it.
+    fdt_slices: int = 0
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,10 @@ class HardwareProfile:
         return out[0], out[1], out[2]
 
     def with_tiling(self, **changes: Any) -> HardwareProfile:
-        return replace(self, tiling=replace(self.tiling, **changes))
+        tiling = replace(self.tiling, **changes)
+        if tiling.fdt_slices and not self.weights_in_place:
+            raise ConfigError(f"profile {self.name}: FDT (fdt_slices) needs a profile that reads weights in place")
+        return replace(self, tiling=tiling)
 
 
 _NUMBER = (int, float)
@@ -153,7 +160,8 @@ _SPEC: dict[str, tuple[type | tuple[type, ...], bool]] = {
 #: the cycle models a profile may name, and the Ethos-U cores the "ethos-u" model knows
 CYCLE_MODELS = ("simple", "ethos-u")
 NPU_NAMES = ("ethos-u55-256", "ethos-u65-256", "ethos-u55-128", "ethos-u55-64")
-_TILING_SPEC: dict[str, type] = {"row_only": bool, "tile_multiple": int, "max_tiles": int, "rolling_buffers": bool}
+_TILING_SPEC: dict[str, type] = {"row_only": bool, "tile_multiple": int, "max_tiles": int, "rolling_buffers": bool,
+                                 "fdt_slices": int}
 
 
 def _check(value: Any, typ: type | tuple[type, ...], key: str, source: str) -> Any:
@@ -184,7 +192,7 @@ _PROFILE_RANGES: dict[str, tuple[float, float]] = {
     "channel_brick": (1, 256),
 }
 #: tiling rules, from the profile or the command line: (low, high) inclusive
-TILING_RANGES: dict[str, tuple[int, int]] = {"tile_multiple": (1, 4096), "max_tiles": (1, 4096)}
+TILING_RANGES: dict[str, tuple[int, int]] = {"tile_multiple": (1, 4096), "max_tiles": (1, 4096), "fdt_slices": (0, 4096)}
 
 
 def _check_range(value: float, low: float, high: float, key: str, source: str) -> None:
@@ -246,6 +254,9 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Hardwa
         raise ConfigError(f"{source}: tiling.tile_multiple and tiling.max_tiles must be >= 1")
     for key, (low, high) in TILING_RANGES.items():
         _check_range(getattr(tiling, key), low, high, f"tiling.{key}", source)
+    if tiling.fdt_slices and not data.get("weights_in_place", False):
+        raise ConfigError(f"{source}: tiling.fdt_slices needs weights_in_place = true (FDT groups read each slice's "
+                          "weights in place; weight buffers for slices are not implemented)")
     return HardwareProfile(
         name=data["name"],
         description=data.get("description", ""),

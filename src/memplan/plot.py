@@ -49,6 +49,7 @@ KIND_COLOURS = {
     BufferKind.WEIGHT_KEEP: "#8172b2",
     BufferKind.WEIGHT_RELOAD: "#ccb974",
     BufferKind.RESIDENT: "#64b5cd",
+    BufferKind.ACCUMULATOR: "#dd8452",
 }
 KIND_LABELS = {
     BufferKind.CORE: "core tile",
@@ -57,6 +58,7 @@ KIND_LABELS = {
     BufferKind.WEIGHT_KEEP: "weights (kept)",
     BufferKind.WEIGHT_RELOAD: "weights (reloaded)",
     BufferKind.RESIDENT: "resident tensor",
+    BufferKind.ACCUMULATOR: "int32 partial sums (FDT)",
 }
 
 
@@ -219,9 +221,13 @@ def group_traffic(plan: Plan, graph: Graph | None = None) -> list[GroupTraffic]:
                 weights[g] += (c1 - c0) * per_channel[cmd.layer]
         elif cmd.op is Op.HOST:
             host[g] = True
-        elif graph is not None:
+        elif graph is not None and cmd.op is Op.COMPUTE:  # a requantize does no MACs
             assert cmd.region is not None and cmd.layer is not None
-            macs[g] += region_macs(graph, layers[cmd.layer], cmd.region)
+            layer = layers[cmd.layer]
+            n = region_macs(graph, layer, cmd.region)
+            if cmd.in_channels is not None:  # an FDT slice: its share of the consumer's reduction
+                n = n * (cmd.in_channels[1] - cmd.in_channels[0]) // graph.shape(layer.inputs[0])[1]
+            macs[g] += n
     return [GroupTraffic(i, d.start, d.stop, loads[i], stores[i], weights[i], macs[i] if graph is not None else None,
                          host[i]) for i, d in enumerate(plan.decisions.groups)]
 

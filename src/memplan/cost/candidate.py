@@ -10,7 +10,7 @@ the same totals again command by command, and tests hold the two equal.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from memplan.alloc import Block, align_up, extent, first_fit
 from memplan.config import HardwareProfile
@@ -123,6 +123,10 @@ class Candidate:
     #: engine from one slot to the other (SRAM to SRAM; read and written: twice in
     #: compute_sram_bytes); inputs' copies are in InputCost.copy_bytes
     copy_bytes: int = 0
+    #: an FDT group's int32 accumulator (memplan.geometry.fdt): one anchor tile, inside the
+    #: core workspace (``core_bytes`` includes it), live over the whole group; None otherwise
+    #: (left out of the repr, as None: reprs of candidates without FDT are unchanged)
+    acc: CoreBuffer | None = field(default=None, repr=False)
 
     @property
     def key(self) -> tuple[int, int, Tiling]:
@@ -131,7 +135,8 @@ class Candidate:
     @property
     def name(self) -> str:
         t = self.tiling
-        return f"g{self.start}_{self.stop}_t{t.tile_h}x{t.tile_w}x{t.tile_c}{'r' if t.rolling else ''}"
+        fdt = f"f{t.fdt_c}" if t.fdt_c else ""
+        return f"g{self.start}_{self.stop}_t{t.tile_h}x{t.tile_w}x{t.tile_c}{fdt}{'r' if t.rolling else ''}"
 
 
 def staging_slots(hw: HardwareProfile) -> int:
@@ -179,6 +184,16 @@ def stage_slot_bytes(geo: GroupGeometry, tensor: str, hw: HardwareProfile) -> in
     """Bytes of one slot of a tile buffer of ``tensor`` (:func:`tile_buffer_elems`): rounded up
     to the SRAM alignment, so that every slot starts at an aligned offset."""
     return align_up(tile_buffer_elems(geo, tensor, hw) * hw.elem_bytes, hw.sram_alignment)
+
+
+#: bytes of one partial sum in an FDT group's accumulator (an int32)
+ACC_BYTES = 4
+
+
+def accumulator_bytes(geo: GroupGeometry) -> int:
+    """Bytes of an FDT group's int32 accumulator: its largest anchor tile, 4 bytes an element
+    (the anchor spans all its channels in every slice)."""
+    return geo.max_elems(geo.shape.anchor) * ACC_BYTES
 
 
 def weight_slice_bytes(graph: Graph, layer: Layer, channels: int, hw: HardwareProfile) -> int:
@@ -266,8 +281,13 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
     rolled = {t: stage_slot_bytes(geo, t, hw) for t, _, _ in facts.internal if geo.rolled(t)}  # slot bytes
     blocks = [Block(t, 2 * rolled[t], shape.start, shape.stop) if t in rolled
               else Block(t, tile_buffer_elems(geo, t, hw) * eb, t0, t1) for t, t0, t1 in facts.internal]
+    fdt = geo.tiling.fdt_c > 0
+    if fdt:  # the accumulator outlives every slice: live over the whole group
+        blocks.append(Block(_ACC, accumulator_bytes(geo), shape.start, shape.stop))
     offsets = first_fit(blocks, align)
-    core = tuple(CoreBuffer(b.name, offsets[b.name], b.size, b.t0, b.t1, rolled.get(b.name, 0)) for b in blocks)
+    core = tuple(CoreBuffer(b.name, offsets[b.name], b.size, b.t0, b.t1, rolled.get(b.name, 0))
+                 for b in blocks if b.name != _ACC)
+    acc = CoreBuffer(shape.anchor, offsets[_ACC], blocks[-1].size, shape.start, shape.stop) if fdt else None
     rows, cols, chans = geo.row_axis, geo.col_axis, geo.chan_axis
     spatial = rows.count * cols.count
     macs = 0
@@ -279,6 +299,18 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
         e, n = _layer_work(geo, f.layer, hw)
         elems += e
         npu += n
+        if fdt and out == shape.anchor:  # the consumer: partial sums per slice, then requantize
+            assert f.unit_macs is not None and f.channel_weight_bytes is not None
+            c_out = geo.graph.shape(out)[1]
+            anchor_elems = c_out * rows.total[out] * cols.total[out]  # over the spatial tiles
+            macs += f.unit_macs * anchor_elems  # the slices of each output element sum to its reduction
+            # partial sums: the first slice writes 4 B, every other reads and writes them; the
+            # requantize reads them and writes the int8 output
+            compute_sram += geo.read_elems(f.index) * eb + anchor_elems * (ACC_BYTES * (2 * chans.count - 1) + ACC_BYTES + eb)
+            total = f.channel_weight_bytes * c_out  # every (output, input) channel pair once per spatial tile
+            largest = geo.graph.weight_elems(f.layer) // geo.graph.shape(f.layer.inputs[0])[1] * chans.largest[f.layer.inputs[0]]
+            weights.append(WeightCost(f.layer.id, f.index, total, spatial * total, align_up(largest * eb, align)))
+            continue
         if f.unit_macs is None:
             macs += _transpose_macs(geo.graph, geo, f.layer)
         else:
@@ -308,7 +340,12 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
         weights=tuple(weights),
         compute_cycles=group_compute_cycles(hw, macs, elems, npu),
         copy_bytes=copy_bytes,
+        acc=acc,
     )
+
+
+#: the accumulator's block name inside the core (no tensor has it: ids never contain '#')
+_ACC = "#acc"
 
 
 def _layer_work(geo: GroupGeometry, layer: Layer, hw: HardwareProfile) -> tuple[int, int]:

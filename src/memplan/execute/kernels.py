@@ -52,6 +52,7 @@ from memplan.execute.windows import (
     assert_exact_float_accumulation,
     conv_transpose_taps,
     conv_transpose_window,
+    conv_weight_taps,
     conv_window,
     lrn_channel_window,
     pool_counts,
@@ -164,6 +165,55 @@ def run_layer(ql: QLayer, inputs: Sequence[Tile | None], out_region: Region, bat
     out = _KERNELS[ql.op](ql, windows, out_region, accesses)
     assert out.dtype == np.int8 and out.shape == (n, out_region.channels, out_region.rows, out_region.cols)
     return out
+
+
+# ---------------------------------------------------------------------------- FDT
+def partial_sum_input(ql: QLayer, out_region: Region, in_channels: tuple[int, int]) -> Region:
+    """The input cells an FDT slice reads: what the layer reads for ``out_region``, restricted
+    to input channels ``in_channels``."""
+    need = required_input_regions(ql, out_region)[0]
+    a, b = in_channels
+    return need if need.empty else Region(a, b, need.y0, need.y1, need.x0, need.x1)
+
+
+def partial_sums(ql: QLayer, tile: Tile, out_region: Region, in_channels: tuple[int, int],
+                 weight: I8) -> npt.NDArray[np.int64]:
+    """An FDT slice (:mod:`memplan.geometry.fdt`): the exact integer partial sums, without the
+    bias, of output region ``out_region`` of a convolution with one group or a fully connected
+    layer over its input channels ``[a, b)`` = ``in_channels`` only, as int64
+    ``(N, channels, rows, cols)``. ``weight`` holds the weights of the region's output channels
+    for those input channels: ``(channels, b - a, kh, kw)`` for a convolution, ``(channels,
+    (b - a) * H * W)`` for fully connected (its input flattened channel-major). Summed over
+    slices that partition the input channels, the result is the layer's accumulator exactly."""
+    _check_out_region(ql, out_region)
+    a, b = in_channels
+    _, _, h, w = ql.in_shapes[0]
+    zp = ql.in_q[0].zero_point
+    n = tile.data.shape[0]
+    if ql.op is OpKind.CONV:
+        attrs = ql.layer.attrs
+        assert isinstance(attrs, ConvAttrs) and attrs.groups == 1
+        assert_exact_float_accumulation((b - a) * attrs.kernel[0] * attrs.kernel[1], _MAX_PRODUCT)
+        access = _window_access(out_region, (h, w), (a, b), attrs.kernel, attrs.stride, attrs.pads, attrs.dilation, zp)
+        x = (_gather(ql, 0, tile, access, n) - zp).astype(np.float64)
+        acc = conv_window(x, conv_weight_taps(weight, 1), attrs.stride, attrs.dilation, (out_region.rows, out_region.cols))
+        return _to_exact_int(acc)
+    if ql.op is OpKind.FULLY_CONNECTED:
+        access = _same_access(Region(a, b, 0, h, 0, w))
+        x = (_gather(ql, 0, tile, access, n) - zp).astype(np.float64)
+        assert_exact_float_accumulation(x[0].size, _MAX_PRODUCT)
+        return _to_exact_int(x.reshape(n, -1) @ weight.astype(np.float64).T)[:, :, None, None]
+    raise ValueError(f"layer {ql.layer.id!r} ({ql.op}) does not reduce over input channels: no partial sums")
+
+
+def finish_partial_sums(ql: QLayer, acc: npt.NDArray[np.int64], out_region: Region,
+                        bias: npt.NDArray[np.int32] | None) -> I8:
+    """The requantisation after an FDT group's last slice: the summed partial sums of
+    ``out_region`` plus ``bias`` (of the region's output channels) -> int8, exactly as the
+    untiled kernel finishes its accumulator."""
+    if bias is not None:
+        acc = acc + bias.astype(np.int64)[None, :, None, None]
+    return _finish_accumulator(ql, acc, out_region)
 
 
 # ---------------------------------------------------------------------------- plumbing

@@ -34,6 +34,16 @@ Commands
   :func:`~memplan.execute.kernels.run_layer` with exactly those weights and writes the result
   into the output operand (the command's region inside the region the operand holds).
 
+* COMPUTE with ``accumulate`` set (an FDT slice, :mod:`memplan.geometry.fdt`) multiplies the
+  input channels ``in_channels`` of its input operand by the consumer's weights of the region's
+  output channels x those input channels (read in place) and writes the exact integer partial
+  sums as int32 little-endian into the accumulator operand (``accumulate`` False) or adds them
+  to what it holds (True); the accumulator must hold partial sums of other, disjoint channels
+  of the same tile, and a sum beyond int32 is an error.
+* REQUANTIZE reads the accumulator, which must hold every input channel exactly once, adds the
+  consumer's biases (read in place), finishes as the untiled kernel does (rescale, zero point,
+  activation) and writes the int8 tile into the output operand.
+
 Resident model inputs are written into their buffer by the host before the run and resident
 model outputs are read from SRAM after it; neither is DRAM traffic.
 
@@ -76,11 +86,20 @@ import numpy as np
 import numpy.typing as npt
 
 from memplan.config import HardwareProfile
-from memplan.cost.candidate import resident_bytes
+from memplan.cost.candidate import ACC_BYTES, resident_bytes
 from memplan.cost.cycles import command_work, group_compute_cycles
 from memplan.errors import VerificationError
-from memplan.execute.kernels import MissingInputError, Tile, required_input_regions, run_layer
+from memplan.execute.kernels import (
+    MissingInputError,
+    Tile,
+    finish_partial_sums,
+    partial_sum_input,
+    partial_sums,
+    required_input_regions,
+    run_layer,
+)
 from memplan.execute.quantize import QLayer, QuantizedGraph, Requant
+from memplan.geometry.fdt import reduces_over_channels
 from memplan.geometry.region import Region
 from memplan.ir.graph import Layer
 from memplan.host import run_host_int, tensor_bytes
@@ -338,6 +357,8 @@ class _Machine:
         self.group_dma: dict[int, int] = {}
         self.peak = 0
         self.host_layers = self.host_read = self.host_write = 0
+        #: FDT accumulators being filled: (SRAM offset, anchor tile) -> input-channel slices added
+        self.acc_slices: dict[tuple[int, Region], list[tuple[int, int]]] = {}
 
     # ------------------------------------------------------------------ driver
     def run(self, inputs: Mapping[str, npt.ArrayLike]) -> TiledRun:
@@ -355,6 +376,10 @@ class _Machine:
                 self._host(k, cmd)
             elif cmd.op is Op.COPY:
                 self._copy(k, cmd)
+            elif cmd.op is Op.REQUANTIZE:
+                self._requantize(k, cmd)
+            elif cmd.accumulate is not None:
+                self._accumulate(k, cmd)
             else:
                 self._compute(k, cmd)
         outputs, writers = self._collect_outputs()
@@ -688,6 +713,121 @@ class _Machine:
         else:
             self.cache.move_to_end(key)
         return hit
+
+    # ------------------------------------------------------------------ FDT
+    def _fdt_layer(self, k: int, cmd: Command) -> tuple[Layer, QLayer]:
+        layer = self._layer(k, cmd)
+        if not reduces_over_channels(layer):
+            raise self._fail(k, cmd, f"layer {layer.id!r} does not reduce over input channels: no partial sums")
+        if not self.hw.weights_in_place or cmd.weights_offset is not None:
+            raise self._fail(k, cmd, "FDT slices read their weights in place; this profile or command names an SRAM copy")
+        self._fm_shape(k, cmd, layer.output, cmd.region)
+        out = cmd.output if cmd.op is Op.COMPUTE else (cmd.inputs[0] if len(cmd.inputs) == 1 else None)
+        if out is None or out.tensor != layer.output or out.region != cmd.region:
+            raise self._fail(k, cmd, "the accumulator operand must hold exactly the command's region of the layer's output")
+        return layer, self.qgraph.qlayer(layer.id)
+
+    def _acc_view(self, k: int, cmd: Command, offset: int, region: Region, tensor: str) -> tuple[slice, tuple[int, ...]]:
+        n = region.numel * ACC_BYTES
+        self._claim(k, cmd, offset, n, f"accumulator {tensor} {region.as_list()}", tensor=tensor)
+        buf = next(b for b in self.live[cmd.step] if b.offset <= offset and offset + n <= b.end)
+        if buf.kind is not BufferKind.ACCUMULATOR:
+            raise self._fail(k, cmd, f"partial sums at SRAM [{offset}, {offset + n}) lie in buffer {buf.name}, "
+                                     f"a {buf.kind.value} buffer, not an accumulator")
+        return slice(offset, offset + n), (1, region.channels, region.rows, region.cols)
+
+    def _accumulate(self, k: int, cmd: Command) -> None:
+        """An FDT slice: partial sums of the consumer over input channels ``in_channels``,
+        written into (first slice) or added to the int32 accumulator."""
+        layer, ql = self._fdt_layer(k, cmd)
+        region, acc_op = cmd.region, cmd.output
+        assert region is not None and acc_op is not None
+        c_out, c_in = ql.out_shape[1], ql.in_shapes[0][1]
+        if cmd.in_channels is None or not 0 <= cmd.in_channels[0] < cmd.in_channels[1] <= c_in:
+            raise self._fail(k, cmd, f"input channels {cmd.in_channels} are not a slice of the layer's {c_in}")
+        a, b = cmd.in_channels
+        if len(cmd.inputs) != 1 or cmd.inputs[0].tensor != layer.inputs[0]:
+            raise self._fail(k, cmd, f"input operands {[op.tensor for op in cmd.inputs]} are not the layer's input")
+        op = cmd.inputs[0]
+        need = partial_sum_input(ql, region, (a, b))
+        shape = self._fm_shape(k, cmd, op.tensor, op.region)
+        n_in = op.region.numel
+        self._claim(k, cmd, op.offset, n_in, f"input {op.tensor} {op.region.as_list()}", tensor=op.tensor)
+        dims = (op.region.channels, op.region.rows, op.region.cols)
+        if op.region.contains(need) and not need.empty:
+            writers = self.sram_writer[op.offset:op.offset + n_in].reshape(dims)[need.relative_to(op.region)]
+            self._check_written(k, cmd, writers, f"input {op.tensor} {need.as_list()} at SRAM offset {op.offset}")
+        tile = Tile(self.sram[op.offset:op.offset + n_in].view(np.int8).reshape(1, *dims), op.region, shape)
+        # the weights of the region's output channels x the slice's input channels, read in place
+        image = self.images[layer.id]
+        per_in = image.per_channel // c_in  # kernel taps (conv) or H * W (fully connected)
+        rows = image.weights.view(np.int8).reshape(c_out, image.per_channel)[region.c0:region.c1, a * per_in:b * per_in]
+        weight = rows.reshape(region.channels, b - a, *ql.weight.shape[2:]) if ql.op is OpKind.CONV else rows  # type: ignore[union-attr]
+        self.read_w += rows.size
+        self._dma(cmd, rows.size)
+        try:
+            part = partial_sums(ql, tile, region, (a, b), weight)
+        except MissingInputError as exc:
+            raise self._fail(k, cmd, f"{exc} (a halo too short, or an operand region too small)") from None
+        sl, acc_shape = self._acc_view(k, cmd, acc_op.offset, region, layer.output)
+        key = (acc_op.offset, region)
+        if cmd.accumulate:
+            done = self.acc_slices.get(key)
+            self._check_written(k, cmd, self.sram_writer[sl], "partial sums of the accumulator")
+            if done is None or any(lo < b and a < hi for lo, hi in done):
+                raise self._fail(k, cmd, f"adds input channels {a}..{b} to an accumulator that does not hold partial "
+                                         f"sums of other channels of this tile: {done}")
+            part = part + np.frombuffer(self.sram[sl].tobytes(), dtype="<i4").astype(np.int64).reshape(acc_shape)
+            done.append((a, b))
+        else:
+            self.acc_slices[key] = [(a, b)]
+        if part.min(initial=0) < np.iinfo(np.int32).min or part.max(initial=0) > np.iinfo(np.int32).max:
+            raise self._fail(k, cmd, "the partial sums overflow the int32 accumulator")
+        self.sram[sl] = np.frombuffer(part.astype("<i4").tobytes(), dtype=np.uint8)
+        self.sram_writer[sl] = k
+        macs = part.size * per_in * (b - a)
+        self.macs += macs
+        self.group_macs[cmd.group] = self.group_macs.get(cmd.group, 0) + macs
+        e, n_cyc = command_work(self.graph, layer, (region.channels, region.rows, region.cols), self.hw)
+        e0, n0 = self.group_work.get(cmd.group, (0, 0))
+        self.group_work[cmd.group] = (e0 + e, n0 + n_cyc)
+        self.sram_access += need.numel + region.numel * ACC_BYTES * (2 if cmd.accumulate else 1)
+
+    def _requantize(self, k: int, cmd: Command) -> None:
+        """After an FDT group's last slice: accumulator + bias -> int8 tile of the anchor."""
+        layer, ql = self._fdt_layer(k, cmd)
+        region, out = cmd.region, cmd.output
+        assert region is not None
+        if out is None or out.tensor != layer.output or not out.region.contains(region):
+            held = None if out is None else f"{out.tensor} {out.region.as_list()}"
+            raise self._fail(k, cmd, f"output operand {held} cannot take {layer.output} {region.as_list()}")
+        acc_op = cmd.inputs[0]
+        sl, acc_shape = self._acc_view(k, cmd, acc_op.offset, region, layer.output)
+        self._check_written(k, cmd, self.sram_writer[sl], "partial sums of the accumulator")
+        done = sorted(self.acc_slices.pop((acc_op.offset, region), []))
+        c_in = ql.in_shapes[0][1]
+        if not done or done[0][0] != 0 or done[-1][1] != c_in or any(x[1] != y[0] for x, y in zip(done, done[1:])):
+            raise self._fail(k, cmd, f"requantizes before every input channel is accumulated: slices {done} of {c_in}")
+        acc = np.frombuffer(self.sram[sl].tobytes(), dtype="<i4").astype(np.int64).reshape(acc_shape)
+        image = self.images[layer.id]
+        bias = None
+        if image.biases is not None:  # read in place
+            raw = image.biases[region.c0 * BIAS_BYTES:region.c1 * BIAS_BYTES]
+            bias = np.frombuffer(raw.tobytes(), dtype="<i4").astype(np.int32)
+            self.read_w += raw.size
+            self._dma(cmd, raw.size)
+        result = finish_partial_sums(ql, acc, region, bias)
+        self.sram_access += region.numel * (ACC_BYTES + 1)
+        self._fm_shape(k, cmd, out.tensor, out.region)
+        n = out.region.numel
+        self._claim(k, cmd, out.offset, n, f"output {out.tensor} {out.region.as_list()}", tensor=out.tensor)
+        held = self.sram[out.offset:out.offset + n].view(np.int8).reshape(out.region.channels, out.region.rows,
+                                                                            out.region.cols)
+        sub = region.relative_to(out.region)
+        held[sub] = result[0]
+        self.sram_writer[out.offset:out.offset + n].reshape(held.shape)[sub] = k
+        if self.expect is not None and layer.output in self.expect:
+            self._compare_tile(k, cmd, layer.output, region, result[0])
 
     def _compare_tile(self, k: int, cmd: Command, tensor: str, region: Region, got: I8) -> None:
         want = np.asarray(self.expect[tensor])[0][region.slices()]  # type: ignore[index]

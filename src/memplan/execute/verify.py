@@ -355,7 +355,7 @@ def _check_provenance(solver: Mapping[str, Any], objective: object, t: Totals) -
         if proof == "dp_bound" and dp != obj:
             raise VerificationError(f"plan field solver.proof is dp_bound, but the DP bound {dp} is not the objective {obj}")
         hint = solver.get("hint_energy_fj")  # written by earlier versions only (now SolverStats.warm_start_energy_fj)
-        if str(solver["plan_source"]).startswith("dp") and hint != t.energy_fj:  # the plan is the DP warm start
+        if hint is not None and str(solver["plan_source"]).startswith("dp") and hint != t.energy_fj:  # the DP warm start
             raise VerificationError(f"plan field solver.hint_energy_fj is {hint}, but the plan is the warm start it "
                                     f"names, of {t.energy_fj} fJ")
         if hint is not None and hint < t.energy_fj:

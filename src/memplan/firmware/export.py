@@ -100,6 +100,10 @@ def check_exportable(graph: Graph, plan: Plan) -> None:
         if graph.tensors[name].shape[0] != 1:
             raise ModelError(f"model input {name!r} has batch {graph.tensors[name].shape[0]}: the C runtime runs batch 1 "
                              "(pin it with --input-shape)")
+    fdt = next((g for g in plan.decisions.groups if g.tiling.fdt_c), None)
+    if fdt is not None:
+        raise PlanError(f"group [{fdt.start}, {fdt.stop}) uses fused depthwise tiling (int32 partial sums, requantize "
+                        "commands), which the C runtime does not run yet: plan without --fdt-slices to export C")
     if not 0 < plan.sram_bytes <= MAX_BYTES:
         raise PlanError(f"the plan's SRAM of {plan.sram_bytes} B is not addressable by the C tables' 32-bit offsets")
     for layer in graph.layers:

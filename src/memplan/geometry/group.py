@@ -15,6 +15,11 @@ order is channel splits outermost, then rows, then columns. Because back-propaga
 layer is independent per axis, each tensor's region in a tile is the product of its row span
 for the tile's row, its column span for the tile's column and its channel span: the spans are
 computed per axis once, and whole-group sums factorise.
+
+A group whose last layer reduces over its input's channels may instead run in channel slices of
+that input (fused depthwise tiling, :mod:`memplan.geometry.fdt`): ``Tiling.fdt_c`` > 0, the
+channel axis then holds the slices (:func:`fdt_spans`) and they run innermost, all slices of a
+spatial tile before the next tile.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from functools import cached_property
 
 from memplan.config import TilingRules
 from memplan.geometry.backprop import Span, input_channel_spans, input_spans
+from memplan.geometry.fdt import FDT_AXIS, accumulated_tensor, fdt_consumer, slice_spans
 from memplan.geometry.region import Region
 from memplan.ir.graph import Graph
 from memplan.ir.ops import OpKind, ceil_div
@@ -81,14 +87,26 @@ class Tiling:
     ``rolling``: the group runs in row stripes (one column tile, one channel split) and every
     tensor produced and consumed inside it keeps the rows the next stripe needs again in SRAM
     (a rolling, or line, buffer: Vela's cascades, DeFiNES's "H-cached" mode) instead of
-    recomputing them; see :func:`rolling_options` and :func:`roll`."""
+    recomputing them; see :func:`roll`.
+
+    ``fdt_c`` > 0 makes the group a fused depthwise tiling (:mod:`memplan.geometry.fdt`): its
+    consumer's input is cut into slices of ``fdt_c`` channels (``tile_c`` is then all the
+    anchor's channels); 0 for every other tiling."""
 
     tile_h: int
     tile_w: int
     tile_c: int
+    fdt_c: int = 0
     rolling: bool = False
 
+    def __repr__(self) -> str:  # new fields only when set: reprs (and digests of them) of other tilings unchanged
+        fdt = f", fdt_c={self.fdt_c}" if self.fdt_c else ""
+        rolling = ", rolling=True" if self.rolling else ""
+        return f"Tiling(tile_h={self.tile_h}, tile_w={self.tile_w}, tile_c={self.tile_c}{fdt}{rolling})"
+
     def to_json(self) -> list[int]:
+        if self.fdt_c:
+            return [self.tile_h, self.tile_w, self.tile_c, self.fdt_c]
         return [self.tile_h, self.tile_w, self.tile_c]
 
 
@@ -134,6 +152,8 @@ def tiling_options(graph: Graph, shape: GroupShape, rules: TilingRules) -> list[
     cols = [w] if rules.row_only else _axis_sizes(w, rules.tile_multiple, rules.max_tiles)
     chans = _axis_sizes(c, 1, rules.max_tiles) if channel_splittable(graph, shape) else [c]
     out = []
+    if rules.fdt_slices:
+        out += fdt_tilings(graph, shape, rules, rows, cols)
     for tc in chans:
         nc = ceil_div(c, tc)
         for th in rows:
@@ -142,7 +162,8 @@ def tiling_options(graph: Graph, shape: GroupShape, rules: TilingRules) -> list[
                 if nc * nh * ceil_div(w, tw) <= rules.max_tiles:  # tile_count
                     out.append(Tiling(th, tw, tc))
     if rules.rolling_buffers and shape.internal:
-        out += [Tiling(t.tile_h, w, c, True) for t in out if t.tile_w == w and t.tile_c == c and t.tile_h < h]
+        out += [Tiling(t.tile_h, w, c, rolling=True) for t in out
+                if not t.fdt_c and t.tile_w == w and t.tile_c == c and t.tile_h < h]
     return out
 
 
@@ -152,7 +173,35 @@ def tile_count(graph: Graph, shape: GroupShape, tiling: Tiling) -> int:
     if is_host(graph, shape):
         return 1
     _, c, h, w = graph.shape(shape.anchor)
-    return ceil_div(c, tiling.tile_c) * ceil_div(h, tiling.tile_h) * ceil_div(w, tiling.tile_w)
+    chans = ceil_div(c, tiling.tile_c)
+    if tiling.fdt_c:  # slices of the consumer's input instead of channel splits of the anchor
+        chans = ceil_div(graph.shape(graph.layers[shape.stop - 1].inputs[0])[1], tiling.fdt_c)
+    return chans * ceil_div(h, tiling.tile_h) * ceil_div(w, tiling.tile_w)
+
+
+def fdt_tilings(graph: Graph, shape: GroupShape, rules: TilingRules, rows: list[int], cols: list[int]) -> list[Tiling]:
+    """The FDT tilings of the group (:mod:`memplan.geometry.fdt`): 2..``fdt_slices`` slices of
+    its consumer's input, times every spatial tiling, at most ``max_tiles`` tiles in all; only
+    when each slice count partitions every tensor produced inside the group (no channel is
+    computed twice)."""
+    consumer = fdt_consumer(graph, shape.start, shape.stop, shape.internal)
+    if consumer is None:
+        return []
+    _, c, h, w = graph.shape(shape.anchor)
+    acc_c = graph.shape(accumulated_tensor(consumer))[1]
+    out = []
+    for size in _axis_sizes(acc_c, 1, min(rules.fdt_slices, rules.max_tiles)):
+        k = ceil_div(acc_c, size)
+        if k < 2:
+            continue
+        spans = fdt_spans(graph, shape, size)
+        if any(spans.total[t] != graph.shape(t)[1] for t in shape.internal):
+            continue  # some channel would be computed in more than one slice
+        for th in rows:
+            for tw in cols:
+                if k * ceil_div(h, th) * ceil_div(w, tw) <= rules.max_tiles:
+                    out.append(Tiling(th, tw, c, size))
+    return out
 
 
 # ---------------------------------------------------------------------------- spans
@@ -276,7 +325,14 @@ class GroupGeometry:
         return self.chan_axis.total[tensor] * self.row_axis.cached_total(tensor) * self.col_axis.total[tensor]
 
     def tiles(self) -> Iterator[tuple[int, int, int]]:
-        """Tile coordinates (channel split, row, column) in execution order."""
+        """Tile coordinates (channel split, row, column) in execution order. An FDT group runs
+        its slices innermost: all slices of a spatial tile before the next one."""
+        if self.tiling.fdt_c:
+            for ri in range(self.n_rows):
+                for xi in range(self.n_cols):
+                    for ci in range(self.n_chans):
+                        yield ci, ri, xi
+            return
         for ci in range(self.n_chans):
             for ri in range(self.n_rows):
                 for xi in range(self.n_cols):
@@ -407,11 +463,38 @@ def axis_spans(graph: Graph, shape: GroupShape, axis: int, size: int, cache: Spa
     return spans
 
 
+def fdt_spans(graph: Graph, shape: GroupShape, size: int, cache: SpanCache | None = None) -> AxisSpans:
+    """Channel spans of an FDT group (:mod:`memplan.geometry.fdt`) with slices of ``size``
+    channels of its consumer's input: the anchor spans all its channels in every slice, the
+    consumer reads slice ``i`` of its input in slice ``i``, and the layers before it are
+    back-propagated as any group's."""
+    key = (shape.start, shape.stop, FDT_AXIS, size)
+    if cache is not None and key in cache:
+        return cache[key]
+    consumer = fdt_consumer(graph, shape.start, shape.stop, shape.internal)
+    if consumer is None:
+        raise ValueError(f"group [{shape.start}, {shape.stop}) has no FDT consumer")
+    src = accumulated_tensor(consumer)
+    c_out, c_in = graph.shape(shape.anchor)[1], graph.shape(src)[1]
+    slices = slice_spans(c_in, size)
+    k = len(slices)
+    spans = AxisSpans(CHANNELS, k, {shape.anchor: ((0, c_out),) * k, src: slices},
+                      {shape.anchor: c_out * k, src: c_in}, {shape.anchor: c_out, src: max(b - a for a, b in slices)},
+                      {shape.stop - 1: (c_in,)})
+    for i in range(shape.stop - 2, shape.start - 1, -1):
+        spans = _prepend_layer(graph, spans, i)
+    if cache is not None:
+        cache[key] = spans
+    return spans
+
+
 def group_geometry(graph: Graph, shape: GroupShape, tiling: Tiling, cache: SpanCache | None = None) -> GroupGeometry:
     """Spans of every tensor of the group. Row spans depend only on the tile height, column
-    spans only on the tile width and channel spans only on the channels per tile, so a
-    ``cache`` shared across the tilings of one graph saves recomputing them."""
+    spans only on the tile width and channel spans only on the channels per tile (or per FDT
+    slice), so a ``cache`` shared across the tilings of one graph saves recomputing them."""
+    chans = (fdt_spans(graph, shape, tiling.fdt_c, cache) if tiling.fdt_c
+             else axis_spans(graph, shape, CHANNELS, tiling.tile_c, cache))
     return GroupGeometry(graph, shape, tiling,
                          axis_spans(graph, shape, ROWS, tiling.tile_h, cache, tiling.rolling),
                          axis_spans(graph, shape, COLUMNS, tiling.tile_w, cache),
-                         axis_spans(graph, shape, CHANNELS, tiling.tile_c, cache))
+                         chans)

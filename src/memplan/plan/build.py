@@ -246,6 +246,10 @@ def _buffers(r: Resolved, blocks: list[Block], offsets: Mapping[str, int]) -> li
             if part == "core":
                 for cb in by_name[gi].core:
                     out.append(Buffer(f"g{gi}.core.{cb.tensor}", BufferKind.CORE, off + cb.offset, cb.size, cb.t0, cb.t1, tensor=cb.tensor))
+                acc = by_name[gi].acc
+                if acc is not None:  # an FDT group's partial sums (memplan.geometry.fdt)
+                    out.append(Buffer(f"g{gi}.acc", BufferKind.ACCUMULATOR, off + acc.offset, acc.size, acc.t0, acc.t1,
+                                      tensor=acc.tensor, layer=r.graph.layers[by_name[gi].stop - 1].id))
             else:
                 t = tensor if part == "in" else by_name[gi].anchor
                 out.append(Buffer(b.name, kinds[part], off, b.size, b.t0, b.t1, tensor=t))
@@ -271,7 +275,9 @@ def block_offsets(r: Resolved, buffers: Sequence[Buffer]) -> dict[str, int]:
     return out
 
 
-def _commands(r: Resolved, offsets: Mapping[str, int]) -> list[Command]:
+def _commands(r: Resolved, offsets: Mapping[str, int], slice_order: Sequence[int] | None = None) -> list[Command]:
+    """The command stream. ``slice_order`` (tests only) runs the slices of every FDT group in
+    that order instead of 0, 1, ...: the int32 accumulation makes the result independent of it."""
     g, hw, dec = r.graph, r.hw, r.decisions
     slots = staging_slots(hw)
     cmds: list[Command] = []
@@ -287,7 +293,14 @@ def _commands(r: Resolved, offsets: Mapping[str, int]) -> list[Command]:
         base = offsets.get(f"g{gi}.core", 0)
         core = {cb.tensor: cb for cb in c.core}
         spatial = geo.n_rows * geo.n_cols
-        for k, (ci, ri, xi) in enumerate(geo.tiles()):
+        fdt = c.acc is not None
+        acc_off = offsets[f"g{gi}.core"] + c.acc.offset if c.acc is not None else 0
+        order = list(range(geo.n_chans)) if slice_order is None or not fdt else list(slice_order)
+        if sorted(order) != list(range(geo.n_chans)):
+            raise PlanError(f"slice order {order} is not a permutation of the {geo.n_chans} slices of group {gi}")
+        for k, (pos, ri, xi) in enumerate(geo.tiles()):
+            ci = order[pos] if fdt else pos  # an FDT group's slices are innermost: pos is the slice's place
+
             def staged(name: str, tensor: str, tile: int = k) -> int:
                 n = stage_slots(geo, tensor, hw) if tensor != c.anchor else slots
                 return offsets[name] + (tile % n) * stage_slot_bytes(geo, tensor, hw)
@@ -343,8 +356,19 @@ def _commands(r: Resolved, offsets: Mapping[str, int]) -> list[Command]:
                     out = Operand(layer.output, out_region, staged(f"g{gi}.out", layer.output))
                 else:
                     out = operand(layer.output)
+                if fdt and layer.output == c.anchor:  # partial sums of the slice into the accumulator
+                    src = layer.inputs[0]
+                    cmds.append(Command(Op.COMPUTE, i, gi, k, layer=layer.id, region=out_region,
+                                        inputs=(operand(src),), output=Operand(c.anchor, out_region, acc_off),
+                                        weights_offset=w_off, in_channels=geo.chans[src][ci], accumulate=pos > 0))
+                    if pos == geo.n_chans - 1:  # the last slice: requantize into the int8 anchor tile
+                        cmds.append(Command(Op.REQUANTIZE, i, gi, k, layer=layer.id, region=out_region,
+                                            inputs=(Operand(c.anchor, out_region, acc_off),), output=out))
+                    continue
                 cmds.append(Command(Op.COMPUTE, i, gi, k, layer=layer.id, region=out_region,
                                     inputs=tuple(operand(t) for t in layer.inputs), output=out, weights_offset=w_off))
+            if fdt and pos != geo.n_chans - 1:
+                continue  # the anchor tile is complete after the last slice only
             if c.anchor not in dec.resident:
                 region = geo.region(c.anchor, ci, ri, xi)
                 cmds.append(Command(Op.STORE, c.stop - 1, gi, k, tensor=c.anchor, region=region,

@@ -33,6 +33,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
+from memplan.cost.candidate import ACC_BYTES
 from memplan.geometry.region import Region
 from memplan.plan.memory_map import MemoryMap
 from memplan.plan.model import Command, Op, Plan
@@ -150,7 +151,15 @@ def _accesses(cmd: Command, plan: Plan, mm: MemoryMap, shapes: Shapes) -> list[t
             out.append((DRAM, writes, home.offset, home.end))
         return out
     assert cmd.region is not None and cmd.output is not None
+    if cmd.op is Op.REQUANTIZE:  # reads the FDT accumulator (int32), writes the int8 tile
+        acc = cmd.inputs[0]
+        return [(SRAM, False, acc.offset, acc.offset + acc.region.numel * ACC_BYTES),
+                (SRAM, True, *region_span(cmd.output.region, cmd.region, cmd.output.offset, eb))]
     out = [(SRAM, False, *region_span(o.region, o.region, o.offset, eb)) for o in cmd.inputs]
+    if cmd.accumulate is not None:  # an FDT slice: reads its input, reads (adds) and writes the accumulator
+        acc = cmd.output
+        span = (acc.offset, acc.offset + acc.region.numel * ACC_BYTES)
+        return [*out, *([(SRAM, False, *span)] if cmd.accumulate else []), (SRAM, True, *span)]
     if cmd.weights_offset is not None and cmd.layer is not None:
         rec = mm.weight(cmd.layer)
         assert rec is not None

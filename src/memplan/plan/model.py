@@ -45,6 +45,7 @@ class BufferKind(str, enum.Enum):
     WEIGHT_KEEP = "weight_keep"  # a layer's weights, resident while its group runs
     WEIGHT_RELOAD = "weight_reload"  # a layer's weight slice, reloaded every tile
     RESIDENT = "resident"  # a whole tensor kept in SRAM across groups
+    ACCUMULATOR = "accumulator"  # an FDT group's int32 partial sums of one anchor tile (memplan.geometry.fdt)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Op(str, enum.Enum):
     COMPUTE = "compute"
     COPY = "copy"  # SRAM -> SRAM: rows of a rolling buffer, from the previous stripe's slot to this one's
     HOST = "host"  # the host CPU runs a host layer: its inputs from DRAM, its output to DRAM
+    REQUANTIZE = "requantize"  # an FDT group's accumulator + bias -> int8 anchor tile, after the last slice
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,14 @@ class Command:
     (one operand per layer input), ``output`` (the operand written into), ``weights_offset``
     (None when the layer has no weights or reads them in place from DRAM/flash). host:
     ``layer``, ``host_inputs`` (the tensors it reads from DRAM) and ``host_outputs`` (the
-    tensors it writes there)."""
+    tensors it writes there).
+
+    FDT groups (:mod:`memplan.geometry.fdt`): the consumer's compute has ``in_channels``, the
+    slice of its input channels it multiplies, and ``accumulate``: False for the first slice of
+    a tile (it writes its int32 partial sums), True for the others (they add theirs); its
+    ``output`` is the accumulator (``region`` of the anchor, int32 little-endian, channel-major).
+    requantize: ``layer`` (the consumer), ``region`` (the anchor tile), ``inputs`` (one operand:
+    the accumulator) and ``output`` (where the int8 tile goes); the biases are read in place."""
 
     op: Op
     step: int
@@ -110,6 +119,8 @@ class Command:
     weights_offset: int | None = None
     host_inputs: tuple[str, ...] = ()
     host_outputs: tuple[str, ...] = ()
+    in_channels: tuple[int, int] | None = None
+    accumulate: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from memplan.config import HardwareProfile, TilingRules
+from memplan.cost.candidate import ACC_BYTES
 from memplan.errors import PlanError
 from memplan.geometry.group import Tiling
 from memplan.geometry.region import Region
@@ -65,11 +66,9 @@ def _num(x: Fraction) -> int | float:
 
 
 def _tiling_json(rules: TilingRules) -> dict[str, Any]:
-    """The tiling rules; ``rolling_buffers`` only when on (profiles without it read as before)."""
-    out = asdict(rules)
-    if not rules.rolling_buffers:
-        del out["rolling_buffers"]
-    return out
+    """The tiling rules; ``rolling_buffers`` and ``fdt_slices`` only when on (plans without them
+    read as before)."""
+    return {k: v for k, v in asdict(rules).items() if k not in ("rolling_buffers", "fdt_slices") or v}
 
 
 def profile_to_json(hw: HardwareProfile) -> dict[str, Any]:
@@ -161,10 +160,17 @@ def _command(k: int, c: Command, refs: _Refs, mm: MemoryMap, waits: tuple[int, .
     else:
         rec = mm.weight(c.layer or "")
         n = rec.slice_bytes(c.region.c0, c.region.c1) if rec is not None and c.region is not None else 0
-        d.update(layer=refs.lid(c.layer), region=_region(c.region), inputs=[_operand(o, refs, c.step, eb) for o in c.inputs],
-                 output=_operand(c.output, refs, c.step, eb) if c.output else None,
+        # an FDT accumulator holds int32 partial sums: 4 bytes an element
+        acc_in = c.op is Op.REQUANTIZE
+        acc_out = c.accumulate is not None
+        d.update(layer=refs.lid(c.layer), region=_region(c.region),
+                 inputs=[_operand(o, refs, c.step, ACC_BYTES if acc_in else eb) for o in c.inputs],
+                 output=_operand(c.output, refs, c.step, ACC_BYTES if acc_out else eb) if c.output else None,
                  weights_buffer=refs.buffer("layer", c.layer, c.step, c.weights_offset, n),
                  weights_offset=c.weights_offset)
+        if acc_out:
+            assert c.in_channels is not None
+            d.update(in_channels=list(c.in_channels), accumulate=c.accumulate)
     d["waits_for"] = list(waits)
     return d
 
@@ -336,7 +342,7 @@ def plan_from_json(data: dict[str, Any]) -> tuple[Plan, HardwareProfile]:
         names = _Names(data)
         dec = data["decisions"]
         decisions = Decisions(
-            tuple(GroupDecision(g["start"], g["stop"], Tiling(*g["tiling"], g.get("rolling", False))) for g in dec["groups"]),
+            tuple(GroupDecision(g["start"], g["stop"], Tiling(*g["tiling"], rolling=g.get("rolling", False))) for g in dec["groups"]),
             frozenset(dec["keep"]), frozenset(dec["resident"]))
         buffers = tuple(Buffer(b["name"], BufferKind(b["kind"]), b["offset"], b["size"], b["t0"], b["t1"],
                                names.tensor(b["tensor"], f"buffers[{i}].tensor"),
@@ -368,7 +374,8 @@ def plan_from_json(data: dict[str, Any]) -> tuple[Plan, HardwareProfile]:
                     op, c["step"], c["group"], c["tile"], layer=names.layer(c["layer"], f"{at}.layer"),
                     region=Region(*c["region"]),
                     inputs=tuple(_operand_from(o, names, f"{at}.inputs[{j}]") for j, o in enumerate(c["inputs"])),
-                    output=_operand_from(c["output"], names, f"{at}.output"), weights_offset=c["weights_offset"]))
+                    output=_operand_from(c["output"], names, f"{at}.output"), weights_offset=c["weights_offset"],
+                    in_channels=tuple(c["in_channels"]) if "in_channels" in c else None, accumulate=c.get("accumulate")))
         t = data["totals"]
         totals = Totals(t["dram_read_fm"], t["dram_write_fm"], t["dram_read_weights"], t["macs"], t["recompute_macs"],
                         t["sram_peak"], t["sram_access"], t["energy_fj"], t["cycles"])

@@ -7,6 +7,12 @@ copy out. That catches overlapping live buffers (a later write clobbers a tag st
 wrong offsets, a tensor read before it is written, a halo one row short, and regions out of
 bounds. Then it recomputes every total from the commands and compares.
 
+FDT groups (:mod:`memplan.geometry.fdt`): an accumulator's bytes carry the tags of the anchor
+elements whose partial sums they hold (flagged apart from int8 elements), and the validator
+keeps, per accumulator and tile, the input-channel slices added: a slice that adds must find
+partial sums of the same tile written (first write before read) and disjoint from its own; a
+requantize must find every input channel added exactly once, and consumes them.
+
 Alignment: every buffer offset must be a multiple of the profile's ``sram_alignment``, and
 every buffer's reserved bytes (its size rounded up to it) must lie within the SRAM; the SRAM
 peak is the highest reserved byte (:func:`memplan.plan.build.sram_peak`).
@@ -14,22 +20,24 @@ peak is the highest reserved byte (:func:`memplan.plan.build.sram_peak`).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, fields
 
 import numpy as np
 
 from memplan.config import HardwareProfile
-from memplan.cost.candidate import resident_bytes
+from memplan.cost.candidate import ACC_BYTES, resident_bytes
 from memplan.cost.cycles import command_work, group_compute_cycles
 from memplan.errors import PlanError
 from memplan.geometry.backprop import input_regions, region_macs
+from memplan.geometry.fdt import reduces_over_channels
 from memplan.geometry.region import Region
-from memplan.ir.graph import Graph
+from memplan.ir.graph import Graph, Layer
 from memplan.host import tensor_bytes
 from memplan.ir.ops import WEIGHTED, OpKind
 from memplan.plan.build import block_offsets, build_plan, energy_fj, group_cycles, resolve, sram_peak
-from memplan.plan.model import Buffer, Command, HostTotals, Op, Operand, Plan, Totals
+from memplan.plan.model import Buffer, BufferKind, Command, HostTotals, Op, Operand, Plan, Totals
 
 _EMPTY = 0
 
@@ -43,6 +51,8 @@ class _State:
     tensor_ids: dict[str, int]
     layer_ids: dict[str, int]
     dram_valid: dict[str, np.ndarray]
+    #: FDT accumulators being filled: (SRAM offset, anchor tile) -> input-channel slices added
+    acc_slices: dict[tuple[int, Region], list[tuple[int, int]]] = dataclasses.field(default_factory=dict)
 
 
 def _fail(cmd_index: int, cmd: Command, msg: str) -> PlanError:
@@ -196,8 +206,13 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
         elif cmd.op is Op.COPY:  # SRAM -> SRAM by the DMA engine: read once, written once
             dma = _copy(st, buffers, k, cmd) * eb
             sram_access += dma
+        elif cmd.op is Op.REQUANTIZE:
+            dma_w, n_sram = _requantize(st, buffers, k, cmd)
+            w_read += dma_w
+            dma = dma_w
+            sram_access += n_sram
         else:
-            dma_w, n_macs, n_sram = _compute(st, buffers, k, cmd)
+            dma_w, n_macs, n_sram = (_accumulate if cmd.accumulate is not None else _compute)(st, buffers, k, cmd)
             w_read += dma_w
             dma = dma_w
             macs += n_macs
@@ -208,7 +223,7 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
             e0, n0 = group_work.get(cmd.group, (0, 0))
             group_work[cmd.group] = (e0 + e, n0 + n)
         group_dma[cmd.group] = group_dma.get(cmd.group, 0) + dma
-        if not (cmd.op is Op.COMPUTE and hw.weights_in_place):
+        if not (cmd.op in (Op.COMPUTE, Op.REQUANTIZE) and hw.weights_in_place):
             sram_access += dma
     for t in graph.outputs:
         if t in resident:
@@ -384,3 +399,117 @@ def _check_operand(st: _State, buffers: list[Buffer], k: int, cmd: Command, op: 
     n = op.region.numel * st.hw.elem_bytes
     if _buffer_at(buffers, cmd.step, op.offset, op.offset + n) is None:
         raise _fail(k, cmd, f"operand {op.tensor} [{op.offset}, {op.offset + n}) is not inside a buffer live at step {cmd.step}")
+
+
+# ---------------------------------------------------------------------------- FDT
+_ACC_TAG = np.int64(1) << 60  # partial sums of a tensor element: its tag plus this flag
+
+
+def _acc_tags(st: _State, tensor: str, region: Region) -> np.ndarray:
+    """Tags of an accumulator holding ``region`` of ``tensor``: 4 bytes an element."""
+    one = st.hw.elem_bytes
+    ids = _element_tags(st, tensor, region)[::one] + _ACC_TAG
+    return np.repeat(ids, ACC_BYTES)
+
+
+def _acc_buffer(st: _State, buffers: list[Buffer], k: int, cmd: Command, op: Operand, layer_id: str) -> np.ndarray:
+    """Byte addresses of the accumulator operand, checked to lie in an accumulator buffer of
+    the layer, live at the command's step."""
+    if not _in_bounds(st.graph, op.tensor, op.region):
+        raise _fail(k, cmd, f"accumulator region {op.region.as_list()} is out of bounds of {op.tensor}")
+    n = op.region.numel * ACC_BYTES
+    buf = _buffer_at(buffers, cmd.step, op.offset, op.offset + n)
+    if buf is None or buf.kind is not BufferKind.ACCUMULATOR or buf.layer != layer_id:
+        raise _fail(k, cmd, f"accumulator [{op.offset}, {op.offset + n}) is not inside an accumulator buffer of "
+                            f"{layer_id} live at step {cmd.step}")
+    return np.arange(op.offset, op.offset + n)
+
+
+def _fdt_layer(st: _State, k: int, cmd: Command) -> Layer:
+    graph = st.graph
+    if cmd.layer not in graph.layer_index:
+        raise _fail(k, cmd, "names no layer of the graph")
+    layer = graph.layer(cmd.layer)
+    if not reduces_over_channels(layer):
+        raise _fail(k, cmd, "accumulates partial sums of a layer that does not reduce over input channels")
+    if not st.hw.weights_in_place or cmd.weights_offset is not None:
+        raise _fail(k, cmd, "FDT slices read their weights in place; this profile or command names an SRAM copy")
+    if cmd.region is None or cmd.output is None or len(cmd.inputs) != 1:
+        raise _fail(k, cmd, "needs a region, one input operand and an output operand")
+    if not _in_bounds(graph, layer.output, cmd.region):
+        raise _fail(k, cmd, f"output region {cmd.region.as_list()} is out of bounds")
+    acc = cmd.output if cmd.op is Op.COMPUTE else cmd.inputs[0]
+    if acc.tensor != layer.output or acc.region != cmd.region:
+        raise _fail(k, cmd, "the accumulator operand must hold exactly the command's region of the layer's output")
+    return layer
+
+
+def _accumulate(st: _State, buffers: list[Buffer], k: int, cmd: Command) -> tuple[int, int, int]:
+    """Check an FDT slice: the consumer multiplies input channels ``in_channels`` into the int32
+    accumulator, writing it (first slice) or adding to partial sums of other, disjoint slices
+    of the same tile. Returns (weight bytes read in place, MACs, SRAM bytes)."""
+    graph, eb = st.graph, st.hw.elem_bytes
+    layer = _fdt_layer(st, k, cmd)
+    assert cmd.region is not None and cmd.output is not None
+    c_in = graph.shape(layer.inputs[0])[1]
+    if cmd.op is not Op.COMPUTE:
+        raise _fail(k, cmd, "only a compute accumulates")
+    if cmd.in_channels is None or not 0 <= cmd.in_channels[0] < cmd.in_channels[1] <= c_in:
+        raise _fail(k, cmd, f"input channels {cmd.in_channels} are not a slice of the layer's {c_in}")
+    a, b = cmd.in_channels
+    if len(cmd.inputs) != 1 or cmd.inputs[0].tensor != layer.inputs[0]:
+        raise _fail(k, cmd, "input operands do not match the layer's inputs")
+    op = cmd.inputs[0]
+    full = input_regions(graph, layer, cmd.region)[0].clip(graph.shape(op.tensor))
+    want = Region(a, b, full.y0, full.y1, full.x0, full.x1)
+    sram = 0
+    if not want.empty:
+        _check_operand(st, buffers, k, cmd, op)
+        if not op.region.contains(want):
+            raise _fail(k, cmd, f"input {op.tensor} holds {op.region.as_list()} but the slice needs {want.as_list()}")
+        addr = _sub_offsets(op.region, want, op.offset, eb)
+        if not np.array_equal(st.tags[addr], _element_tags(st, op.tensor, want)):
+            raise _fail(k, cmd, f"input {op.tensor} {want.as_list()} is not in SRAM at offset {op.offset} (never written, or overwritten)")
+        sram += want.numel * eb
+    addr = _acc_buffer(st, buffers, k, cmd, cmd.output, layer.id)
+    tags = _acc_tags(st, layer.output, cmd.region)
+    key = (cmd.output.offset, cmd.region)
+    if cmd.accumulate:
+        done = st.acc_slices.get(key)
+        if done is None or not np.array_equal(st.tags[addr], tags):
+            raise _fail(k, cmd, "adds to partial sums that were never written (or were overwritten) in the accumulator")
+        if any(lo < b and a < hi for lo, hi in done):
+            raise _fail(k, cmd, f"input channels {a}..{b} were already accumulated into this tile")
+        done.append((a, b))
+    else:
+        st.tags[addr] = tags
+        st.acc_slices[key] = [(a, b)]
+    sram += cmd.region.numel * ACC_BYTES * (2 if cmd.accumulate else 1)
+    per_pair = graph.weight_elems(layer) // (graph.out_channels(layer) * c_in)  # kernel taps (conv), H*W (FC)
+    macs = cmd.region.numel * per_pair * (b - a)
+    return cmd.region.channels * per_pair * (b - a) * eb, macs, sram
+
+
+def _requantize(st: _State, buffers: list[Buffer], k: int, cmd: Command) -> tuple[int, int]:
+    """Check an FDT requantize: the accumulator holds the partial sums of every input channel
+    exactly once; the int8 tile is written to the output operand. Returns (bias bytes read in
+    place, SRAM bytes)."""
+    graph, eb = st.graph, st.hw.elem_bytes
+    layer = _fdt_layer(st, k, cmd)
+    acc, out = cmd.inputs[0], cmd.output
+    assert out is not None and cmd.region is not None
+    addr = _acc_buffer(st, buffers, k, cmd, acc, layer.id)
+    done = st.acc_slices.pop((acc.offset, cmd.region), None)
+    if done is None or not np.array_equal(st.tags[addr], _acc_tags(st, layer.output, cmd.region)):
+        raise _fail(k, cmd, "reads an accumulator that holds no partial sums of this tile (never written, or overwritten)")
+    c_in = graph.shape(layer.inputs[0])[1]
+    covered = sorted(done)
+    if covered[0][0] != 0 or covered[-1][1] != c_in or any(x[1] != y[0] for x, y in zip(covered, covered[1:])):
+        raise _fail(k, cmd, f"requantizes before every input channel is accumulated: slices {covered} of {c_in} channels")
+    _check_operand(st, buffers, k, cmd, out)
+    if not out.region.contains(cmd.region):
+        raise _fail(k, cmd, f"output buffer holds {out.region.as_list()}, cannot take {cmd.region.as_list()}")
+    st.tags[addr] = _EMPTY  # the partial sums are consumed
+    st.tags[_sub_offsets(out.region, cmd.region, out.offset, eb)] = _element_tags(st, layer.output, cmd.region)
+    bias = cmd.region.channels * st.hw.bias_bytes if layer.bias else 0
+    return bias, cmd.region.numel * (ACC_BYTES + eb)

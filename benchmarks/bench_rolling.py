@@ -8,7 +8,7 @@ Part 2: CP-SAT on a 12-conv chain, with and without rolling buffers: the depths 
 Part 3: CP-SAT plans of MobileNetV2 and the U-Net at two SRAM sizes on two profiles, with and
 without rolling buffers: recompute MACs, DRAM bytes, energy, status and gap; every plan verified.
 
-    python benchmarks/bench_rolling.py [--time-limit 60] [--skip-models]
+    python benchmarks/bench_rolling.py [--sram 96KiB] [--time-limit 60] [--skip-models] [--models mobilenetv2,unet]
 """
 
 from __future__ import annotations
@@ -79,6 +79,8 @@ MODELS = {
     "mobilenetv2": lambda: build_zoo_model("mobilenetv2"),
     "unet": lambda: build_zoo_model("unet", resolution=128),
 }
+PROFILES = ("generic-npu", "ethos-u65-256")
+SIZES = ("256KiB", "1MiB")
 
 
 def models(args: argparse.Namespace) -> None:
@@ -86,10 +88,10 @@ def models(args: argparse.Namespace) -> None:
     print(f"\nCP-SAT plans, time limit {args.time_limit:g} s; every plan verified bit-exactly")
     print(f"{'model':>12} {'profile':>14} {'SRAM':>8} {'mode':>9} | {'status':>8} {'gap':>6} {'rolling':>7} "
           f"{'recompute MACs':>15} {'DRAM B':>11} {'energy uJ':>10} {'cycles':>11} {'wall s':>7}")
-    for name, make in MODELS.items():
-        graph = make()
-        for profile in ("generic-npu", "ethos-u65-256"):
-            for sram in ("256KiB", "1MiB"):
+    for name in args.models.split(","):
+        graph = MODELS[name]()
+        for profile in PROFILES:
+            for sram in SIZES:
                 base = load_profile(profile).with_sram(parse_size(sram))
                 for kind, rolling in (("recompute", False), ("rolling", True)):
                     hw = base.with_tiling(rolling_buffers=rolling)
@@ -119,6 +121,7 @@ def main() -> None:
     ap.add_argument("--hardware", default="generic-npu")
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--skip-models", action="store_true")
+    ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
     args = ap.parse_args()
     toy(args)
     if not args.skip_models:

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 
 from memplan.config import HardwareProfile
 from memplan.cost.candidate import Candidate, CostCache, footprint, group_blocks
+from memplan.cost.weights import WeightFormat, slice_bytes
 from memplan.errors import InfeasibleError
 from memplan.geometry.group import GroupShape, Tiling, tile_count
 from memplan.ir.graph import Graph
+from memplan.ir.ops import WEIGHTED
 from memplan.plan.build import build_plan, energy_fj
 from memplan.plan.model import Decisions, GroupDecision, Plan, Provenance
 
@@ -58,9 +60,11 @@ def floor(graph: Graph, hw: HardwareProfile) -> Floor:
     npu_out = [t for t in graph.outputs if graph.producer[t] not in host]
     fm_in = 0 if hw.feature_maps_in_sram else sum(graph.tensors[t].numel * eb for t in npu_in)
     fm_out = 0 if hw.feature_maps_in_sram else sum(graph.tensors[t].numel * eb for t in npu_out)
-    w = 0
-    for layer in graph.layers:
-        w += graph.weight_elems(layer) * eb + (graph.bias_elems(layer) * hw.bias_bytes if layer.bias else 0)
+    # every weight once: each layer as one slice of all its output channels, sized as plans
+    # size slices (encoded with the profile's codec); a layer split into slices may encode a
+    # few bytes smaller or larger, so with a codec this is the whole-layer figure, not a bound
+    fmt = WeightFormat.of(hw)
+    w = sum(slice_bytes(graph, layer, 0, graph.out_channels(layer), fmt) for layer in graph.layers if layer.op in WEIGHTED)
     macs = sum(graph.layer_macs(layer) for layer in graph.layers)
     return Floor(fm_in, fm_out, w, macs, energy_fj(hw, macs, fm_in + fm_out + w, 0))
 

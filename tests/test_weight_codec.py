@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+import memplan.config
 from ethosu import mlw_codec
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -262,7 +264,7 @@ def test_fallback_without_the_codec(kws, kws_prepared, monkeypatch: pytest.Monke
     refuses the profile."""
     g, hw_mlw = kws
     mlw_doc = _document(g, hw_mlw, layer_by_layer(g, hw_mlw))
-    monkeypatch.setattr(weights, "_import_codec", lambda: None)
+    monkeypatch.setattr(memplan.config, "_import_codec", lambda: None)
     hw = dataclasses.replace(load_profile("ethos-u55-256"), feature_maps_in_sram=False)
     assert hw.weight_encoding == weights.ETHOS_U_RAW and hw != hw_mlw
     plan = layer_by_layer(g, hw)

@@ -289,14 +289,28 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Hardwa
     )
 
 
+def _import_codec() -> Any:
+    """Vela's weight codec module (``ethosu.mlw_codec``), or None when ``ethos-u-vela`` is not
+    installed (tests replace this function to take the fallback path). Here, not in
+    memplan.cost.weights, so that loading a profile imports nothing beyond this module."""
+    try:
+        from ethosu import mlw_codec
+    except ImportError:
+        return None
+    return mlw_codec
+
+
+def codec_available() -> bool:
+    """Whether Vela's weight codec can be imported here."""
+    return _import_codec() is not None
+
+
 def _weight_codec(data: dict[str, Any], source: str) -> tuple[str, str, int]:
     """The profile's weight codec, the encoding it resolves to here and its record size.
 
     "ethos-u" resolves to "ethos-u-mlw" when Vela's codec imports (ethos-u-vela, the extra
     ``memplan[ethosu]``), else to its fallback: "ethos-u-raw" (int8 weights unencoded, with
     the same 10-byte records, so plans still fit and verify, only larger) or a ConfigError."""
-    from memplan.cost.weights import codec_available  # the codec module imports this one
-
     codec = data.get("weight_codec", "none")
     if codec not in WEIGHT_CODECS:
         raise ConfigError(f"{source}: key 'weight_codec' must be one of {', '.join(WEIGHT_CODECS)}, got {codec!r}")

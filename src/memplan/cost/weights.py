@@ -60,17 +60,15 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass
 from importlib import metadata
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from memplan import config
+from memplan.config import HardwareProfile
 from memplan.ir.graph import Graph, Layer
 from memplan.ir.ops import WEIGHTED, ConvAttrs, ConvTransposeAttrs, OpKind
-
-if TYPE_CHECKING:
-    from memplan.config import HardwareProfile
 
 I8 = npt.NDArray[np.int8]
 I64 = npt.NDArray[np.int64]
@@ -86,23 +84,13 @@ CODEC_PACKAGE = "ethos-u-vela"
 
 
 # ---------------------------------------------------------------------------- the codec
-def _import_codec() -> ModuleType | None:
-    """Vela's weight codec, or None when ``ethos-u-vela`` is not installed (tests replace
-    this function to take the fallback path)."""
-    try:
-        from ethosu import mlw_codec
-    except ImportError:
-        return None
-    return mlw_codec
-
-
 def codec_available() -> bool:
-    """Whether Vela's weight codec can be imported here."""
-    return _import_codec() is not None
+    """Whether Vela's weight codec can be imported here (:func:`memplan.config.codec_available`)."""
+    return config.codec_available()
 
 
 def _codec() -> Any:
-    codec = _import_codec()
+    codec = config._import_codec()
     if codec is None:
         raise RuntimeError(f"Vela's weight codec is not installed: pip install 'memplan[ethosu]' ({CODEC_PACKAGE})")
     return codec
@@ -180,6 +168,8 @@ class _GraphMemo:
     def __init__(self) -> None:
         self.source: Graph | None = None  # the graph with constant-fill weights substituted
         self.rows: dict[str, I8] = {}
+        #: ethos-u-mlw slice sizes (the only encoding that needs the weights' values: the
+        #: others are computed from the shapes, so the key needs no encoding)
         self.sizes: dict[tuple[str, int, int], int] = {}
 
 

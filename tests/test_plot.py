@@ -279,7 +279,7 @@ def test_plot_command_errors(solved: tuple[Path, Path, Path], tmp_path: Path, ca
     assert "not JSON" in _error_line(capsys)
     assert main(["plot", str(plan), "-o", str(plan)]) == 2  # would overwrite its input
     _error_line(capsys)
-    assert json.loads(plan.read_text())["schema_version"] == 2
+    assert json.loads(plan.read_text())["schema_version"] == 3
     monkeypatch.delitem(sys.modules, "memplan.plot")
     monkeypatch.delattr(memplan, "plot")
     for name in [n for n in sys.modules if n.split(".")[0] == "matplotlib"]:

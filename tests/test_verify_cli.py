@@ -163,7 +163,7 @@ def test_version_1_plan_is_refused_in_one_line(solved: tuple[Path, Path], tmp_pa
     capsys.readouterr()
     assert main(["verify", str(model), str(_tampered(plan, tmp_path, to_v1))]) == 2
     err = _error_line(capsys)
-    assert "schema_version 1 is not 2" in err and "re-run memplan solve" in err
+    assert "schema_version 1 is not 3" in err and "re-run memplan solve" in err
 
 
 def test_plan_is_firmware_complete(solved: tuple[Path, Path]) -> None:
@@ -171,7 +171,7 @@ def test_plan_is_firmware_complete(solved: tuple[Path, Path]) -> None:
     table positions."""
     _, plan = solved
     doc = json.loads(plan.read_text())
-    assert doc["schema_version"] == 2 and doc["alignment"] == {"sram": 1, "dram": 16}
+    assert doc["schema_version"] == 3 and doc["alignment"] == {"sram": 1, "dram": 16}
     for table in ("tensors", "layers", "buffers", "commands"):
         assert [e["id"] for e in doc[table]] == list(range(len(doc[table])))
     for c in doc["commands"]:

@@ -111,6 +111,20 @@ class HardwareProfile:
     #: (16 on Ethos-U: the depth of the NHCWB16 brick format, so a buffer holds a region in
     #: that format too); 1: raw channel counts
     channel_brick: int = 1
+    #: the weight codec the profile names: "none" (int8 weights as they are, int32 biases) or
+    #: "ethos-u" (Vela's Ethos-U weight codec, memplan.cost.weights)
+    weight_codec: str = "none"
+    #: what "ethos-u" falls back to when ethos-u-vela is not installed: "raw" (int8 weights
+    #: unencoded, still with Ethos-U scale/bias records) or "error" (refuse the profile)
+    weight_codec_fallback: str = "raw"
+    #: bytes of the per-output-channel scale/bias record that travels with the weights: the
+    #: int32 bias (bias_bytes, only for layers with a bias) without a codec, 10 with "ethos-u"
+    #: (40-bit bias, 32-bit scale, 6-bit shift, on every channel)
+    scale_bias_bytes: int = 4
+    #: the encoding that sizes and lays out the weights, resolved when the profile is loaded
+    #: (memplan.cost.weights.ENCODINGS): "int8", "ethos-u-mlw", or the fallback "ethos-u-raw";
+    #: a plan records it and is verified with it
+    weight_encoding: str = "int8"
 
     def with_sram(self, sram_bytes: int) -> HardwareProfile:
         return replace(self, sram_bytes=sram_bytes)
@@ -156,10 +170,18 @@ _SPEC: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "sram_latency": (int, False),
     "sram_alignment": (int, False),
     "channel_brick": (int, False),
+    "weight_codec": (str, False),
+    "weight_codec_fallback": (str, False),
+    "scale_bias_bytes": (int, False),
 }
 #: the cycle models a profile may name, and the Ethos-U cores the "ethos-u" model knows
 CYCLE_MODELS = ("simple", "ethos-u")
 NPU_NAMES = ("ethos-u55-256", "ethos-u65-256", "ethos-u55-128", "ethos-u55-64")
+#: the weight codecs a profile may name, and what "ethos-u" may fall back to without its encoder
+WEIGHT_CODECS = ("none", "ethos-u")
+CODEC_FALLBACKS = ("raw", "error")
+#: bytes of an Ethos-U scale/bias record (Vela's encode_bias: 40-bit bias, 32-bit scale, 6-bit shift)
+ETHOS_U_RECORD_BYTES = 10
 _TILING_SPEC: dict[str, type] = {"row_only": bool, "tile_multiple": int, "max_tiles": int, "rolling_buffers": bool,
                                  "fdt_slices": int}
 
@@ -250,6 +272,7 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Hardwa
         if data["npu"].split("-")[-1] != str(data["macs_per_cycle"]):
             raise ConfigError(f"{source}: npu {data['npu']!r} has {data['npu'].split('-')[-1]} MACs per cycle, but "
                               f"macs_per_cycle is {data['macs_per_cycle']}")
+    codec, encoding, record = _weight_codec(data, source)
     if tiling.tile_multiple < 1 or tiling.max_tiles < 1:
         raise ConfigError(f"{source}: tiling.tile_multiple and tiling.max_tiles must be >= 1")
     for key, (low, high) in TILING_RANGES.items():
@@ -280,7 +303,63 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Hardwa
         sram_latency=data.get("sram_latency", 0),
         sram_alignment=align,
         channel_brick=data.get("channel_brick", 1),
+        weight_codec=codec,
+        weight_codec_fallback=data.get("weight_codec_fallback", "raw"),
+        scale_bias_bytes=record,
+        weight_encoding=encoding,
     )
+
+
+def _import_codec() -> Any:
+    """Vela's weight codec module (``ethosu.mlw_codec``), or None when ``ethos-u-vela`` is not
+    installed (tests replace this function to take the fallback path). Here, not in
+    memplan.cost.weights, so that loading a profile imports nothing beyond this module."""
+    try:
+        from ethosu import mlw_codec
+    except ImportError:
+        return None
+    return mlw_codec
+
+
+def codec_available() -> bool:
+    """Whether Vela's weight codec can be imported here."""
+    return _import_codec() is not None
+
+
+def _weight_codec(data: dict[str, Any], source: str) -> tuple[str, str, int]:
+    """The profile's weight codec, the encoding it resolves to here and its record size.
+
+    "ethos-u" resolves to "ethos-u-mlw" when Vela's codec imports (ethos-u-vela, the extra
+    ``memplan[ethosu]``), else to its fallback: "ethos-u-raw" (int8 weights unencoded, with
+    the same 10-byte records, so plans still fit and verify, only larger) or a ConfigError."""
+    codec = data.get("weight_codec", "none")
+    if codec not in WEIGHT_CODECS:
+        raise ConfigError(f"{source}: key 'weight_codec' must be one of {', '.join(WEIGHT_CODECS)}, got {codec!r}")
+    fallback = data.get("weight_codec_fallback", "raw")
+    if fallback not in CODEC_FALLBACKS:
+        raise ConfigError(f"{source}: key 'weight_codec_fallback' must be one of {', '.join(CODEC_FALLBACKS)}, "
+                          f"got {fallback!r}")
+    if codec == "none":
+        if "weight_codec_fallback" in data:
+            raise ConfigError(f"{source}: key 'weight_codec_fallback' needs weight_codec 'ethos-u'")
+        record = data.get("bias_bytes", 4)
+        if data.get("scale_bias_bytes", record) != record:
+            raise ConfigError(f"{source}: key 'scale_bias_bytes' must equal bias_bytes ({record}) without a weight "
+                              f"codec (the record is the bias), got {data['scale_bias_bytes']!r}")
+        return codec, "int8", record
+    if data.get("scale_bias_bytes", ETHOS_U_RECORD_BYTES) != ETHOS_U_RECORD_BYTES:
+        raise ConfigError(f"{source}: key 'scale_bias_bytes' must be {ETHOS_U_RECORD_BYTES} with weight_codec 'ethos-u' "
+                          f"(40-bit bias, 32-bit scale, 6-bit shift), got {data['scale_bias_bytes']!r}")
+    if data.get("weights_in_place", False):
+        raise ConfigError(f"{source}: weight_codec 'ethos-u' needs weights DMA'd into SRAM: weights_in_place must be false")
+    if data.get("elem_bytes") != 1:
+        raise ConfigError(f"{source}: weight_codec 'ethos-u' encodes int8 weights: elem_bytes must be 1")
+    if codec_available():
+        return codec, "ethos-u-mlw", ETHOS_U_RECORD_BYTES
+    if fallback == "error":
+        raise ConfigError(f"{source}: weight_codec 'ethos-u' needs Vela's weight codec, which is not installed, and "
+                          "weight_codec_fallback is 'error': pip install 'memplan[ethosu]'")
+    return codec, "ethos-u-raw", ETHOS_U_RECORD_BYTES
 
 
 def _hardware_dirs() -> list[Traversable]:

@@ -23,7 +23,6 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -196,13 +195,16 @@ def group_traffic(plan: Plan, graph: Graph | None = None) -> list[GroupTraffic]:
     loads = [0] * len(plan.decisions.groups)
     stores, weights, macs = loads.copy(), loads.copy(), loads.copy()
     host = [False] * len(loads)
+    if graph is None and plan.weight_encoding != "int8":
+        raise PlanError(f"this plan's weights are encoded ({plan.weight_encoding}): their slice sizes come from the "
+                        "model's weights, so give the model too")
     per_channel = _weight_bytes_per_channel(plan) if graph is None else {}
     layers = {layer.id: layer for layer in graph.layers} if graph is not None else {}
     if graph is not None:
-        from memplan.cost.candidate import weight_slice_bytes
+        from memplan.cost.weights import WeightFormat, slice_bytes
         from memplan.geometry.backprop import region_macs
 
-        sizes = SimpleNamespace(elem_bytes=plan.elem_bytes, bias_bytes=plan.bias_bytes)  # all it reads of a profile
+        fmt = WeightFormat(plan.weight_encoding, plan.elem_bytes, plan.bias_bytes)
     for cmd in plan.commands:
         g = cmd.group
         if cmd.op in (Op.LOAD, Op.STORE):
@@ -216,7 +218,7 @@ def group_traffic(plan: Plan, graph: Graph | None = None) -> list[GroupTraffic]:
             assert cmd.channels is not None and cmd.layer is not None
             c0, c1 = cmd.channels
             if graph is not None:
-                weights[g] += weight_slice_bytes(graph, layers[cmd.layer], c1 - c0, sizes)  # type: ignore[arg-type]
+                weights[g] += slice_bytes(graph, layers[cmd.layer], c0, c1, fmt)
             else:
                 weights[g] += (c1 - c0) * per_channel[cmd.layer]
         elif cmd.op is Op.HOST:

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 
 from memplan.config import HardwareProfile
 from memplan.cost.candidate import Candidate, CostCache, footprint, group_blocks
+from memplan.cost.weights import WeightFormat, records_bytes, slice_bytes, spans_bytes
 from memplan.errors import InfeasibleError
-from memplan.geometry.group import GroupShape, Tiling, tile_count
-from memplan.ir.graph import Graph
+from memplan.geometry.group import GroupShape, Tiling, channel_tile_sizes, split_axis, tile_count
+from memplan.ir.graph import Graph, Layer
+from memplan.ir.ops import WEIGHTED
 from memplan.plan.build import build_plan, energy_fj
 from memplan.plan.model import Decisions, GroupDecision, Plan, Provenance
 
@@ -48,6 +50,21 @@ class Floor:
                 "macs": self.macs, "energy_fj": self.energy_fj}
 
 
+def least_weight_bytes(graph: Graph, layer: Layer, hw: HardwareProfile, fmt: WeightFormat) -> int:
+    """The fewest bytes any plan moves for the layer's weights: each of its weights once, in
+    the cheapest set of slices a plan can cut its output channels into. Without a codec every
+    split costs the same; an encoded stream's size depends on the split, so the minimum runs
+    over the whole layer and every channel split the tiling rules allow (the slices a fused
+    group can give a layer are the whole layer, except in an FDT group: there, the bound falls
+    back to the scale/bias records alone, which every split carries exactly)."""
+    c = graph.out_channels(layer)
+    if fmt.linear:
+        return slice_bytes(graph, layer, 0, c, fmt)
+    if hw.tiling.fdt_slices:
+        return records_bytes(c)
+    return min(spans_bytes(graph, layer, split_axis(c, tc), fmt)[0] for tc in channel_tile_sizes(c, hw.tiling))
+
+
 def floor(graph: Graph, hw: HardwareProfile) -> Floor:
     """Compulsory traffic and MACs. On profiles that keep feature maps in SRAM the model's
     input and output never travel; weights read in place are read at least once."""
@@ -58,9 +75,8 @@ def floor(graph: Graph, hw: HardwareProfile) -> Floor:
     npu_out = [t for t in graph.outputs if graph.producer[t] not in host]
     fm_in = 0 if hw.feature_maps_in_sram else sum(graph.tensors[t].numel * eb for t in npu_in)
     fm_out = 0 if hw.feature_maps_in_sram else sum(graph.tensors[t].numel * eb for t in npu_out)
-    w = 0
-    for layer in graph.layers:
-        w += graph.weight_elems(layer) * eb + (graph.bias_elems(layer) * hw.bias_bytes if layer.bias else 0)
+    fmt = WeightFormat.of(hw)
+    w = sum(least_weight_bytes(graph, layer, hw, fmt) for layer in graph.layers if layer.op in WEIGHTED)
     macs = sum(graph.layer_macs(layer) for layer in graph.layers)
     return Floor(fm_in, fm_out, w, macs, energy_fj(hw, macs, fm_in + fm_out + w, 0))
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from memplan.alloc import Block, align_up, extent, first_fit
 from memplan.config import HardwareProfile
 from memplan.cost.cycles import command_work, group_compute_cycles, is_mac_layer
+from memplan.cost.weights import INT8, WeightFormat, slice_bytes, spans_bytes
 from memplan.geometry.backprop import region_macs
 from memplan.geometry.group import (
     HOST_TILING,
@@ -197,12 +198,10 @@ def accumulator_bytes(geo: GroupGeometry) -> int:
 
 
 def weight_slice_bytes(graph: Graph, layer: Layer, channels: int, hw: HardwareProfile) -> int:
-    """Bytes of the weights and bias that produce ``channels`` output channels of ``layer``."""
-    if layer.op not in WEIGHTED:
-        return 0
-    per_channel = graph.weight_elems(layer) // graph.out_channels(layer)
-    bias = hw.bias_bytes if layer.bias else 0
-    return channels * (per_channel * hw.elem_bytes + bias)
+    """Bytes of the unencoded (int8) weights and bias that produce ``channels`` output
+    channels of ``layer``. Encoded weights are not linear in the channels: candidates size
+    them per slice (:func:`memplan.cost.weights.spans_bytes`)."""
+    return slice_bytes(graph, layer, 0, channels, WeightFormat(INT8, hw.elem_bytes, hw.bias_bytes))
 
 
 @dataclass(frozen=True)
@@ -275,6 +274,7 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
     eb = hw.elem_bytes
     slots = staging_slots(hw)
     align = hw.sram_alignment  # SRAM sizes below are reserved sizes: rounded up to it (memplan.alloc)
+    wfmt = WeightFormat.of(hw)
     inputs = tuple(InputCost(t, geo.computed_elems(t) * eb, stage_slot_bytes(geo, t, hw) * stage_slots(geo, t, hw),
                              last, geo.cached_elems(t) * eb)
                    for t, last in facts.inputs)
@@ -319,10 +319,10 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
         copy_bytes += copied * eb
         compute_sram += (geo.computed_elems(out) + geo.read_elems(f.index) + 2 * copied) * eb
         if f.channel_weight_bytes is not None:
-            # weight bytes are linear in the channels: the splits sum to the whole layer
-            total = f.channel_weight_bytes * chans.total[out]
-            weights.append(WeightCost(f.layer.id, f.index, total, spatial * total,
-                                      align_up(f.channel_weight_bytes * chans.largest[out], align)))
+            # one slice per channel split, each sized (encoded) on its own: their sum is what
+            # loading every slice once moves, the largest is the buffer
+            total, largest = spans_bytes(geo.graph, f.layer, geo.chans[out], wfmt)
+            weights.append(WeightCost(f.layer.id, f.index, total, spatial * total, align_up(largest, align)))
     anchor = shape.anchor
     return Candidate(
         start=shape.start,

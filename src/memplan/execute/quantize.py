@@ -642,6 +642,20 @@ def _quantize_weight(layer: Layer, w: F64, scales: F64, explicit: bool) -> I8:
     return np.clip(q, INT8_MIN if explicit else -INT8_MAX, INT8_MAX).astype(np.int8)
 
 
+def _layer_weight(graph: Graph, layer: Layer) -> tuple[F64, I8]:
+    """A weighted layer's per-output-channel weight scales and int8 weights."""
+    assert layer.weight is not None
+    w = graph.weights[layer.weight].astype(np.float64)
+    w_scale = _weight_scales(graph, layer, w)
+    return w_scale, _quantize_weight(layer, w, w_scale, graph.tensors[layer.weight].quant is not None)
+
+
+def quantized_weight(graph: Graph, layer: Layer) -> I8:
+    """The int8 weights :func:`quantize_graph` gives a weighted layer (of a graph whose
+    constant-fill weights are already substituted): what memplan.cost.weights sizes."""
+    return _layer_weight(graph, layer)[1]
+
+
 # ---------------------------------------------------------------------------- calibration
 def calibration_inputs(graph: Graph, seed: int = 0, num_samples: int = 2) -> dict[str, F64]:
     """Seeded calibration inputs, ``num_samples`` per model input, drawn in ``graph.inputs``
@@ -845,9 +859,7 @@ def _quantize_layer(graph: Graph, layer: Layer, in_q: tuple[QParams, ...], out_q
     )
     if op in WEIGHTED:
         assert layer.weight is not None
-        w = graph.weights[layer.weight].astype(np.float64)
-        w_scale = _weight_scales(graph, layer, w)
-        wq = _quantize_weight(layer, w, w_scale, graph.tensors[layer.weight].quant is not None)
+        w_scale, wq = _layer_weight(graph, layer)
         acc_scale = in_q[0].scale * w_scale
         bias = None
         if role == "add":  # the constant is in the table; the convolution passes the input through
@@ -908,5 +920,5 @@ def _quantize_layer(graph: Graph, layer: Layer, in_q: tuple[QParams, ...], out_q
 
 __all__ = [
     "Calibration", "QLayer", "QParams", "QuantizedGraph", "Requant", "activation_lut", "activation_range",
-    "calibration_inputs", "quantize_graph", "substitute_constant_weights",
+    "calibration_inputs", "quantize_graph", "quantized_weight", "substitute_constant_weights",
 ]

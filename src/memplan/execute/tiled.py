@@ -18,19 +18,26 @@ Memory model
   and int32 biases, laid out as the plan stores a weight slice: the slice for output channels
   ``[c0, c1)`` is each output channel's weights in turn (in the weight tensor's own axis order,
   for a ConvTranspose the ``(C_in/g, kh, kw)`` block of that output channel), then the slice's
-  biases as little-endian int32.
+  biases as little-endian int32. For a plan with Ethos-U weights (``plan.weight_encoding``
+  ``ethos-u-mlw`` or ``ethos-u-raw``) each slice is instead encoded as
+  :mod:`memplan.cost.weights` lays it out: the slice's 10-byte scale/bias records (bias, the
+  requantisation's multiplier and shift), padding, then the weights encoded with Vela's codec
+  (or raw), each slice on its own.
 
 Commands
 --------
 * LOAD copies a region of a tensor from DRAM to SRAM at the offset, channel-major (C, H, W).
 * STORE copies such a region from SRAM back to DRAM.
-* LOAD_WEIGHTS copies the weight slice and biases of output channels ``[c0, c1)``.
+* LOAD_WEIGHTS copies the weight slice and biases of output channels ``[c0, c1)`` (the
+  encoded slice's bytes, records included).
 * HOST runs a host layer on the host CPU (:func:`memplan.host.run_host_int`, as the
   reference): every input must be wholly written in DRAM; the output is written to DRAM whole
   (int8, or int32 for integer outputs); its DRAM bytes are counted apart (``host``).
 * COMPUTE reads each input operand (the operand's region at its offset) from SRAM, decodes the
   weights of the output channels from SRAM at ``weights_offset`` (from DRAM when the profile
-  reads weights in place, counted as DRAM weight reads), runs
+  reads weights in place, counted as DRAM weight reads; an encoded slice is decoded with its
+  codec, its biases are those of its records, whose scales and shifts must be the layer's),
+  runs
   :func:`~memplan.execute.kernels.run_layer` with exactly those weights and writes the result
   into the output operand (the command's region inside the region the operand holds).
 
@@ -88,6 +95,8 @@ import numpy.typing as npt
 from memplan.config import HardwareProfile
 from memplan.cost.candidate import ACC_BYTES, resident_bytes
 from memplan.cost.cycles import command_work, group_compute_cycles
+from memplan.cost.weights import (INT8, WeightFormat, channel_rows, decode_stream, encode_stream, ethos_u_shift,
+                                  ethos_u_slice, records_bytes, unpack_records)
 from memplan.errors import VerificationError
 from memplan.execute.kernels import (
     MissingInputError,
@@ -207,9 +216,10 @@ class WeightImage:
             parts.append(self.biases[c0 * BIAS_BYTES: c1 * BIAS_BYTES])
         return np.concatenate(parts)
 
-    def decode(self, raw: U8, channels: int) -> tuple[I8, I32 | None]:
-        """Bytes of a slice of ``channels`` output channels -> weights ``(channels, per)`` and
-        biases (copies: later writes to the memory they came from do not change them)."""
+    def decode(self, raw: U8, c0: int, c1: int) -> tuple[I8, I32 | None]:
+        """Bytes of the slice of output channels ``[c0, c1)`` -> weights ``(channels, per)``
+        and biases (copies: later writes to the memory they came from do not change them)."""
+        channels = c1 - c0
         n_w = channels * self.per_channel
         weights = raw[:n_w].view(np.int8).reshape(channels, self.per_channel).copy()
         biases = None
@@ -218,19 +228,82 @@ class WeightImage:
         return weights, biases
 
 
+@dataclass(frozen=True)
+class EncodedImage:
+    """A weighted layer's weights in DRAM as Ethos-U slices (:mod:`memplan.cost.weights`),
+    each encoded on its own from the quantised graph's weights, biases and requantisation."""
+
+    fmt: WeightFormat
+    rows: I8  # (C_out, per_channel) int8
+    biases: I32 | None
+    scales: npt.NDArray[np.int64]  # (C_out,) the records' 32-bit scales
+    shifts: npt.NDArray[np.int64]  # (C_out,) the records' 6-bit shifts
+    _slices: dict[tuple[int, int], U8] = dataclasses.field(default_factory=dict, compare=False)
+    _known: dict[tuple[int, int], bytes] = dataclasses.field(default_factory=dict, compare=False)
+
+    @property
+    def per_channel(self) -> int:
+        return self.rows.shape[1]
+
+    def slice(self, c0: int, c1: int) -> U8:
+        found = self._slices.get((c0, c1))
+        if found is None:
+            bias = np.zeros(c1 - c0, dtype=np.int64) if self.biases is None else self.biases[c0:c1]
+            data = ethos_u_slice(self.fmt, self.rows[c0:c1], bias, self.scales[c0:c1], self.shifts[c0:c1])
+            found = self._slices[(c0, c1)] = _frozen(np.frombuffer(data, dtype=np.uint8).copy())
+        return found
+
+    def slice_bytes(self, c0: int, c1: int) -> int:
+        return int(self.slice(c0, c1).size)
+
+    def decode(self, raw: U8, c0: int, c1: int) -> tuple[I8, I32 | None]:
+        """An encoded slice's bytes -> weights ``(channels, per)`` and the biases of its
+        records. ValueError when the stream does not decode, or a record's scale or shift is
+        not the layer's, or a layer without a bias has a record with one."""
+        n = c1 - c0
+        data = raw.tobytes()
+        bias, scale, shift = unpack_records(data, n)
+        if not np.array_equal(scale, self.scales[c0:c1]) or not np.array_equal(shift, self.shifts[c0:c1]):
+            c = int(np.flatnonzero((scale != self.scales[c0:c1]) | (shift != self.shifts[c0:c1]))[0])
+            raise ValueError(f"the scale/bias record of channel {c0 + c} holds scale {int(scale[c])} shift "
+                             f"{int(shift[c])}, not the layer's {int(self.scales[c0 + c])} and {int(self.shifts[c0 + c])}")
+        if self.biases is None and bias.any():
+            raise ValueError("a record of a layer without a bias holds one")
+        if bias.size and (bias.min() < np.iinfo(np.int32).min or bias.max() > np.iinfo(np.int32).max):
+            raise ValueError("a record's bias is outside int32, the accumulator's range")
+        stream = data[records_bytes(n):]
+        # the stream the layer's weights encode to is known to be well formed: decoded here;
+        # any other bytes in a child process (Vela's decoder exits on a malformed stream)
+        known = self._known.get((c0, c1))
+        if known is None:
+            known = self._known[(c0, c1)] = encode_stream(self.fmt, self.rows[c0:c1])
+        rows = decode_stream(self.fmt, stream, n * self.per_channel, known).reshape(n, self.per_channel)
+        return rows, None if self.biases is None else bias.astype(np.int32)
+
+
+def encoded_image(ql: QLayer, encoding: str) -> EncodedImage:
+    """A weighted layer's Ethos-U slices (see :class:`EncodedImage`): records hold the bias,
+    the Q31 multiplier of each output channel and Ethos-U's shift for its exponent."""
+    assert ql.weight is not None
+    rows = channel_rows(ql.layer, ql.weight)
+    c_out = rows.shape[0]
+    rq = ql.requant
+    mult = np.zeros(c_out, dtype=np.int64) if rq is None else np.broadcast_to(rq.multiplier, (c_out,)).astype(np.int64)
+    exps = np.full(c_out, 31, dtype=np.int64) if rq is None else np.broadcast_to(rq.shift, (c_out,)).astype(np.int64)
+    shifts = np.array([ethos_u_shift(int(e)) for e in exps], dtype=np.int64)
+    for a in (rows, mult, shifts):
+        _frozen(a)
+    return EncodedImage(WeightFormat(encoding, 1, BIAS_BYTES), rows, ql.bias, mult, shifts)
+
+
 def _groups(layer: Layer) -> int:
     return layer.attrs.groups if isinstance(layer.attrs, (ConvAttrs, ConvTransposeAttrs)) else 1
 
 
 def _channel_major(ql: QLayer) -> I8:
     """The layer's int8 weights as ``(C_out, per_channel)``, one output channel per row."""
-    w = ql.weight
-    assert w is not None
-    if ql.op is OpKind.CONV_TRANSPOSE:
-        g = _groups(ql.layer)
-        c_in, co_g, kh, kw = w.shape
-        return np.ascontiguousarray(w.reshape(g, c_in // g, co_g, kh, kw).transpose(0, 2, 1, 3, 4).reshape(g * co_g, -1))
-    return np.ascontiguousarray(w.reshape(w.shape[0], -1))
+    assert ql.weight is not None
+    return channel_rows(ql.layer, ql.weight)
 
 
 def _natural(ql: QLayer, rows: I8, groups: int) -> I8:
@@ -346,7 +419,11 @@ class _Machine:
         self.dram: dict[str, I8] = {}
         self.dram_writer: dict[str, I32] = {}
         self.stored: set[str] = set()
-        self.images = {ql.layer.id: weight_image(ql) for ql in qgraph.layers if ql.op in WEIGHTED}
+        if plan.weight_encoding == INT8:
+            self.images: dict[str, WeightImage | EncodedImage] = {
+                ql.layer.id: weight_image(ql) for ql in qgraph.layers if ql.op in WEIGHTED}
+        else:
+            self.images = {ql.layer.id: encoded_image(ql, plan.weight_encoding) for ql in qgraph.layers if ql.op in WEIGHTED}
         self.cache: OrderedDict[tuple[str, int, int, bytes], tuple[QLayer, int, int]] = OrderedDict()
         n = len(graph.layers)
         self.steps = n
@@ -581,7 +658,10 @@ class _Machine:
         if cmd.channels is None or not 0 <= cmd.channels[0] < cmd.channels[1] <= c_out or cmd.offset is None:
             raise self._fail(k, cmd, f"channels {cmd.channels} are not a slice of {c_out} output channels, or no offset")
         c0, c1 = cmd.channels
-        raw = self.images[layer.id].slice(c0, c1)
+        try:
+            raw = self.images[layer.id].slice(c0, c1)
+        except ValueError as exc:  # a requantisation the Ethos-U record cannot hold
+            raise self._fail(k, cmd, f"weights of channels {c0}..{c1} cannot be encoded: {exc}") from None
         off = cmd.offset
         self._claim(k, cmd, off, raw.size, f"weights of channels {c0}..{c1}", layer=layer.id)
         self.sram[off:off + raw.size] = raw
@@ -705,7 +785,10 @@ class _Machine:
         key = (layer.id, c0, c1, raw.tobytes())
         hit = self.cache.get(key)
         if hit is None:
-            rows, biases = image.decode(raw, c1 - c0)
+            try:
+                rows, biases = image.decode(raw, c0, c1)
+            except ValueError as exc:
+                raise self._fail(k, cmd, f"weights of channels {c0}..{c1} at SRAM offset {off}: {exc}") from None
             hit = (*_layer_with_weights(ql, c0, c1, rows, biases), rows.shape[1])
             self.cache[key] = hit
             if len(self.cache) > _WEIGHT_CACHE_SIZE:
@@ -839,4 +922,5 @@ class _Machine:
                                  f"(channel, row, column): got {int(got[c, y, x])}, expected {int(want[c, y, x])}")
 
 
-__all__ = ["Counts", "HOST", "TiledRun", "UNWRITTEN", "WeightImage", "describe_command", "execute_plan", "weight_image"]
+__all__ = ["Counts", "EncodedImage", "HOST", "TiledRun", "UNWRITTEN", "WeightImage", "describe_command", "encoded_image",
+           "execute_plan", "weight_image"]

@@ -4,10 +4,11 @@ it to the untiled reference.
 :func:`memplan.driver.verify_files` reads the files; here a plan document verifies for a
 graph when, in this order (the first failure is named in one line):
 
-1. it is a version 2 plan, JSON that the plan schema (``memplan/schema/plan.schema.json``)
+1. it is a version 3 plan, JSON that the plan schema (``memplan/schema/plan.schema.json``)
    accepts, whose ids name entries of its own tensor and layer tables;
 2. it was made for this model (its sha256) and this hardware record (SRAM, element and bias
-   sizes agree);
+   sizes agree), and its weight encoding can be reproduced here (an ``ethos-u-mlw`` plan needs
+   the same version of Vela's weight codec, :func:`memplan.cost.weights.reproducible`);
 3. the symbolic replay of :mod:`memplan.plan.validate` accepts its command stream: every input
    cell a command needs holds the right tensor element, no live buffers overlap, and every
    total recomputed from the commands equals the plan's;
@@ -47,6 +48,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memplan.config import HardwareProfile
+from memplan.cost.weights import encoder, reproducible
 from memplan.errors import PlanError, UsageError, VerificationError
 from memplan.execute.quantize import QuantizedGraph, calibration_inputs, quantize_graph
 from memplan.execute.reference import run_reference
@@ -276,6 +278,9 @@ def check_plan(graph: Graph, plan: Plan, hw: HardwareProfile, claims: Mapping[st
     from memplan.plan.serialize import check_derived
     from memplan.plan.validate import check_against_decisions, validate_plan
 
+    why = reproducible(plan.weight_encoding, encoder(plan.weight_encoding))
+    if why is not None:
+        raise VerificationError(f"this plan cannot be checked here: {why}")
     try:
         validate_plan(plan, graph, hw)
         check_against_decisions(plan, graph, hw)

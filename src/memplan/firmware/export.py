@@ -90,6 +90,10 @@ def check_exportable(graph: Graph, plan: Plan) -> None:
     """Refuse, in one line, what the C runtime cannot run."""
     if plan.graph_name != graph.name:
         raise PlanError(f"the plan is for model {plan.graph_name!r}, not {graph.name!r}")
+    if plan.weight_encoding != "int8":
+        raise PlanError(f"the C runtime has no Ethos-U weight decoder, and this plan's weights are encoded "
+                        f"{plan.weight_encoding!r} (Ethos-U scale/bias records and weight streams): export --c a plan "
+                        "made with a profile without weight_codec (e.g. generic-npu); on Ethos-U, compile with Vela")
     if plan.elem_bytes != 1:
         raise PlanError(f"the C runtime runs int8 feature maps, but this plan stores {plan.elem_bytes}-byte elements: "
                         "plan with a profile whose elem_bytes is 1")

@@ -135,6 +135,11 @@ def _axis_sizes(length: int, multiple: int, max_count: int) -> list[int]:
     return sorted(sizes, reverse=True)
 
 
+def channel_tile_sizes(channels: int, rules: TilingRules) -> list[int]:
+    """The output channels per tile a single-layer group may be split into (largest first)."""
+    return _axis_sizes(channels, 1, rules.max_tiles)
+
+
 def channel_splittable(graph: Graph, shape: GroupShape) -> bool:
     """Output-channel splits apply to a group of one layer: for a weighted layer they bound the
     weight buffer (the input is re-read per split); for channel-wise ops such as global
@@ -150,7 +155,7 @@ def tiling_options(graph: Graph, shape: GroupShape, rules: TilingRules) -> list[
     _, c, h, w = graph.shape(shape.anchor)
     rows = _axis_sizes(h, rules.tile_multiple, rules.max_tiles)
     cols = [w] if rules.row_only else _axis_sizes(w, rules.tile_multiple, rules.max_tiles)
-    chans = _axis_sizes(c, 1, rules.max_tiles) if channel_splittable(graph, shape) else [c]
+    chans = channel_tile_sizes(c, rules) if channel_splittable(graph, shape) else [c]
     out = []
     if rules.fdt_slices:
         out += fdt_tilings(graph, shape, rules, rows, cols)

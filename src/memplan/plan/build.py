@@ -207,7 +207,7 @@ def build_plan(graph: Graph, hw: HardwareProfile, decisions: Decisions,
     peak = sram_peak(buffers, hw.sram_alignment)
     commands = _commands(r, offsets)
     return Plan(graph.name, hw.sram_bytes, hw.elem_bytes, hw.bias_bytes, decisions, tuple(buffers),
-                tuple(commands), cost_totals(r, peak), provenance, host_totals(graph, hw))
+                tuple(commands), cost_totals(r, peak), provenance, host_totals(graph, hw), hw.weight_encoding)
 
 
 def sram_peak(buffers: Sequence[Buffer], alignment: int) -> int:

@@ -28,6 +28,13 @@ weight tensor's axis order; for a ConvTranspose the ``(C_in/g, kh, kw)`` block o
 channel), then, when the layer has a bias, ``channels`` int32 little-endian biases. A
 LOAD_WEIGHTS of output channels ``[c0, c1)`` copies rows ``c0..c1-1`` and then biases
 ``c0..c1-1`` into SRAM, back to back.
+
+That is the ``int8`` weight encoding (profiles without a weight codec). With an Ethos-U codec
+(``ethos-u-mlw``, or the fallback ``ethos-u-raw``; :mod:`memplan.cost.weights`) a layer's
+record holds instead one stream per output-channel slice the plan loads (the distinct
+``channels`` of its LOAD_WEIGHTS commands, in order of ``(c0, c1)``), each at a multiple of
+:data:`DRAM_ALIGN`: the slice's scale/bias records, padded to 16 bytes, then its encoded
+weights. A LOAD_WEIGHTS of ``[c0, c1)`` copies exactly that slice's bytes into SRAM.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from memplan.alloc import Block, extent, first_fit
+from memplan.cost.weights import INT8, WeightFormat, per_channel, records_bytes, slice_bytes
 from memplan.host import tensor_bytes
 from memplan.ir.graph import Graph
 from memplan.ir.ops import WEIGHTED
@@ -73,21 +81,50 @@ class DramTensor:
 
 
 @dataclass(frozen=True)
+class WeightSlice:
+    """One encoded slice of a layer's weights in the blob: output channels ``[c0, c1)``,
+    ``size`` bytes at ``offset``: records first, the weight stream at ``offset +
+    stream_offset`` (``stream_bytes`` long)."""
+
+    c0: int
+    c1: int
+    offset: int
+    size: int
+    stream_offset: int
+
+    @property
+    def stream_bytes(self) -> int:
+        return self.size - self.stream_offset
+
+
+@dataclass(frozen=True)
 class WeightRecord:
-    """A layer's weights in the weight blob (see the module documentation)."""
+    """A layer's weights in the weight blob (see the module documentation). ``slices``: the
+    encoded slices (empty for the int8 encoding, which stores rows and biases whole)."""
 
     layer: str
     offset: int
     row_bytes: int
     channels: int
     bias_offset: int | None
+    encoding: str = INT8
+    slices: tuple[WeightSlice, ...] = ()
 
     @property
     def weight_bytes(self) -> int:
+        if self.encoding != INT8:
+            return sum(s.size for s in self.slices)
         return self.row_bytes * self.channels
 
+    def slice(self, c0: int, c1: int) -> WeightSlice | None:
+        return next((s for s in self.slices if (s.c0, s.c1) == (c0, c1)), None)
+
     def slice_bytes(self, c0: int, c1: int) -> int:
-        """Bytes a LOAD_WEIGHTS of output channels ``[c0, c1)`` moves."""
+        """Bytes a LOAD_WEIGHTS of output channels ``[c0, c1)`` moves (0 for an encoded slice
+        the plan never loads)."""
+        if self.encoding != INT8:
+            found = self.slice(c0, c1)
+            return 0 if found is None else found.size
         return (c1 - c0) * (self.row_bytes + (BIAS_BYTES if self.bias_offset is not None else 0))
 
 
@@ -164,11 +201,25 @@ def memory_map(plan: Plan, graph: Graph) -> MemoryMap:
     tensors = tuple(DramTensor(t, offsets[t], sizes[t], span[t][0], span[t][1], role(t)) for t in order if t in span)
     weights: list[WeightRecord] = []
     cursor = 0
+    fmt = WeightFormat(plan.weight_encoding, plan.elem_bytes, plan.bias_bytes)
+    loaded: dict[str, set[tuple[int, int]]] = {}
+    for cmd in plan.commands:
+        if cmd.op is Op.LOAD_WEIGHTS and cmd.layer is not None and cmd.channels is not None:
+            loaded.setdefault(cmd.layer, set()).add((cmd.channels[0], cmd.channels[1]))
     for layer in graph.layers:
         if layer.op not in WEIGHTED or layer.weight is None:
             continue
         channels = graph.out_channels(layer)
-        row = graph.weight_elems(layer) // channels
+        row = per_channel(graph, layer)
+        if fmt.encoding != INT8:
+            slices = []
+            offset = cursor
+            for c0, c1 in sorted(loaded.get(layer.id, ())):
+                size = slice_bytes(graph, layer, c0, c1, fmt)
+                slices.append(WeightSlice(c0, c1, cursor, size, records_bytes(c1 - c0)))
+                cursor = align_up(cursor + size)
+            weights.append(WeightRecord(layer.id, offset, row, channels, None, fmt.encoding, tuple(slices)))
+            continue
         bias_offset = None
         offset, cursor = cursor, align_up(cursor + row * channels)
         if layer.bias is not None:

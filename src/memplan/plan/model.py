@@ -16,7 +16,7 @@ from typing import Any
 from memplan.geometry.group import Tiling
 from memplan.geometry.region import Region
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -209,3 +209,6 @@ class Plan:
     totals: Totals
     provenance: Provenance = field(default=Provenance(), compare=False)
     host: HostTotals = HostTotals()
+    #: the encoding that sized and lays out the weight slices (memplan.cost.weights.ENCODINGS):
+    #: the profile's ``weight_encoding`` when the plan was made
+    weight_encoding: str = "int8"

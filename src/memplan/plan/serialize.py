@@ -1,8 +1,9 @@
 """Plan JSON: what firmware and ``memplan verify`` read.
 
-Layout (``schema_version`` 2; JSON Schema in ``memplan/schema/plan.schema.json``, the format
+Layout (``schema_version`` 3; JSON Schema in ``memplan/schema/plan.schema.json``, the format
 for firmware engineers in ``docs/plan-format.md``): the model name and sha256, the hardware
-profile, objective and strategy, solver statistics; the tensor table (integer id, name, shape,
+profile, the weight encoding (``int8``, or Ethos-U slices ``ethos-u-mlw``/``ethos-u-raw``, with
+the encoder that made them), objective and strategy, solver statistics; the tensor table (integer id, name, shape,
 layout, dtype, the model's quantisation, and where the tensor lives: a DRAM home from
 :mod:`memplan.plan.memory_map`, a resident SRAM buffer, or transient tiles only), the layer
 table (id, name, op, tensor ids, its record in the weight blob), the DRAM summary (arena and
@@ -22,7 +23,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any
 
 from memplan.config import HardwareProfile, TilingRules
 from memplan.cost.candidate import ACC_BYTES
+from memplan.cost.weights import INT8, RECORD_BYTES, encoder, reproducible
 from memplan.errors import PlanError
 from memplan.geometry.group import Tiling
 from memplan.geometry.region import Region
@@ -84,13 +86,24 @@ def profile_to_json(hw: HardwareProfile) -> dict[str, Any]:
            if hw.cycle_model == "ethos-u" else {}),
         **({"sram_alignment": hw.sram_alignment} if hw.sram_alignment != 1 else {}),
         **({"channel_brick": hw.channel_brick} if hw.channel_brick != 1 else {}),
+        **({"weight_codec": hw.weight_codec, "weight_codec_fallback": hw.weight_codec_fallback,
+            "scale_bias_bytes": hw.scale_bias_bytes} if hw.weight_codec != "none" else {}),
     }
 
 
-def profile_from_json(data: dict[str, Any]) -> HardwareProfile:
+def profile_from_json(data: dict[str, Any], weight_encoding: str | None = None) -> HardwareProfile:
+    """The plan's hardware profile. ``weight_encoding``: the encoding the plan records, which
+    replaces the one the profile resolves to here (a plan is verified with the encoding it was
+    made with, or refused: :func:`memplan.cost.weights.reproducible`)."""
     from memplan.config import profile_from_dict
 
-    return profile_from_dict(data, source="plan hardware profile")
+    hw = profile_from_dict(data, source="plan hardware profile")
+    if weight_encoding is not None and weight_encoding != hw.weight_encoding:
+        if (weight_encoding == INT8) != (hw.weight_codec == "none"):
+            raise PlanError(f"the plan's weight encoding {weight_encoding!r} does not belong to its profile's weight_codec "
+                            f"{hw.weight_codec!r}: re-run memplan solve")
+        hw = replace(hw, weight_encoding=weight_encoding)
+    return hw
 
 
 def _region(r: Region | None) -> list[int] | None:
@@ -100,6 +113,8 @@ def _region(r: Region | None) -> list[int] | None:
 #: what a buffer of each kind holds, and how: feature-map regions channel-major ``(C, H, W)``
 #: rows of int8 (one element per ``elem_bytes``), weight slices as int8 rows then int32 biases
 LAYOUT_CHW, LAYOUT_WEIGHTS = "chw", "weight_rows_then_int32_biases"
+#: what a weight buffer of an encoded (Ethos-U) plan holds: one slice's records, then its stream
+LAYOUT_ENCODED = "ethos_u_records_then_stream"
 #: SRAM offsets are multiples of this unless the profile says otherwise (its ``sram_alignment``,
 #: which the plan's ``alignment.sram`` record states)
 SRAM_ALIGN = 1
@@ -204,8 +219,12 @@ def _layer_table(graph: Graph, mm: MemoryMap, refs: _Refs) -> list[dict[str, Any
     for i, layer in enumerate(graph.layers):
         rec = mm.weight(layer.id)
         weights = None if rec is None else {
-            "offset": rec.offset, "row_bytes": rec.row_bytes, "channels": rec.channels, "encoding": "int8",
+            "offset": rec.offset, "row_bytes": rec.row_bytes, "channels": rec.channels, "encoding": rec.encoding,
             "bias_offset": rec.bias_offset, "bias_encoding": None if rec.bias_offset is None else "int32le"}
+        if rec is not None and rec.encoding != INT8:
+            weights["bias_encoding"] = "ethos_u_records"
+            weights["slices"] = [{"channels": [sl.c0, sl.c1], "offset": sl.offset, "bytes": sl.size,
+                                  "stream_offset": sl.stream_offset, "stream_bytes": sl.stream_bytes} for sl in rec.slices]
         out.append({"id": i, "name": layer.id, "op": layer.op.value, "inputs": [refs.tid(t) for t in layer.inputs],
                     "output": refs.tid(layer.output), "weights": weights})
     return out
@@ -245,6 +264,8 @@ def plan_to_json(plan: Plan, hw: HardwareProfile, graph: Graph, claims: Mapping[
         "elem_bytes": plan.elem_bytes,
         "bias_bytes": plan.bias_bytes,
         "alignment": {"sram": hw.sram_alignment, "dram": DRAM_ALIGN},
+        "weight_encoding": {"name": plan.weight_encoding, "encoder": encoder(plan.weight_encoding),
+                            "record_bytes": plan.bias_bytes if plan.weight_encoding == INT8 else RECORD_BYTES},
         "tensors": _tensor_table(plan, graph, mm),
         "layers": _layer_table(graph, mm, refs),
         "dram": {"arena_bytes": mm.arena_bytes, "weights_bytes": mm.weights_bytes},
@@ -257,7 +278,8 @@ def plan_to_json(plan: Plan, hw: HardwareProfile, graph: Graph, claims: Mapping[
         },
         "buffers": [{"id": i, "name": b.name, "kind": b.kind.value, "offset": b.offset, "size": b.size, "t0": b.t0,
                      "t1": b.t1, "tensor": refs.tid(b.tensor), "layer": refs.lid(b.layer),
-                     "layout": LAYOUT_CHW if b.tensor is not None else LAYOUT_WEIGHTS}
+                     "layout": LAYOUT_CHW if b.tensor is not None else (
+                         LAYOUT_WEIGHTS if plan.weight_encoding == INT8 else LAYOUT_ENCODED)}
                     for i, b in enumerate(plan.buffers)],
         "commands": [_command(k, c, refs, mm, waits[k], eb) for k, c in enumerate(plan.commands)],
         "totals": plan.totals.to_json(),
@@ -335,10 +357,15 @@ def _operand_from(d: dict[str, Any], names: _Names, where: str) -> Operand:
 def plan_from_json(data: dict[str, Any]) -> tuple[Plan, HardwareProfile]:
     """Parse a plan JSON document: it is checked against the schema first, so a malformed
     document raises :class:`PlanError` naming the field, and the parser sees only the shapes
-    the schema allows. A version 1 plan (before the tensor table and the DRAM map) is refused."""
+    the schema allows. A plan of an older version (1: no tensor table or DRAM map; 2: no weight
+    encoding) is refused, and so is one whose weight encoding cannot be reproduced here."""
     check_document(data)
+    encoding = data["weight_encoding"]
+    why = reproducible(encoding["name"], encoding["encoder"])
+    if why is not None:
+        raise PlanError(f"this plan cannot be checked here: {why}")
     try:
-        hw = profile_from_json(data["hardware"])
+        hw = profile_from_json(data["hardware"], encoding["name"])
         names = _Names(data)
         dec = data["decisions"]
         decisions = Decisions(
@@ -385,7 +412,7 @@ def plan_from_json(data: dict[str, Any]) -> tuple[Plan, HardwareProfile]:
         h = data.get("host_totals", {})
         host = HostTotals(h.get("layers", 0), h.get("dram_read", 0), h.get("dram_write", 0))
         plan = Plan(data["model"]["name"], data["sram_bytes"], data["elem_bytes"], data["bias_bytes"], decisions, buffers,
-                    tuple(commands), totals, provenance, host)
+                    tuple(commands), totals, provenance, host, hw.weight_encoding)
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(f"plan JSON is malformed ({type(exc).__name__}: {exc}): re-run memplan solve") from None
     return plan, hw
@@ -464,8 +491,8 @@ def check_version(data: dict[str, Any]) -> None:
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         raise PlanError(f"plan schema_version {version!r} is not {SCHEMA_VERSION} (this memplan writes version "
-                        f"{SCHEMA_VERSION} plans, with the tensor table, DRAM map and command dependencies): "
-                        "re-run memplan solve")
+                        f"{SCHEMA_VERSION} plans, with the tensor table, DRAM map, command dependencies and "
+                        "encoded weight slices): re-run memplan solve")
 
 
 def check_document(data: dict[str, Any]) -> None:

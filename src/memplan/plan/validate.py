@@ -29,6 +29,7 @@ import numpy as np
 from memplan.config import HardwareProfile
 from memplan.cost.candidate import ACC_BYTES, resident_bytes
 from memplan.cost.cycles import command_work, group_compute_cycles
+from memplan.cost.weights import WeightFormat, slice_bytes
 from memplan.errors import PlanError
 from memplan.geometry.backprop import input_regions, region_macs
 from memplan.geometry.fdt import reduces_over_channels
@@ -69,7 +70,14 @@ def _element_tags(st: _State, tensor: str, region: Region) -> np.ndarray:
 
 
 def _weight_tags(st: _State, layer_id: str, c0: int, c1: int) -> np.ndarray:
+    """Tags of the bytes of the weight slice ``[c0, c1)``, as many as it has
+    (:func:`memplan.cost.weights.slice_bytes`): per output channel for int8 weights, one tag
+    for the whole slice when it is encoded (its bytes belong to no single channel)."""
     layer = st.graph.layer(layer_id)
+    fmt = WeightFormat(st.plan.weight_encoding, st.hw.elem_bytes, st.hw.bias_bytes)
+    if not fmt.linear:
+        tag = -((np.int64(st.layer_ids[layer_id]) << 42) + (np.int64(c0) << 21) + c1 + 1)
+        return np.full(slice_bytes(st.graph, layer, c0, c1, fmt), tag, dtype=np.int64)
     per_w = st.graph.weight_elems(layer) // st.graph.out_channels(layer) * st.hw.elem_bytes
     chan = -((np.int64(st.layer_ids[layer_id]) << 20) + np.arange(c0, c1, dtype=np.int64) + 1)
     parts = [np.repeat(chan, per_w)]
@@ -127,6 +135,9 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
         if ours != theirs:
             raise PlanError(f"the plan's {field} is {ours}, but its hardware profile {hw.name!r} gives {theirs}: "
                             "re-run memplan solve")
+    if plan.weight_encoding != hw.weight_encoding:
+        raise PlanError(f"the plan's weights are encoded {plan.weight_encoding!r}, but its hardware profile "
+                        f"{hw.name!r} gives {hw.weight_encoding!r}: re-run memplan solve")
     _check_buffers(plan, hw.sram_alignment)
     st = _State(
         graph, hw, plan,

@@ -5,7 +5,10 @@ Variables (stable names, used in infeasibility reports):
 * ``keep_<layer>``: the layer's weights stay in SRAM for its whole group (else reloaded per tile);
 * ``reload_<layer>_t<k>``: the layer is reloaded and its group has ``k`` spatial tiles. A
   reload costs k x the layer's weights whatever the tiling's shape, so one literal per tile
-  count replaces one product per candidate;
+  count replaces one product per candidate. With encoded weights (an Ethos-U codec,
+  :mod:`memplan.cost.weights`) the layer's weight bytes depend on its channel split: then
+  there is one literal per (tile count, weight bytes), ``reload_<layer>_t<k>_w<bytes>``, and
+  ``keep_<layer>_w<bytes>`` (summing to ``keep_<layer>``) says which bytes a kept layer loads;
 * ``res_<tensor>``: a tensor that crosses a group boundary stays whole in SRAM (only for
   tensors that fit the SRAM at all);
 * ``load_<cand>_<tensor>`` = x AND NOT res: the candidate loads that input tile by tile;
@@ -56,7 +59,11 @@ class Vars:
     cover: list[list[int]] = field(default_factory=list)  # per layer: candidates covering it
     internal: dict[str, list[int]] = field(default_factory=dict)  # tensor -> candidates it is internal to
     keep: dict[str, cp_model.IntVar] = field(default_factory=dict)
-    reload: dict[tuple[str, int], cp_model.IntVar] = field(default_factory=dict)  # (layer, spatial tiles)
+    #: (layer, spatial tiles, weight bytes loaded once): reloaded with those tiles and bytes
+    reload: dict[tuple[str, int, int], cp_model.IntVar] = field(default_factory=dict)
+    #: per layer, (weight bytes loaded once, literal: kept with those bytes); one pair, the
+    #: keep literal itself, when every candidate loads the same bytes (unencoded weights)
+    keep_bytes: dict[str, list[tuple[int, cp_model.IntVar]]] = field(default_factory=dict)
     res: dict[str, cp_model.IntVar] = field(default_factory=dict)
     load: dict[tuple[int, str], cp_model.IntVar] = field(default_factory=dict)
     store: dict[str, cp_model.IntVar] = field(default_factory=dict)
@@ -104,21 +111,35 @@ def build_decisions(graph: Graph, hw: HardwareProfile, cands: tuple[Candidate, .
     # keep / reload per weighted layer (weights read in place never occupy SRAM)
     if not hw.weights_in_place:
         for layer_index, layer in enumerate(graph.layers):
-            classes: dict[int, list[int]] = {}
+            classes: dict[tuple[int, int], list[int]] = {}
             for i in v.cover[layer_index]:
-                if any(w.layer == layer.id for w in cands[i].weights):
-                    classes.setdefault(_spatial_of(cands[i], layer.id), []).append(i)
+                w = next((w for w in cands[i].weights if w.layer == layer.id), None)
+                if w is not None:
+                    classes.setdefault((_spatial_of(cands[i], layer.id), w.total_bytes), []).append(i)
             if not classes:
                 continue
             k = model.new_bool_var(f"keep_{safe(layer.id)}")
             v.keep[layer.id] = k
+            totals = sorted({total for _, total in classes})
+            by_total = len(totals) > 1  # encoded weights: the bytes depend on the channel split
             reloads = []
-            for tiles, members in sorted(classes.items()):
-                r = model.new_bool_var(f"reload_{safe(layer.id)}_t{tiles}")
+            for (tiles, total), members in sorted(classes.items()):
+                name = f"reload_{safe(layer.id)}_t{tiles}" + (f"_w{total}" if by_total else "")
+                r = model.new_bool_var(name)
                 model.add(r <= sum(v.x[i] for i in members))
-                v.reload[(layer.id, tiles)] = r
+                v.reload[(layer.id, tiles, total)] = r
                 reloads.append(r)
             model.add(k + sum(reloads) == 1).with_name(f"keep_or_reload_{safe(layer.id)}")
+            if by_total:
+                pairs = []
+                for total in totals:
+                    kt = model.new_bool_var(f"keep_{safe(layer.id)}_w{total}")
+                    model.add(kt <= sum(v.x[i] for (_, t), members in classes.items() if t == total for i in members))
+                    pairs.append((total, kt))
+                model.add(sum(kt for _, kt in pairs) == k).with_name(f"keep_bytes_{safe(layer.id)}")
+                v.keep_bytes[layer.id] = pairs
+            else:
+                v.keep_bytes[layer.id] = [(totals[0], k)]
             if layer.id in user.force_keep:
                 model.add(k == 1).with_name(f"force_keep_{safe(layer.id)}")
             if layer.id in user.force_reload:

@@ -56,13 +56,14 @@ def build_energy(graph: Graph, v: Vars, hw: HardwareProfile) -> Terms:
             constant += dma * size
             for i in v.internal.get(t, []):
                 add(v.x[i], -dma * size)
-    # weights: kept = loaded once; reloaded with k spatial tiles = loaded k times
+    # weights: kept = loaded once; reloaded with k spatial tiles = loaded k times (the bytes
+    # loaded once are the selected candidate's: they depend on its channel split when encoded)
     if not hw.weights_in_place:
-        totals = {w.layer: w.total_bytes for c in v.cands for w in c.weights}
-        for layer_id, k in v.keep.items():
-            add(k, dma * totals[layer_id])
-        for (layer_id, tiles), r in v.reload.items():
-            add(r, dma * totals[layer_id] * tiles)
+        for pairs in v.keep_bytes.values():
+            for total, k in pairs:
+                add(k, dma * total)
+        for (_, tiles, total), r in v.reload.items():
+            add(r, dma * total * tiles)
     g = 0
     for val in [*coeffs.values(), constant]:
         g = gcd(g, val)

@@ -595,9 +595,14 @@ def _hint(b: _Built, graph: Graph, warm: _Warm) -> None:
     internal = {cb.tensor for i in sel for cb in v.cands[i].core}
     for t, lit in v.store.items():
         model.add_hint(lit, t not in internal and t not in dec.resident)
-    spatial = {w.layer: (w.reload_bytes // w.total_bytes if w.total_bytes else 1) for i in sel for w in v.cands[i].weights}
-    for (layer, tiles), lit in v.reload.items():
-        model.add_hint(lit, layer not in dec.keep and spatial.get(layer) == tiles)
+    spatial = {w.layer: (w.reload_bytes // w.total_bytes if w.total_bytes else 1, w.total_bytes)
+               for i in sel for w in v.cands[i].weights}
+    for (layer, tiles, total), lit in v.reload.items():
+        model.add_hint(lit, layer not in dec.keep and spatial.get(layer) == (tiles, total))
+    for layer, pairs in v.keep_bytes.items():
+        if len(pairs) > 1:
+            for total, lit in pairs:
+                model.add_hint(lit, layer in dec.keep and spatial.get(layer, (0, -1))[1] == total)
     groups = [(gd.start, graph.layers[gd.stop - 1].output) for gd in dec.groups]
     for name, offset in warm.offsets.items():
         try:

@@ -347,3 +347,19 @@ def test_encoded_sizes_change_the_candidates_on_ethos_u() -> None:
     fmt = weights.WeightFormat.of(hw)
     assert plan.totals.dram_read_weights == sum(weights.slice_bytes(g, g.layer(layer), c0, c1, fmt)
                                                 for layer, c0, c1 in _loads(plan))
+
+
+def test_the_floor_bounds_every_plan_with_a_codec() -> None:
+    """Encoded sizes depend on the split: the floor counts each layer's cheapest split, so it
+    stays below every plan (it proves plans optimal), here VWW on u55, whose plans split layers
+    into slices that encode smaller than the whole layer."""
+    g = load_model(MODELS / "vww_96_int8.tflite")
+    hw = _u55().with_sram(48 * 1024)
+    fl = floor(g, hw)
+    fmt = weights.WeightFormat.of(hw)
+    whole = sum(weights.slice_bytes(g, layer, 0, g.out_channels(layer), fmt) for layer in g.layers if layer.op in WEIGHTED)
+    assert fl.dram_read_weights < whole  # some split encodes smaller than its whole layer
+    cache = CostCache(g, hw)
+    for plan in (layer_by_layer(g, hw, cache), greedy(g, hw, cache=cache)):
+        assert fl.dram_read_weights <= plan.totals.dram_read_weights
+        assert fl.energy_fj <= plan.totals.energy_fj

@@ -363,3 +363,14 @@ def test_the_floor_bounds_every_plan_with_a_codec() -> None:
     for plan in (layer_by_layer(g, hw, cache), greedy(g, hw, cache=cache)):
         assert fl.dram_read_weights <= plan.totals.dram_read_weights
         assert fl.energy_fj <= plan.totals.energy_fj
+
+
+def test_a_codec_profile_overridden_to_plain_int8_weights() -> None:
+    """api.hardware(..., weight_codec="none") drops the codec's own keys with it (its fallback
+    and 10-byte records) unless they are given too, which stays a one-line error."""
+    import memplan
+
+    hw = memplan.hardware("ethos-u65-256", weight_codec="none")
+    assert (hw.weight_codec, hw.weight_encoding, hw.scale_bias_bytes) == ("none", "int8", hw.bias_bytes)
+    with pytest.raises(ConfigError, match="weight_codec_fallback"):
+        memplan.hardware("ethos-u65-256", weight_codec="none", weight_codec_fallback="raw")

@@ -106,6 +106,10 @@ def hardware(name_or_path: PathLike = "generic-npu", sram: int | str | None = No
             else:
                 data[key] = value
         data["tiling"] = tiling
+        if overrides.get("weight_codec") == "none":  # the codec's own keys go with it, unless given too
+            for key in ("weight_codec_fallback", "scale_bias_bytes"):
+                if key not in overrides:
+                    data.pop(key, None)
         hw = profile_from_dict(data, source=f"hardware profile {hw.name!r} with overrides")
     if sram is not None:
         hw = hw.with_sram(parse_size(sram))

@@ -114,7 +114,7 @@ from memplan.ir.graph import Layer
 from memplan.host import run_host_int, tensor_bytes
 from memplan.ir.ops import WEIGHTED, ConvAttrs, ConvTransposeAttrs, HostAttrs, OpKind, Shape
 from memplan.plan.build import energy_fj, group_cycles
-from memplan.plan.model import Buffer, BufferKind, Command, HostTotals, Op, Plan, Totals
+from memplan.plan.model import Buffer, BufferKind, Command, HostTotals, Op, Operand, Plan, Totals
 
 I8 = npt.NDArray[np.int8]
 I32 = npt.NDArray[np.int32]
@@ -728,15 +728,7 @@ class _Machine:
         e0, n0 = self.group_work.get(cmd.group, (0, 0))
         self.group_work[cmd.group] = (e0 + e, n0 + n_cyc)
         self.sram_access += region.numel  # the output cells written
-        n = out.region.numel
-        self._claim(k, cmd, out.offset, n, f"output {out.tensor} {out.region.as_list()}", tensor=out.tensor)
-        held = self.sram[out.offset:out.offset + n].view(np.int8).reshape(out.region.channels, out.region.rows,
-                                                                            out.region.cols)
-        sub = region.relative_to(out.region)
-        held[sub] = result[0]
-        self.sram_writer[out.offset:out.offset + n].reshape(held.shape)[sub] = k
-        if self.expect is not None and layer.output in self.expect:
-            self._compare_tile(k, cmd, layer.output, region, result[0])
+        self._write_tile(k, cmd, layer, region, out, result)
 
     def _input_tiles(self, k: int, cmd: Command, ql: QLayer, region: Region) -> list[Tile | None]:
         """Each input operand's region, read from SRAM (None for an operand that holds nothing
@@ -902,6 +894,11 @@ class _Machine:
         result = finish_partial_sums(ql, acc, region, bias)
         self.sram_access += region.numel * (ACC_BYTES + 1)
         self._fm_shape(k, cmd, out.tensor, out.region)
+        self._write_tile(k, cmd, layer, region, out, result)
+
+    def _write_tile(self, k: int, cmd: Command, layer: Layer, region: Region, out: Operand, result: I8) -> None:
+        """The int8 ``region`` of the layer's output a kernel (or a requantize) produced, into
+        its output operand's view in SRAM; compared with the reference when one is given."""
         n = out.region.numel
         self._claim(k, cmd, out.offset, n, f"output {out.tensor} {out.region.as_list()}", tensor=out.tensor)
         held = self.sram[out.offset:out.offset + n].view(np.int8).reshape(out.region.channels, out.region.rows,

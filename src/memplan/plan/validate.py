@@ -347,12 +347,7 @@ def _compute(st: _State, buffers: list[Buffer], k: int, cmd: Command) -> tuple[i
         want = region.clip(graph.shape(op.tensor))
         if want.empty:  # the output reads only padding of this input
             continue
-        _check_operand(st, buffers, k, cmd, op)
-        if not op.region.contains(want):
-            raise _fail(k, cmd, f"input {op.tensor} holds {op.region.as_list()} but the layer needs {want.as_list()}")
-        addr = _sub_offsets(op.region, want, op.offset, eb)
-        if not np.array_equal(st.tags[addr], _element_tags(st, op.tensor, want)):
-            raise _fail(k, cmd, f"input {op.tensor} {want.as_list()} is not in SRAM at offset {op.offset} (never written, or overwritten)")
+        _check_input(st, buffers, k, cmd, op, want, "the layer")
         if op.tensor not in seen:
             sram += want.numel * eb
             seen.add(op.tensor)
@@ -402,6 +397,18 @@ def _copy(st: _State, buffers: list[Buffer], k: int, cmd: Command) -> int:
                             "hold it (never written, or overwritten)")
     st.tags[_sub_offsets(dst.region, cmd.region, dst.offset, eb)] = want
     return cmd.region.numel
+
+
+def _check_input(st: _State, buffers: list[Buffer], k: int, cmd: Command, op: Operand, want: Region, who: str) -> None:
+    """An input operand lies in a live buffer of its tensor, holds ``want`` (what ``who``
+    reads of it) and every cell of ``want`` carries the tensor's tag there."""
+    _check_operand(st, buffers, k, cmd, op)
+    if not op.region.contains(want):
+        raise _fail(k, cmd, f"input {op.tensor} holds {op.region.as_list()} but {who} needs {want.as_list()}")
+    addr = _sub_offsets(op.region, want, op.offset, st.hw.elem_bytes)
+    if not np.array_equal(st.tags[addr], _element_tags(st, op.tensor, want)):
+        raise _fail(k, cmd, f"input {op.tensor} {want.as_list()} is not in SRAM at offset {op.offset} (never written, "
+                            "or overwritten)")
 
 
 def _check_operand(st: _State, buffers: list[Buffer], k: int, cmd: Command, op: Operand) -> None:
@@ -475,12 +482,7 @@ def _accumulate(st: _State, buffers: list[Buffer], k: int, cmd: Command) -> tupl
     want = Region(a, b, full.y0, full.y1, full.x0, full.x1)
     sram = 0
     if not want.empty:
-        _check_operand(st, buffers, k, cmd, op)
-        if not op.region.contains(want):
-            raise _fail(k, cmd, f"input {op.tensor} holds {op.region.as_list()} but the slice needs {want.as_list()}")
-        addr = _sub_offsets(op.region, want, op.offset, eb)
-        if not np.array_equal(st.tags[addr], _element_tags(st, op.tensor, want)):
-            raise _fail(k, cmd, f"input {op.tensor} {want.as_list()} is not in SRAM at offset {op.offset} (never written, or overwritten)")
+        _check_input(st, buffers, k, cmd, op, want, "the slice")
         sram += want.numel * eb
     addr = _acc_buffer(st, buffers, k, cmd, cmd.output, layer.id)
     tags = _acc_tags(st, layer.output, cmd.region)

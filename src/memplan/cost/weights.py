@@ -50,7 +50,7 @@ layer's weights encode to) and any other bytes (a corrupted or misplaced buffer)
 process: the same decoder, and a malformed stream becomes a ValueError, not an exit.
 
 Sizes of ``ethos-u-mlw`` slices need the int8 values: they are quantised from the graph's
-weights as :func:`memplan.execute.quantize.quantize_graph` does (constant-fill weights
+weights as :mod:`memplan.ir.weights` does for the executor (constant-fill weights
 substituted with seed 0, as ``memplan verify`` does by default), and memoised per graph and
 (layer, slice): a model's candidates ask for the same few slices many times.
 """
@@ -68,6 +68,7 @@ import numpy.typing as npt
 from memplan import config
 from memplan.config import HardwareProfile
 from memplan.ir.graph import Graph, Layer
+from memplan.ir.weights import quantized_weight, substitute_constant_weights
 from memplan.ir.ops import WEIGHTED, ConvAttrs, ConvTransposeAttrs, OpKind
 
 I8 = npt.NDArray[np.int8]
@@ -187,9 +188,7 @@ def _memo(graph: Graph) -> _GraphMemo:
 
 def graph_rows(graph: Graph, layer: Layer) -> I8:
     """The layer's int8 weights as the executor will hold them, ``(C_out, per_channel)``:
-    quantised as :func:`memplan.execute.quantize.quantize_graph` does with seed 0."""
-    from memplan.execute.quantize import quantized_weight, substitute_constant_weights
-
+    quantised as :mod:`memplan.ir.weights` does for the executor, with seed 0."""
     memo = _memo(graph)
     rows = memo.rows.get(layer.id)
     if rows is None:

@@ -28,10 +28,10 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from memplan.ir.weights import INT8_MAX, INT8_MIN, round_half_away  # one definition, below the executor and cost
+
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
-INT8_MIN = -128
-INT8_MAX = 127
 
 IntArray = npt.NDArray[np.int64]
 ArrayLike = TypeVar("ArrayLike", int, IntArray)
@@ -114,12 +114,6 @@ def multiply_by_quantized_multiplier(x: ArrayLike, multiplier: ArrayLike, shift:
 def saturate_int8(x: IntArray | int) -> npt.NDArray[np.int8]:
     """Clamp to [-128, 127] and narrow to int8."""
     return np.clip(np.asarray(x, dtype=np.int64), INT8_MIN, INT8_MAX).astype(np.int8)
-
-
-def round_half_away(x: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """Round floats to the nearest integer, ties away from zero (C ``round``), as float64."""
-    a = np.asarray(x, dtype=np.float64)
-    return np.sign(a) * np.floor(np.abs(a) + 0.5)
 
 
 def divide_round_half_away(num: IntArray, den: IntArray | int) -> IntArray:

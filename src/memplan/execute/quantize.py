@@ -77,7 +77,6 @@ Rounding of floats (weights, biases, tables) is always half away from zero
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from collections.abc import Mapping
@@ -106,6 +105,7 @@ from memplan.execute.fixedpoint import (
 from memplan.execute.float_ref import activation_params, apply_activation, run_float_detailed
 from memplan.execute.windows import conv_transpose_weight_taps, conv_weight_taps
 from memplan.ir.graph import Graph, Layer, QuantParams
+from memplan.ir.weights import layer_weight, quantized_weight, substitute_constant_weights
 from memplan.ir.ops import (
     ActKind,
     Activation,
@@ -547,64 +547,6 @@ class QuantizedGraph:
 
 
 # ---------------------------------------------------------------------------- weights
-def substitute_constant_weights(graph: Graph, seed: int = 0) -> tuple[Graph, tuple[str, ...]]:
-    """If every weight tensor of the graph is a constant fill (all elements equal, as the
-    ``ConstantOfShape`` weights of the onnx package's light models), return a copy whose
-    weights and biases are seeded random draws (He-normal weights with fan-in = elements per
-    output channel, normal(0, 0.05) biases, drawn in layer order from ``default_rng(seed)``)
-    and the names replaced. Otherwise (or if the weights carry quantisation parameters, i.e.
-    are real QDQ data) return the graph unchanged and ``()``."""
-    weighted = [layer for layer in graph.layers if layer.weight is not None]
-    names = [layer.weight for layer in weighted if layer.weight is not None]
-    if (not names or not all(_constant(graph.weights[n]) for n in names)
-            or any(graph.tensors[n].quant is not None for n in names)):
-        return graph, ()
-    rng = np.random.default_rng(seed)
-    new = dict(graph.weights)
-    replaced: list[str] = []
-    for layer in weighted:
-        assert layer.weight is not None
-        w = graph.weights[layer.weight]
-        c_out = graph.out_channels(layer)
-        fan_in = max(w.size // c_out, 1)
-        new[layer.weight] = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=w.shape).astype(w.dtype)
-        replaced.append(layer.weight)
-        if layer.bias is not None:
-            b = graph.weights[layer.bias]
-            new[layer.bias] = rng.normal(0.0, 0.05, size=b.shape).astype(b.dtype)
-            replaced.append(layer.bias)
-    return dataclasses.replace(graph, weights=MappingProxyType(new)), tuple(replaced)
-
-
-def _constant(a: np.ndarray) -> bool:
-    return a.size > 1 and bool(np.all(a == a.flat[0]))
-
-
-def _weight_scales(graph: Graph, layer: Layer, w: F64) -> F64:
-    """Per-output-channel weight scales (from the model's parameters if it has them)."""
-    c_out = graph.out_channels(layer)
-    attrs = layer.attrs
-    groups = attrs.groups if isinstance(attrs, ConvTransposeAttrs) else 1
-    assert layer.weight is not None
-    explicit = graph.tensors[layer.weight].quant
-    if explicit is not None:
-        _check_symmetric(explicit, layer.weight)
-        scales = np.asarray(explicit.scale, dtype=np.float64)
-        if scales.size == 1:
-            return np.full(c_out, scales[0])
-        if scales.size == c_out:
-            return scales
-        if layer.op is OpKind.CONV_TRANSPOSE and scales.size * groups == c_out:
-            return np.tile(scales, groups)
-        raise ModelError(f"layer {layer.id!r}: {scales.size} weight scales for {c_out} output channels")
-    if layer.op is OpKind.CONV_TRANSPOSE:
-        c_in, c_out_g, kh, kw = w.shape
-        peak = np.abs(w.reshape(groups, c_in // groups, c_out_g, kh * kw)).max(axis=(1, 3)).reshape(-1)
-    else:
-        peak = np.abs(w.reshape(c_out, -1)).max(axis=1)
-    return np.where(peak > 0, peak / 127.0, 1.0)
-
-
 def _bias_scales(graph: Graph, layer: Layer, acc_scale: F64) -> F64:
     """The scales that turn a layer's real bias back into int32: the model's own (a QDQ int32
     bias, whose scale the converter computed as ``float32(input_scale * weight_scale)``) when
@@ -621,39 +563,6 @@ def _bias_scales(graph: Graph, layer: Layer, acc_scale: F64) -> F64:
     if not np.allclose(scales, acc_scale, rtol=2.0**-20, atol=0.0):
         return acc_scale
     return scales
-
-
-def _check_symmetric(qp: QuantParams, name: str) -> None:
-    neutral = 128 if qp.dtype == "uint8" else 0
-    if any(z != neutral for z in qp.zero_point):
-        raise ModelError(f"weight {name!r} has a non-zero zero point: only symmetric weights are supported")
-
-
-def _quantize_weight(layer: Layer, w: F64, scales: F64, explicit: bool) -> I8:
-    """Round ``w / scale`` per output channel; model-given weights may use -128."""
-    if layer.op is OpKind.CONV_TRANSPOSE:
-        assert isinstance(layer.attrs, ConvTransposeAttrs)
-        g = layer.attrs.groups
-        c_in, c_out_g = w.shape[:2]
-        s = scales.reshape(g, 1, c_out_g, 1, 1)
-        q = round_half_away(w.reshape(g, c_in // g, c_out_g, *w.shape[2:]) / s).reshape(w.shape)
-    else:
-        q = round_half_away(w / scales.reshape((-1,) + (1,) * (w.ndim - 1)))
-    return np.clip(q, INT8_MIN if explicit else -INT8_MAX, INT8_MAX).astype(np.int8)
-
-
-def _layer_weight(graph: Graph, layer: Layer) -> tuple[F64, I8]:
-    """A weighted layer's per-output-channel weight scales and int8 weights."""
-    assert layer.weight is not None
-    w = graph.weights[layer.weight].astype(np.float64)
-    w_scale = _weight_scales(graph, layer, w)
-    return w_scale, _quantize_weight(layer, w, w_scale, graph.tensors[layer.weight].quant is not None)
-
-
-def quantized_weight(graph: Graph, layer: Layer) -> I8:
-    """The int8 weights :func:`quantize_graph` gives a weighted layer (of a graph whose
-    constant-fill weights are already substituted): what memplan.cost.weights sizes."""
-    return _layer_weight(graph, layer)[1]
 
 
 # ---------------------------------------------------------------------------- calibration
@@ -859,7 +768,7 @@ def _quantize_layer(graph: Graph, layer: Layer, in_q: tuple[QParams, ...], out_q
     )
     if op in WEIGHTED:
         assert layer.weight is not None
-        w_scale, wq = _layer_weight(graph, layer)
+        w_scale, wq = layer_weight(graph, layer)
         acc_scale = in_q[0].scale * w_scale
         bias = None
         if role == "add":  # the constant is in the table; the convolution passes the input through

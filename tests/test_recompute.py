@@ -15,13 +15,13 @@ import pytest
 from memplan import api
 from memplan.cli import main
 from memplan.config import SolverConfig, load_profile
-from memplan.errors import InfeasibleError, MemplanError, UsageError, VerificationError
+from memplan.errors import ConfigError, InfeasibleError, MemplanError, UsageError, VerificationError
 from memplan.execute.verify import prepare, verify_document, verify_plan
 from memplan.frontend import load_model
 from memplan.frontend.export import save_onnx
 from memplan.ir.graph import Graph
 from memplan.solve import UserConstraints, solve_cpsat
-from memplan.solve.budget import RecomputeBudget, parse_recompute, untiled_macs
+from memplan.solve.budget import RecomputeBudget, budget_macs, parse_recompute, untiled_macs
 from memplan.zoo import build_zoo_model
 from test_tiled import MODELS
 
@@ -47,7 +47,7 @@ def _prepared(name: str):  # type: ignore[no-untyped-def]
 
 def _limit(graph: Graph, budget: str | None) -> int | None:
     parsed = parse_recompute(budget)
-    return None if parsed is None else parsed.limit(graph)
+    return None if parsed is None else budget_macs(parsed, graph)
 
 
 def _checked(name: str, result: api.Result, budget: str | None) -> None:
@@ -173,8 +173,8 @@ def test_parse_budget() -> None:
     assert parse_recompute("unlimited") is None and parse_recompute(None) is None
     graph = _graph("toy_chain")
     base = untiled_macs(graph)
-    assert parse_recompute("10%").limit(graph) == base // 10  # a share rounds down
-    assert parse_recompute("100%").limit(graph) == base
+    assert budget_macs(parse_recompute("10%"), graph) == base // 10  # a share rounds down
+    assert budget_macs(parse_recompute("100%"), graph) == base
     for bad in ("-5%", "abc", "5 MACs", "%", 0.1, True, -1):
         with pytest.raises(UsageError, match="--max-recompute"):
             parse_recompute(bad)  # type: ignore[arg-type]
@@ -190,9 +190,41 @@ def test_cli_records_and_verifies_the_budget(tmp_path: Path) -> None:
     assert main(["solve", str(model), "--hardware", "mcu-sram", "--sram", "1MiB", "--objective", "memory",
                  "--max-recompute", "5%", "--time-limit", "20", "--json", "-o", str(plan)]) == 0
     doc = json.loads(plan.read_text())
-    limit = parse_recompute("5%").limit(load_model(model))
+    limit = budget_macs(parse_recompute("5%"), load_model(model))
     assert doc["settings"]["max_recompute_macs"] == limit
     assert doc["totals"]["recompute_macs"] <= limit
     assert main(["verify", str(model), str(plan)]) == 0
     assert main(["solve", str(model), "--max-recompute", "ten percent"]) == UsageError.exit_code
 
+
+
+# ---------------------------------------------------------------------------- the solver-config key
+def test_a_solver_config_budget_is_honoured_and_the_flag_replaces_it(tmp_path: Path) -> None:
+    """``max_recompute = "5%"`` in a solver config TOML bounds every CP-SAT plan made with it
+    (through api.solve and through solve_cpsat directly); ``--max-recompute`` (here
+    ``unlimited``) replaces it; the baselines, which do not choose their recompute, ignore it."""
+    toml = tmp_path / "budgeted.toml"
+    toml.write_text('time_limit_s = 20.0\nmax_recompute = "5%"\n')
+    graph = _graph("resnet8")
+    hw = MCU.with_sram(64 * 1024)
+    limit = budget_macs(parse_recompute("5%"), graph)
+    via_api = api.solve(graph, hw, objective="memory", config=str(toml))
+    assert via_api.plan.totals.recompute_macs <= limit
+    direct = solve_cpsat(graph, hw, "memory", SolverConfig(time_limit_s=20.0, max_recompute="5%"))
+    assert direct.plan.totals.recompute_macs <= limit
+    assert direct.plan.totals.sram_peak == via_api.plan.totals.sram_peak
+    free = api.solve(graph, hw, objective="memory", config=str(toml), max_recompute="unlimited")
+    assert free.plan.totals.recompute_macs > limit  # the config's budget was binding
+    lifted = api.solve_settings(config=str(toml), max_recompute="unlimited")
+    assert lifted.max_recompute is None and lifted.config.max_recompute is None
+    assert api.solve_settings(config=str(toml)).max_recompute == RecomputeBudget(percent=5)
+    assert api.solve_settings(strategy="greedy", config=str(toml)).max_recompute is None
+
+
+@pytest.mark.parametrize("value", ['"ten percent"', '"-5%"', "true", '"5%%"'])
+def test_a_bad_solver_config_budget_is_one_line_naming_the_key(tmp_path: Path, value: str) -> None:
+    toml = tmp_path / "bad.toml"
+    toml.write_text(f"max_recompute = {value}\n")
+    with pytest.raises(ConfigError, match="max_recompute") as err:
+        api.solve_settings(config=str(toml))
+    assert "\n" not in err.value.message and "bad.toml" in err.value.message

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from memplan.config import SOLVER_RANGES, HardwareProfile, SolverConfig, TilingRules
-from memplan.errors import UsageError
+from memplan.errors import ConfigError, UsageError
 from memplan.execute.verify import VerifyReport
 from memplan.plan.model import Plan, Totals
 
@@ -135,7 +135,9 @@ class SolveSettings:
         """The user constraints for ``graph``, with the recompute budget in MACs."""
         if self.max_recompute is None:
             return self.user
-        return dataclasses.replace(self.user, max_recompute_macs=self.max_recompute.limit(graph))
+        from memplan.solve.budget import budget_macs
+
+        return dataclasses.replace(self.user, max_recompute_macs=budget_macs(self.max_recompute, graph))
 
 
 def _check_weights(weights: Mapping[str, float] | str) -> dict[str, float]:
@@ -201,10 +203,18 @@ def solve_settings(strategy: str = "cpsat", objective: str = "energy", config: P
     if (keep or reload) and strategy != "cpsat":
         raise UsageError(f"--keep and --reload apply to --strategy cpsat only; the {strategy} baseline decides "
                          "weight residency itself")
-    budget = parse_recompute(max_recompute)
+    # the flag (or argument) when given, else the config's (a CP-SAT setting: the baselines, which
+    # do not choose their recompute, ignore it); "unlimited" given lifts the config's budget
+    if max_recompute is not None:
+        budget = parse_recompute(max_recompute)
+    elif strategy == "cpsat":
+        budget = parse_recompute(cfg.max_recompute, f"solver config {cfg.name!r}: max_recompute", ConfigError)
+    else:
+        budget = None
     if budget is not None and strategy != "cpsat":
         raise UsageError(f"--max-recompute applies to --strategy cpsat only; the {strategy} baseline does not "
                          "choose its recompute")
+    cfg = dataclasses.replace(cfg, max_recompute=None)  # the budget travels in the settings from here
     return SolveSettings(strategy, objective, cfg, UserConstraints(keep, reload), mix, budget)
 
 

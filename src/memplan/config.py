@@ -20,7 +20,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from memplan.errors import ConfigError, UsageError
+from memplan.errors import ConfigError, MemplanError, UsageError
 
 #: the shipped configs inside the installed package: ``hardware/*.toml`` and ``solver/*.toml``
 #: (a Traversable, not necessarily a file-system path: the package may be imported from a zip)
@@ -407,6 +407,64 @@ def _read_toml(path: Path | Traversable, what: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- solver settings
+# ---------------------------------------------------------------------------- recompute budget
+#: the budget's syntax: a share of the untiled network's MACs (``10%``) or a MAC count
+#: (``250000``), from ``--max-recompute`` or a solver config's ``max_recompute``; the solver
+#: turns it into MACs for a graph (memplan.solve.budget)
+_PERCENT = re.compile(r"^\s*([0-9]{1,12}(?:\.[0-9]{1,6})?)\s*%\s*$")
+_COUNT = re.compile(r"^\s*([0-9]{1,19})\s*$")
+#: the largest MAC count a budget may give (CP-SAT's coefficients are 64-bit)
+MAX_BUDGET_MACS = 1 << 60
+_HELP = "write a share of the untiled network's MACs such as 10% or 2.5%, a MAC count such as 250000, or unlimited"
+
+
+@dataclass(frozen=True)
+class RecomputeBudget:
+    """A share of the untiled MACs (``percent``) or an absolute MAC count (``macs``)."""
+
+    percent: Fraction | None = None
+    macs: int | None = None
+
+    def limit(self, untiled_macs: int) -> int:
+        """The budget in MACs for a network of ``untiled_macs`` (a share rounds down)."""
+        if self.macs is not None:
+            return self.macs
+        assert self.percent is not None
+        return int(untiled_macs * self.percent // 100)
+
+    def __str__(self) -> str:
+        if self.macs is not None:
+            return f"{self.macs} MACs"
+        assert self.percent is not None
+        return f"{float(self.percent):g}%"
+
+
+def parse_recompute(value: str | int | RecomputeBudget | None, what: str = "--max-recompute",
+                    error: type[MemplanError] = UsageError) -> RecomputeBudget | None:
+    """``10%`` -> a share, ``250000`` (or the int) -> a MAC count, ``unlimited``/None -> None.
+    A bad value is an ``error`` naming ``what`` (the flag, or a config file's key)."""
+    if value is None or isinstance(value, RecomputeBudget):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise error(f"{what} {value!r} is not a budget: {_HELP}")
+    if isinstance(value, int):
+        macs = value
+    else:
+        if value.strip().lower() in ("unlimited", "none", "inf"):
+            return None
+        m = _PERCENT.match(value)
+        if m:
+            return RecomputeBudget(percent=Fraction(m.group(1)))
+        m = _COUNT.match(value)
+        if not m:
+            shown = repr(value) if len(value) <= 40 else repr(f"{value[:30]}...")
+            raise error(f"{what} {shown} is not a budget: {_HELP}")
+        macs = int(m.group(1))
+    if not 0 <= macs <= MAX_BUDGET_MACS:
+        raise error(f"{what} {value!r} must be a MAC count from 0 to {MAX_BUDGET_MACS:,}: {_HELP}")
+    return RecomputeBudget(macs=macs)
+
+
 @dataclass(frozen=True)
 class SolverConfig:
     """CP-SAT settings, loaded by name (``default``, ``fast``, ``thorough``) or path.
@@ -424,9 +482,13 @@ class SolverConfig:
     max_fuse_depth: int = 12
     balanced_energy: float = 0.5
     balanced_latency: float = 0.5
+    #: a recompute budget every plan of this config honours, as ``--max-recompute`` takes it
+    #: (``"10%"``, a MAC count, ``"unlimited"``); the flag, when given, replaces it
+    max_recompute: str | int | None = None
 
     def __post_init__(self) -> None:
         check_solver_values(self.__dict__, f"solver config {self.name!r}")
+        parse_recompute(self.max_recompute, f"solver config {self.name!r}: max_recompute", ConfigError)
 
 
 #: the largest random seed: CP-SAT takes a 32-bit signed seed
@@ -460,6 +522,7 @@ def check_solver_values(data: Any, source: str) -> None:
 _SOLVER_SPEC: dict[str, type | tuple[type, ...]] = {
     "time_limit_s": (int, float), "workers": int, "random_seed": int, "log_progress": bool, "warm_start": bool,
     "deterministic": bool, "max_fuse_depth": int, "balanced_energy": (int, float), "balanced_latency": (int, float),
+    "max_recompute": (str, int),
 }
 
 
@@ -478,4 +541,5 @@ def load_solver_config(name_or_path: str | Path = "default") -> SolverConfig:
             raise ConfigError(f"{path}: unknown key {key!r} (known: {', '.join(sorted(_SOLVER_SPEC))})")
         _check(value, _SOLVER_SPEC[key], key, str(path))
     check_solver_values(data, str(path))
+    parse_recompute(data.get("max_recompute"), f"{path}: max_recompute", ConfigError)
     return SolverConfig(name=name, **data)

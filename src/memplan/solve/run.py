@@ -78,7 +78,7 @@ from memplan.plan.build import build_plan, cost_totals, plan_blocks, resolve
 from memplan.plan.model import Decisions, GroupDecision, Plan, Provenance, Totals
 from memplan.plan.serialize import plan_to_json
 from memplan.plan.validate import validate_plan
-from memplan.solve.budget import describe
+from memplan.solve.budget import budget_macs, describe, parse_recompute
 from memplan.solve.candidates import CandidateSet, enumerate_candidates
 from memplan.solve.dp import BoundaryDP, DPResult
 from memplan.solve.memory import Slot, add_memory
@@ -937,6 +937,10 @@ def solve_cpsat(graph: Graph, hw: HardwareProfile, objective: str = "energy", co
     docstring for the stages, the budget and when a plan is called OPTIMAL."""
     config = config or SolverConfig()
     user = user or UserConstraints()
+    if user.max_recompute_macs is None and config.max_recompute is not None:  # the config's own budget
+        budget = parse_recompute(config.max_recompute, f"solver config {config.name!r}: max_recompute")
+        if budget is not None:
+            user = replace(user, max_recompute_macs=budget_macs(budget, graph))
     _check_request(graph, hw, objective, user)
     if objective == "memory":
         user = replace(user, no_spill=True)

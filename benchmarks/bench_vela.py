@@ -21,7 +21,7 @@ How each number is counted (docs/cycle-model.md has the formulas):
 * memplan ``compute``: the sum of memplan.cost.cycles.command_work over the layer's commands
   (Vela's per-op model, the NPU reading and writing SRAM).
 * memplan ``dma``: the group's DMA bytes (non-resident inputs and outputs, the layer's weights,
-  raw int8 + int32 bias) over the DRAM bandwidth; ``total`` = max(compute, dma) (double-buffered
+  as the profile encodes them) over the DRAM bandwidth; ``total`` = max(compute, dma) (double-buffered
   engines overlap), as memplan.plan.build.group_cycles.
 * Vela ``NPU``: the op's NPU cycles *including* the part of its weight DMA that the previous op
   does not hide: max(full transfer - slack + own slack, op + first transfer - slack), where a
@@ -39,9 +39,11 @@ and a multiply) are summed into the layer whose output they end at, and memplan 
 output Vela never names (Vela fused them into the next op, e.g. a conv into a standalone
 activation) into the next layer Vela does name.
 
-Totals, in each tool's own units: feature-map bytes (memplan: DMA bytes, each tensor region once
-per tile; Vela: what the NPU fetches from DRAM per OFM block with halo, in bricks), weights
-(memplan raw int8 + int32 bias, no compression yet, issue 12 item 6; Vela its compressed stream),
+Totals: feature-map bytes in both tools' units, each restated in the other's (memplan's units:
+DMA bytes, each region once per tile, raw; Vela's: what the NPU fetches from DRAM per OFM block
+with halo, in 16-channel bricks; see fm_bytes_in_vela_units and vela_fm_in_memplan_units for how
+each is restated), weights (memplan: the profile's weight codec, Vela's own encoder on the Ethos-U
+profiles, plus its scale/bias records; Vela: its compressed stream),
 SRAM (memplan's buffer peak; Vela's ``sram_memory_used``), cycles (memplan's plan total; Vela's
 ``cycles_total``).
 
@@ -72,7 +74,7 @@ from memplan.frontend import load_model
 from memplan.geometry.group import Tiling
 from memplan.ir.graph import Graph
 from memplan.plan.build import _weights_in_sram, build_plan, crossing_tensors, group_cycles, resolve
-from memplan.plan.model import Plan
+from memplan.plan.model import Op, Plan
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
@@ -102,6 +104,7 @@ class VelaOp:
 class VelaRun:
     ops: list[VelaOp]
     sram_tensors: frozenset[str]  # feature maps Vela keeps in SRAM
+    dram_tensors: dict[str, int]  # feature maps Vela places in DRAM: name -> its size there (bytes)
     summary: dict[str, str]
 
 
@@ -136,8 +139,48 @@ def run_vela(model: Path, arena: int, workdir: Path) -> VelaRun | None:
                           _int(r["Dram_ac"]), d.get("ifm_memory", ""),
                           _int(d.get("DramWeights_read")) + _int(d.get("DramScales_read"))))
     sram = frozenset(r["name"] for r in t["tensors"] if r["memory"] == "Sram" and r["usage"] == "OpLocal")
+    dram = {r["name"]: int(r["size"], 16) for r in t["tensors"] if r["memory"] == "Dram" and r["usage"] == "OpLocal"}
     summary = next(csv.DictReader(open(next(out.glob("*_summary_*.csv")), encoding="utf-8")))
-    return VelaRun(ops, sram, summary)
+    return VelaRun(ops, sram, dram, summary)
+
+
+def fm_bytes_in_vela_units(plan: Plan, graph: Graph, brick: int = 16) -> tuple[int, int, int, int]:
+    """memplan's feature-map DMA in both units: (read, write) as memplan counts them (each LOAD
+    or STORE region's bytes) and (read, write) as Vela counts a DRAM intermediate: Vela stores it
+    NHCWB16 and moves whole 16-channel bricks, so each region's channel range is widened to brick
+    boundaries; the model's inputs and outputs stay NHWC (as Vela keeps them) and are not widened.
+    memplan's DMA reads each region once per tile, so there is no per-OFM-block re-read to add."""
+    nhwc = set(graph.inputs) | set(graph.outputs)
+    raw = [0, 0]
+    bricked = [0, 0]
+    for c in plan.commands:
+        if c.op not in (Op.LOAD, Op.STORE) or c.region is None or c.tensor is None:
+            continue
+        r = c.region
+        cells = (r.y1 - r.y0) * (r.x1 - r.x0) * plan.elem_bytes
+        lo, hi = (r.c0, r.c1) if c.tensor in nhwc else (r.c0 // brick * brick, -(-r.c1 // brick) * brick)
+        k = 0 if c.op is Op.LOAD else 1
+        raw[k] += (r.c1 - r.c0) * cells
+        bricked[k] += (hi - lo) * cells
+    return raw[0], raw[1], bricked[0], bricked[1]
+
+
+def vela_fm_in_memplan_units(run: VelaRun, graph: Graph, elem_bytes: int) -> tuple[int, int, int, int]:
+    """Vela's DRAM feature maps in memplan's units: every tensor Vela places in DRAM written once
+    (unless it is a model input) and read once per consuming layer, raw NHWC bytes, no re-reads
+    per OFM block and no bricks: what a DMA schedule with Vela's placement would move. Returns
+    (read, write, DRAM tensors of no memplan tensor, their bytes in Vela's format); those are
+    tensors of operators Vela decomposes, counted neither way."""
+    read = write = unmatched = unmatched_bytes = 0
+    for name, size in run.dram_tensors.items():
+        if name not in graph.tensors:
+            unmatched += 1
+            unmatched_bytes += size
+            continue
+        nbytes = math.prod(graph.shape(name)) * elem_bytes
+        write += 0 if name in graph.inputs else nbytes
+        read += len(graph.consumers.get(name, ())) * nbytes
+    return read, write, unmatched, unmatched_bytes
 
 
 @dataclass(frozen=True)
@@ -241,10 +284,13 @@ LEGEND = """\
 how each number is counted (docs/cycle-model.md):
   memplan: layer-by-layer plan, the feature maps Vela keeps in SRAM resident ('spilled': they did not fit);
     compute = sum of cycles.command_work over the layer's commands (the NPU reading/writing SRAM);
-    dma = (non-resident feature-map bytes + raw weights) / dram_bytes_per_cycle; total = max(compute, dma)
+    dma = (non-resident feature-map bytes + weights as the profile encodes them) / dram_bytes_per_cycle; total = max(compute, dma)
   Vela 5.2 (regor, --enable-debug-db): NPU = op cycles + weight DMA the previous op does not hide;
     Op Cycles = max(NPU, SRAM access, DRAM access); ops of a decomposed layer are summed
   per layer: total / Op Cycles (like for like) and compute / NPU; model totals: plan total / cycles_total
+  feature-map bytes in both units: memplan's (DMA bytes; Vela's DRAM tensors each written once and
+    read once per consumer, raw) and Vela's (what its NPU fetches from DRAM, per OFM block with halo,
+    in 16-channel bricks; memplan's LOAD/STORE regions widened to whole bricks, model I/O NHWC)
 """
 
 EDGES = (0, 0.5, 0.8, 0.9, 1.1, 1.2, 1.5, 2.0, float("inf"))
@@ -325,11 +371,16 @@ def main() -> None:
                     continue
                 groups = group_breakdown(plan, graph, hw)
                 t = plan.totals
+                raw_r, raw_w, mp_vr, mp_vw = fm_bytes_in_vela_units(plan, graph)
+                if (raw_r, raw_w) != (t.dram_read_fm, t.dram_write_fm):
+                    raise SystemExit(f"{stem}: the plan's LOAD/STORE bytes {raw_r:,}+{raw_w:,} differ from its totals "
+                                     f"{t.dram_read_fm:,}+{t.dram_write_fm:,}")
                 row: dict[str, object] = {
                     "model": stem, "sram_kib": size // KIB, "residents_fitted": fitted,
                     "mp_layer_cycles": t.cycles, "mp_layer_compute": sum(g.compute for g in groups),
                     "mp_layer_fm_read": t.dram_read_fm, "mp_layer_fm_write": t.dram_write_fm,
                     "mp_weights": t.dram_read_weights, "mp_layer_sram": t.sram_peak,
+                    "mp_layer_fm_read_vela_units": mp_vr, "mp_layer_fm_write_vela_units": mp_vw,
                 }
                 if args.cpsat:
                     from memplan.solve import solve_cpsat
@@ -346,6 +397,9 @@ def main() -> None:
                                vela_fm_write=int(float(s["dram_feature_map_write_bytes"])),
                                vela_weights=int(float(s["dram_weight_read_bytes"])),
                                vela_sram=round(float(s["sram_memory_used"]) * KIB))
+                    vr, vw, vun, vun_b = vela_fm_in_memplan_units(vela, graph, plan.elem_bytes)
+                    row.update(vela_fm_read_memplan_units=vr, vela_fm_write_memplan_units=vw,
+                               vela_dram_tensors_unmatched=vun, vela_dram_unmatched_bytes=vun_b)
                     per = vela_per_layer(vela.ops, [g.layers[-1] for g in groups])
                     rn_all, rt_all = ratios_npu.setdefault(stem, []), ratios_total.setdefault(stem, [])
                     rn_here: list[float] = []
@@ -389,6 +443,13 @@ def main() -> None:
                 vshow = (f"vela cycles {row['vela_cycles']:>10,} (npu {row['vela_npu']:>10,}) fm {row['vela_fm_read']:>9,}"
                          f"+{row['vela_fm_write']:>9,} w {row['vela_weights']:>8,} sram {row['vela_sram']:>8,}"
                          if vela is not None else "")
+                units = (f"   feature-map DRAM bytes read+write, in memplan's units (DMA bytes): memplan "
+                         f"{t.dram_read_fm:,}+{t.dram_write_fm:,}"
+                         + (f", Vela {row['vela_fm_read_memplan_units']:,}+{row['vela_fm_write_memplan_units']:,}"
+                            + (f" (+{vun} DRAM tensors of no memplan layer, {vun_b:,} B)" if vela is not None and vun else "")
+                            if vela is not None else "")
+                         + f"; in Vela's units (NPU fetches, bricks): memplan {mp_vr:,}+{mp_vw:,}"
+                         + (f", Vela {row['vela_fm_read']:,}+{row['vela_fm_write']:,}" if vela is not None else ""))
                 print(f"{stem[:22]:>22} {size // KIB:>5} KiB{'' if fitted else ' spilled'} | memplan cycles {t.cycles:>10,} "
                       f"(compute {row['mp_layer_compute']:>10,}) fm {t.dram_read_fm:>9,}+{t.dram_write_fm:>9,} "
                       f"w {t.dram_read_weights:>8,} sram {t.sram_peak:>8,} | {vshow}"
@@ -396,6 +457,7 @@ def main() -> None:
                          if vela is not None else "")
                       + (f" | cpsat {row['mp_cpsat_status']} cycles {row['mp_cpsat_cycles']:,} fm "
                          f"{row['mp_cpsat_fm_read']:,}+{row['mp_cpsat_fm_write']:,}" if args.cpsat else ""))
+                print(units)
     if ratios_total:
         every_t = [r for v in ratios_total.values() for r in v]
         every_n = [r for v in ratios_npu.values() for r in v]

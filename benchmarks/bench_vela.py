@@ -105,6 +105,7 @@ class VelaRun:
     ops: list[VelaOp]
     sram_tensors: frozenset[str]  # feature maps Vela keeps in SRAM
     dram_tensors: dict[str, int]  # feature maps Vela places in DRAM: name -> its size there (bytes)
+    weight_buffers: tuple[int, int, int]  # Vela's SRAM weight buffers: (double, single, their bytes)
     summary: dict[str, str]
 
 
@@ -141,7 +142,10 @@ def run_vela(model: Path, arena: int, workdir: Path) -> VelaRun | None:
     sram = frozenset(r["name"] for r in t["tensors"] if r["memory"] == "Sram" and r["usage"] == "OpLocal")
     dram = {r["name"]: int(r["size"], 16) for r in t["tensors"] if r["memory"] == "Dram" and r["usage"] == "OpLocal"}
     summary = next(csv.DictReader(open(next(out.glob("*_summary_*.csv")), encoding="utf-8")))
-    return VelaRun(ops, sram, dram, summary)
+    wb = [r for r in t["tensors"] if r["usage"] == "OpBuffering" and r["name"].startswith("WB_")]
+    double = sum(r["name"].startswith("WB_double") for r in wb)
+    buffers = (double, len(wb) - double, sum(int(r["size"], 16) for r in wb))
+    return VelaRun(ops, sram, dram, buffers, summary)
 
 
 def fm_bytes_in_vela_units(plan: Plan, graph: Graph, brick: int = 16) -> tuple[int, int, int, int]:
@@ -399,7 +403,9 @@ def main() -> None:
                                vela_sram=round(float(s["sram_memory_used"]) * KIB))
                     vr, vw, vun, vun_b = vela_fm_in_memplan_units(vela, graph, plan.elem_bytes)
                     row.update(vela_fm_read_memplan_units=vr, vela_fm_write_memplan_units=vw,
-                               vela_dram_tensors_unmatched=vun, vela_dram_unmatched_bytes=vun_b)
+                               vela_dram_tensors_unmatched=vun, vela_dram_unmatched_bytes=vun_b,
+                               vela_weight_buffers_double=vela.weight_buffers[0],
+                               vela_weight_buffers_single=vela.weight_buffers[1])
                     per = vela_per_layer(vela.ops, [g.layers[-1] for g in groups])
                     rn_all, rt_all = ratios_npu.setdefault(stem, []), ratios_total.setdefault(stem, [])
                     rn_here: list[float] = []
@@ -449,7 +455,9 @@ def main() -> None:
                             + (f" (+{vun} DRAM tensors of no memplan layer, {vun_b:,} B)" if vela is not None and vun else "")
                             if vela is not None else "")
                          + f"; in Vela's units (NPU fetches, bricks): memplan {mp_vr:,}+{mp_vw:,}"
-                         + (f", Vela {row['vela_fm_read']:,}+{row['vela_fm_write']:,}" if vela is not None else ""))
+                         + (f", Vela {row['vela_fm_read']:,}+{row['vela_fm_write']:,}" if vela is not None else "")
+                         + (f" | Vela's weight buffers: {vela.weight_buffers[0]} double, {vela.weight_buffers[1]} single"
+                            if vela is not None else ""))
                 print(f"{stem[:22]:>22} {size // KIB:>5} KiB{'' if fitted else ' spilled'} | memplan cycles {t.cycles:>10,} "
                       f"(compute {row['mp_layer_compute']:>10,}) fm {t.dram_read_fm:>9,}+{t.dram_write_fm:>9,} "
                       f"w {t.dram_read_weights:>8,} sram {t.sram_peak:>8,} | {vshow}"

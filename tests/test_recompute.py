@@ -228,3 +228,58 @@ def test_a_bad_solver_config_budget_is_one_line_naming_the_key(tmp_path: Path, v
     with pytest.raises(ConfigError, match="max_recompute") as err:
         api.solve_settings(config=str(toml))
     assert "\n" not in err.value.message and "bad.toml" in err.value.message
+
+
+def test_weighted_memory_objective_prices_recompute_on_resnet8() -> None:
+    """The weighted variant (solver config ``recompute_weight``, SRAM bytes per recomputed
+    MAC): priced so high that any recompute costs more than all of SRAM, the smallest plan
+    recomputes nothing and needs exactly the 0 % budget's SRAM; priced at a small weight it
+    recomputes no more than the unweighted memory plan and needs no more SRAM than the 0 %
+    plan. Every plan verifies."""
+    graph = _graph("resnet8")
+    zero = api.solve(graph, MCU, objective="memory", config=CONFIG, max_recompute="0%").outcome.stats
+    free = api.solve(graph, MCU, objective="memory", config=CONFIG)
+    dear = api.solve(graph, MCU, objective="memory", config=SolverConfig(time_limit_s=20.0, workers=2,
+                                                                         recompute_weight=1_000_000))
+    _checked("resnet8", dear, None)
+    s = dear.outcome.stats
+    assert zero.status == s.status == "OPTIMAL"
+    assert dear.plan.totals.recompute_macs == 0 == s.extra["min_sram_recompute_macs"]
+    assert s.extra["min_sram"] == zero.extra["min_sram"]
+    assert s.objective == s.extra["min_sram"]  # bytes + 1e6 x 0 MACs
+    cheap = api.solve(graph, MCU, objective="memory", config=SolverConfig(time_limit_s=20.0, workers=2,
+                                                                          recompute_weight=0.01))
+    _checked("resnet8", cheap, None)
+    c = cheap.outcome.stats
+    assert c.extra["recompute_weight"] == "1/100"
+    assert cheap.plan.totals.recompute_macs <= c.extra["min_sram_recompute_macs"]
+    assert cheap.plan.totals.recompute_macs <= free.plan.totals.recompute_macs
+    assert free.outcome.stats.extra["min_sram"] <= c.extra["min_sram"] <= zero.extra["min_sram"]
+    # phase 2 may trade some recompute away at the same SRAM: the plan costs no more than claimed
+    assert c.objective >= cheap.plan.totals.sram_peak + cheap.plan.totals.recompute_macs / 100 - 1e-6
+
+
+def test_recompute_weight_out_of_range_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="recompute_weight must be a finite number from 0"):
+        SolverConfig(recompute_weight=-1)
+
+
+def test_verify_checks_the_weighted_memory_claim() -> None:
+    """verify recomputes the weighted objective from the plan: a claim below SRAM peak + weight x
+    recompute MACs, a plan recomputing more than its phase-1 figure, or bytes as the units are
+    each rejected in one line."""
+    graph = _graph("resnet8")
+    result = api.solve(graph, MCU, objective="memory", config=SolverConfig(time_limit_s=20.0, workers=2,
+                                                                           recompute_weight=0.01))
+    doc = json.loads(json.dumps(result.outcome.to_json(SHA)))
+    verify_document(graph, doc, SHA, prepared=_prepared("resnet8"))
+    t = result.plan.totals
+    assert t.recompute_macs > 0  # the weight leaves some recompute, so each claim below can be wrong
+    for field, value, message in (
+            ("objective", t.sram_peak + t.recompute_macs / 100 - 1, "below the plan's SRAM peak"),
+            ("min_sram_recompute_macs", t.recompute_macs - 1, "more than the"),
+            ("objective_units", "bytes", "objective_units")):
+        bad = json.loads(json.dumps(doc))
+        bad["solver"][field] = value
+        with pytest.raises(VerificationError, match=message):
+            verify_document(graph, bad, SHA, prepared=_prepared("resnet8"))

@@ -485,6 +485,10 @@ class SolverConfig:
     #: a recompute budget every plan of this config honours, as ``--max-recompute`` takes it
     #: (``"10%"``, a MAC count, ``"unlimited"``); the flag, when given, replaces it
     max_recompute: str | int | None = None
+    #: with the memory objective, the SRAM bytes one recomputed MAC costs: the first phase
+    #: minimises SRAM bytes + recompute_weight x recompute MACs (0: the smallest SRAM whatever it
+    #: recomputes); the weight is taken as a fraction with a denominator of at most 1000
+    recompute_weight: float = 0.0
 
     def __post_init__(self) -> None:
         check_solver_values(self.__dict__, f"solver config {self.name!r}")
@@ -498,6 +502,7 @@ MAX_SEED = (1 << 31) - 1
 SOLVER_RANGES: dict[str, tuple[float, float]] = {
     "time_limit_s": (0, 1_000_000), "workers": (1, 256), "random_seed": (0, MAX_SEED),
     "max_fuse_depth": (1, 10_000), "balanced_energy": (0, 1_000_000), "balanced_latency": (0, 1_000_000),
+    "recompute_weight": (0, 1_000_000),
 }
 
 
@@ -522,7 +527,7 @@ def check_solver_values(data: Any, source: str) -> None:
 _SOLVER_SPEC: dict[str, type | tuple[type, ...]] = {
     "time_limit_s": (int, float), "workers": int, "random_seed": int, "log_progress": bool, "warm_start": bool,
     "deterministic": bool, "max_fuse_depth": int, "balanced_energy": (int, float), "balanced_latency": (int, float),
-    "max_recompute": (str, int),
+    "max_recompute": (str, int), "recompute_weight": (int, float),
 }
 
 

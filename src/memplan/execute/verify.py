@@ -42,6 +42,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -320,6 +321,9 @@ def _check_solver_record(plan: Plan) -> None:
         raise VerificationError("plan field solver: a cpsat plan must carry the solver's record: re-run memplan solve")
     obj, bound, gap, status = solver["objective"], solver["bound"], solver["gap"], solver["status"]
     units = _UNITS.get(str(objective))
+    weight = solver.get("recompute_weight")  # the weighted memory objective: bytes + weight x recompute MACs
+    if objective == "memory" and weight is not None:
+        units = "weighted bytes"
     if solver["objective_units"] != units:
         raise VerificationError(f"plan field solver.objective_units is {solver['objective_units']!r}, but the "
                                 f"{objective} objective is counted in {units!r}")
@@ -328,8 +332,16 @@ def _check_solver_record(plan: Plan) -> None:
         raise VerificationError(f"plan field solver.objective is {obj}, but the plan's energy is {t.energy_fj} fJ")
     if objective == "latency" and obj < t.cycles:
         raise VerificationError(f"plan field solver.objective is {obj} cycles, below the plan's {t.cycles}")
-    if objective == "memory" and obj < t.sram_peak:
+    if objective == "memory" and weight is None and obj < t.sram_peak:
         raise VerificationError(f"plan field solver.objective is {obj} B, below the plan's SRAM peak {t.sram_peak} B")
+    if objective == "memory" and weight is not None:
+        cost = t.sram_peak + Fraction(weight) * t.recompute_macs
+        if obj < cost and not _close(obj, float(cost)):
+            raise VerificationError(f"plan field solver.objective is {obj}, below the plan's SRAM peak {t.sram_peak} B + "
+                                    f"{weight} x {t.recompute_macs} recompute MACs = {float(cost)}")
+        if t.recompute_macs > solver.get("min_sram_recompute_macs", t.recompute_macs):
+            raise VerificationError(f"the plan recomputes {t.recompute_macs} MACs, more than the "
+                                    f"{solver['min_sram_recompute_macs']} its smallest SRAM was found with")
     if bound > obj and not _close(bound, obj):
         raise VerificationError(f"plan field solver.bound is {bound}, above the objective {obj}: a bound cannot "
                                 "exceed the plan it bounds")

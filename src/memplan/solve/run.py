@@ -63,6 +63,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from typing import Any, Protocol
 
 from ortools.sat.python import cp_model
@@ -78,7 +79,7 @@ from memplan.plan.build import build_plan, cost_totals, plan_blocks, resolve
 from memplan.plan.model import Decisions, GroupDecision, Plan, Provenance, Totals
 from memplan.plan.serialize import plan_to_json
 from memplan.plan.validate import validate_plan
-from memplan.solve.budget import budget_macs, describe, parse_recompute
+from memplan.solve.budget import budget_macs, candidate_recompute, describe, parse_recompute
 from memplan.solve.candidates import CandidateSet, enumerate_candidates
 from memplan.solve.dp import BoundaryDP, DPResult
 from memplan.solve.memory import Slot, add_memory
@@ -730,8 +731,27 @@ def _set_objective(req: _Request, b: _Built, dp: DPResult | None, layer: Plan | 
         cycles = build_cycles(req.graph, b.vars, req.hw)
         model.minimize(b.terms.energy * (w.get("energy", 0.0) / e_ref) + cycles * (w.get("latency", 0.0) / c_ref))
         return 1.0, "normalised"
+    weighted = _weighted_recompute(req, b)
+    if weighted is not None:
+        w, recompute = weighted
+        model.minimize(b.capacity * w.denominator + recompute * w.numerator)
+        return 1.0 / w.denominator, "weighted bytes"  # SRAM bytes + weight x recompute MACs
     model.minimize(b.capacity)
     return 1.0, "bytes"
+
+
+def _weighted_recompute(req: _Request, b: _Built) -> tuple[Fraction, cp_model.LinearExprT] | None:
+    """With the memory objective and a ``recompute_weight``: the weight as an exact fraction
+    and the plan's recompute MACs as a linear expression (the cost model's integers)."""
+    if req.objective != "memory" or not req.config.recompute_weight:
+        return None
+    w = Fraction(req.config.recompute_weight).limit_denominator(1000)
+    extra = candidate_recompute(req.graph, b.vars.cands)
+    most = sum(e for e in extra if e > 0)
+    if req.hw.sram_bytes * w.denominator + most * w.numerator >= 1 << 62:
+        raise UsageError(f"recompute_weight {req.config.recompute_weight} is too large for this model's recompute "
+                         f"({most:,} MACs at most): CP-SAT's objective must fit 62 bits; give a smaller weight")
+    return w, sum(e * x for e, x in zip(extra, b.vars.x) if e)
 
 
 def _search(req: _Request, cs: CandidateSet, baselines: Mapping[str, Plan], dps: _DPStage, clock: Deadline,
@@ -786,11 +806,21 @@ def _search(req: _Request, cs: CandidateSet, baselines: Mapping[str, Plan], dps:
     obj_value, bound = solver.ObjectiveValue() * scale, solver.BestObjectiveBound() * scale
     status_name = STATUS[status]
     if memory_obj and not interrupted:
-        # phase 2: at the smallest capacity found, the cheapest plan in energy
-        cap_found = int(round(solver.ObjectiveValue()))
-        extra.update(min_sram=cap_found, min_sram_status=status_name, min_sram_bound=int(solver.BestObjectiveBound()))
+        # phase 2: at the smallest capacity found (and, weighted, its recompute), the cheapest
+        # plan in energy
         assert isinstance(b.capacity, cp_model.IntVar)
+        cap_found = solver.Value(b.capacity)
+        extra.update(min_sram=cap_found, min_sram_status=status_name)
         model = b.vars.model
+        weighted = _weighted_recompute(req, b)
+        if weighted is None:
+            extra["min_sram_bound"] = int(solver.BestObjectiveBound())
+        else:
+            recompute = weighted[1]
+            found = recompute if isinstance(recompute, int) else solver.Value(recompute)
+            extra.update(min_sram_recompute_macs=found, recompute_weight=str(weighted[0]))
+            if not isinstance(recompute, int):
+                model.add(recompute <= found)
         model.add(b.capacity <= cap_found)
         model.clear_hints()
         for var in b.vars.x:

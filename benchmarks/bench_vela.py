@@ -21,8 +21,11 @@ How each number is counted (docs/cycle-model.md has the formulas):
 * memplan ``compute``: the sum of memplan.cost.cycles.command_work over the layer's commands
   (Vela's per-op model, the NPU reading and writing SRAM).
 * memplan ``dma``: the group's DMA bytes (non-resident inputs and outputs, the layer's weights,
-  as the profile encodes them) over the DRAM bandwidth; ``total`` = max(compute, dma) (double-buffered
-  engines overlap), as memplan.plan.build.group_cycles.
+  as the profile encodes them) over the DRAM bandwidth; ``total``: the group's cycles in the
+  plan's timeline (memplan.plan.build.timeline): max(compute + the weight DMA compute waits for,
+  dma), after the part of its prefetched weights the previous layer's DMA slack did not hide.
+  Weights overlap compute only when their buffer is prefetched (live during the previous layer),
+  which the plan does where SRAM allows.
 * Vela ``NPU``: the op's NPU cycles *including* the part of its weight DMA that the previous op
   does not hide: max(full transfer - slack + own slack, op + first transfer - slack), where a
   transfer is latency (500 DRAM cycles) + compressed bytes / 3.75.
@@ -73,7 +76,8 @@ from memplan.errors import PlanError
 from memplan.frontend import load_model
 from memplan.geometry.group import Tiling
 from memplan.ir.graph import Graph
-from memplan.plan.build import _weights_in_sram, build_plan, crossing_tensors, group_cycles, resolve
+from memplan.plan.build import _weights_in_sram, crossing_tensors, group_cycles, group_timing, resolve, timeline
+from memplan.plan.prefetch import build_prefetched
 from memplan.plan.model import Op, Plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,18 +209,18 @@ def _tiles(graph: Graph, anchor: str, tiling: Tiling) -> int:
 
 def group_breakdown(plan: Plan, graph: Graph, hw: HardwareProfile) -> list[GroupCycles]:
     """Per group of the plan: compute cycles, DMA cycles and the group's cycles, by the same
-    rules as the plan's totals (memplan.plan.build.cost_totals)."""
+    rules as the plan's totals (memplan.plan.build.group_timing and timeline)."""
     r = resolve(graph, hw, plan.decisions)
     out = []
-    for c in r.candidates:
+    timings = group_timing(r)
+    for c, t, cycles in zip(r.candidates, timings, timeline(hw, timings)):
         fm = sum(i.load_bytes for i in c.inputs if i.tensor not in plan.decisions.resident)
         if c.anchor not in plan.decisions.resident:
             fm += c.store_bytes
         w = sum(w.total_bytes if (w.layer in plan.decisions.keep and _weights_in_sram(hw)) else w.reload_bytes
                 for w in c.weights)
         out.append(GroupCycles(tuple(graph.layers[i].output for i in range(c.start, c.stop)), c.compute_cycles,
-                               group_cycles(hw, 0, fm + w), fm, w, group_cycles(hw, c.compute_cycles, fm + w),
-                               _tiles(graph, c.anchor, c.tiling)))
+                               group_cycles(hw, 0, t.dma_bytes + t.early_bytes), fm, w, cycles, _tiles(graph, c.anchor, c.tiling)))
     return out
 
 
@@ -238,7 +242,7 @@ def plan_like_vela(graph: Graph, hw: HardwareProfile, sram_tensors: frozenset[st
     if not resident:
         return base, True
     try:
-        plan = build_plan(graph, hw, replace(base.decisions, resident=frozenset(resident)))
+        plan = build_prefetched(graph, hw, replace(base.decisions, resident=frozenset(resident), prefetch=frozenset()))
     except PlanError:
         return base, False
     if plan.totals.sram_peak > hw.sram_bytes:
@@ -288,7 +292,8 @@ LEGEND = """\
 how each number is counted (docs/cycle-model.md):
   memplan: layer-by-layer plan, the feature maps Vela keeps in SRAM resident ('spilled': they did not fit);
     compute = sum of cycles.command_work over the layer's commands (the NPU reading/writing SRAM);
-    dma = (non-resident feature-map bytes + weights as the profile encodes them) / dram_bytes_per_cycle; total = max(compute, dma)
+    dma = (non-resident feature-map bytes + weights as the profile encodes them) / dram_bytes_per_cycle;
+    total = max(compute + weight DMA compute waits for, dma) + prefetched weight DMA the previous layer does not hide
   Vela 5.2 (regor, --enable-debug-db): NPU = op cycles + weight DMA the previous op does not hide;
     Op Cycles = max(NPU, SRAM access, DRAM access); ops of a decomposed layer are summed
   per layer: total / Op Cycles (like for like) and compute / NPU; model totals: plan total / cycles_total

@@ -212,15 +212,19 @@ def test_latency_and_custom_objectives() -> None:
 
 
 # ---------------------------------------------------------------------------- solver practice
-def test_greedy_hint_is_feasible() -> None:
+@pytest.mark.parametrize("timed", [False, True], ids=["energy", "with-prefetch"])
+def test_greedy_hint_is_feasible(timed: bool) -> None:
+    """The hint is a complete solution; with prefetch literals (objectives that count cycles),
+    the warm start prefetched as its plan would be, its weight buffers in their prefetch slots."""
     g = skip_block(c=8, hw=16)
     hw = HW.with_sram(3 * 1024)
     cs = enumerate_candidates(g, hw, 6)
-    b = _build(g, hw, cs, UserConstraints(), False)
+    b = _build(g, hw, cs, UserConstraints(), False, timed=timed)
+    assert bool(b.vars.prefetch) == timed
     gr = greedy(g, hw, 6)
     warm = _warm_start(cs, g, hw, gr.decisions)
     assert warm is not None and warm.energy_fj == gr.totals.energy_fj
-    _hint(b, g, warm)
+    _hint(b, g, hw, warm)
     b.vars.model.minimize(b.terms.energy)
     solver = cp_model.CpSolver()
     solver.parameters.fix_variables_to_their_hinted_value = True

@@ -76,6 +76,47 @@ class WeightCost:
     total_bytes: int  # whole layer, every slice once: what keeping costs in DMA bytes
     reload_bytes: int  # the slice of every tile: what reloading per tile costs
     slice_bytes: int
+    #: the first slice's bytes (output channels ``chans[0]``): the group's first LOAD_WEIGHTS of
+    #: the layer, kept or reloaded, which a prefetched buffer loads during the previous group
+    first_bytes: int
+
+
+def weight_buffer_t0(c: Candidate, w: WeightCost, keep: bool, prefetch: bool) -> int:
+    """The first step the layer's weight buffer is live: its group's start when kept, its own
+    step when reloaded, one step earlier when it is prefetched (:func:`prefetchable`)."""
+    t0 = c.start if keep else w.index
+    return t0 - 1 if prefetch and prefetchable(c, w, keep) else t0
+
+
+def prefetchable(c: Candidate, w: WeightCost, keep: bool) -> bool:
+    """Whether prefetching changes the layer's weight buffer: it does when the buffer would
+    start at the layer's own step (reloaded, or kept by the group's first layer) and a step
+    precedes it. A kept buffer of a later layer is live from its group's start anyway."""
+    return w.index > 0 and (not keep or w.index == c.start)
+
+
+def early_weight_bytes(c: Candidate, w: WeightCost, keep: bool, prefetch: bool) -> int:
+    """Weight DMA bytes of the layer that run during the previous group: the first load of a
+    prefetched buffer of the group's first layer. The previous group's DMA engine moves them
+    (:func:`memplan.plan.build.group_timing`)."""
+    return w.first_bytes if w.index == c.start and weight_buffer_t0(c, w, keep, prefetch) < w.index else 0
+
+
+def serial_weight_bytes(c: Candidate, w: WeightCost, keep: bool, prefetch: bool) -> int:
+    """Weight DMA bytes of the layer that compute must wait for: a LOAD_WEIGHTS overlaps compute
+    only when its buffer is live at the step before the layer's, during that step's compute of
+    the same tile (the step is in the group), or, for the group's first load, of the previous
+    group. So: every load is serial when the buffer starts at the layer's step; none when it is
+    live from an earlier step of the group; all but the first otherwise (a prefetched buffer of
+    the group's first layer). The validator derives the same from the plan's buffers
+    (:mod:`memplan.plan.validate`)."""
+    moved = w.total_bytes if keep else w.reload_bytes
+    t0 = weight_buffer_t0(c, w, keep, prefetch)
+    if t0 == w.index:
+        return moved
+    if w.index > c.start:
+        return 0
+    return moved - w.first_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +350,7 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
             compute_sram += geo.read_elems(f.index) * eb + anchor_elems * (ACC_BYTES * (2 * chans.count - 1) + ACC_BYTES + eb)
             total = f.channel_weight_bytes * c_out  # every (output, input) channel pair once per spatial tile
             largest = geo.graph.weight_elems(f.layer) // geo.graph.shape(f.layer.inputs[0])[1] * chans.largest[f.layer.inputs[0]]
-            weights.append(WeightCost(f.layer.id, f.index, total, spatial * total, align_up(largest * eb, align)))
+            weights.append(WeightCost(f.layer.id, f.index, total, spatial * total, align_up(largest * eb, align), total))
             continue
         if f.unit_macs is None:
             macs += _transpose_macs(geo.graph, geo, f.layer)
@@ -322,7 +363,8 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
             # one slice per channel split, each sized (encoded) on its own: their sum is what
             # loading every slice once moves, the largest is the buffer
             total, largest = spans_bytes(geo.graph, f.layer, geo.chans[out], wfmt)
-            weights.append(WeightCost(f.layer.id, f.index, total, spatial * total, align_up(largest, align)))
+            first = slice_bytes(geo.graph, f.layer, *geo.chans[out][0], wfmt)
+            weights.append(WeightCost(f.layer.id, f.index, total, spatial * total, align_up(largest, align), first))
     anchor = shape.anchor
     return Candidate(
         start=shape.start,

@@ -113,7 +113,7 @@ from memplan.geometry.region import Region
 from memplan.ir.graph import Layer
 from memplan.host import run_host_int, tensor_bytes
 from memplan.ir.ops import WEIGHTED, ConvAttrs, ConvTransposeAttrs, HostAttrs, OpKind, Shape
-from memplan.plan.build import energy_fj, group_cycles
+from memplan.plan.build import WeightTiming, energy_fj
 from memplan.plan.model import Buffer, BufferKind, Command, HostTotals, Op, Operand, Plan, Totals
 
 I8 = npt.NDArray[np.int8]
@@ -432,6 +432,7 @@ class _Machine:
         self.group_macs: dict[int, int] = {}
         self.group_work: dict[int, tuple[int, int]] = {}  # vector elements, NPU cycles per group
         self.group_dma: dict[int, int] = {}
+        self.timing = WeightTiming(plan.commands)  # how the weight loads overlap compute
         self.peak = 0
         self.host_layers = self.host_read = self.host_write = 0
         #: FDT accumulators being filled: (SRAM offset, anchor tile) -> input-channel slices added
@@ -475,9 +476,9 @@ class _Machine:
     def _counts(self) -> Counts:
         hw, graph = self.hw, self.graph
         untiled = sum(graph.layer_macs(layer) for layer in graph.layers)
-        cycles = sum(group_cycles(hw, group_compute_cycles(hw, self.group_macs.get(g, 0), *self.group_work.get(g, (0, 0))),
-                                  self.group_dma.get(g, 0))
-                     for g in set(self.group_macs) | set(self.group_dma) | set(self.group_work))
+        groups = set(self.group_macs) | set(self.group_dma) | set(self.group_work)
+        cycles = self.timing.cycles(hw, {g: group_compute_cycles(hw, self.group_macs.get(g, 0), *self.group_work.get(g, (0, 0)))
+                                         for g in groups}, self.group_dma)
         dram = self.read_fm + self.write_fm + self.read_w
         return Counts(self.read_fm, self.write_fm, self.read_w, self.macs, self.macs - untiled, self.sram_access,
                       energy_fj(hw, self.macs, dram, self.sram_access), cycles)
@@ -542,9 +543,9 @@ class _Machine:
         self.peak = max(self.peak, lo + n)
 
     def _claim(self, k: int, cmd: Command, lo: int, n: int, what: str, *, tensor: str | None = None,
-               layer: str | None = None) -> None:
+               layer: str | None = None) -> Buffer:
         """Check that SRAM ``[lo, lo + n)`` lies in exactly one live buffer, and that buffer
-        belongs to ``tensor`` (or ``layer``)."""
+        belongs to ``tensor`` (or ``layer``); return it."""
         hi = lo + n
         if lo < 0 or hi > self.plan.sram_bytes:
             raise self._fail(k, cmd, f"{what} at SRAM [{lo}, {hi}) leaves the SRAM of {self.plan.sram_bytes} B")
@@ -561,6 +562,7 @@ class _Machine:
             raise self._fail(k, cmd, f"{what} at SRAM [{lo}, {hi}) lies in buffer {buf.name}, which belongs to "
                                      f"{owner!r}, not {want!r}")
         self._touch(lo, n)
+        return buf
 
     def _check_written(self, k: int, cmd: Command, writers: I32, what: str) -> None:
         if (writers == UNWRITTEN).any():
@@ -663,7 +665,8 @@ class _Machine:
         except ValueError as exc:  # a requantisation the Ethos-U record cannot hold
             raise self._fail(k, cmd, f"weights of channels {c0}..{c1} cannot be encoded: {exc}") from None
         off = cmd.offset
-        self._claim(k, cmd, off, raw.size, f"weights of channels {c0}..{c1}", layer=layer.id)
+        buf = self._claim(k, cmd, off, raw.size, f"weights of channels {c0}..{c1}", layer=layer.id)
+        self.timing.load(cmd, buf, self.graph.layer_index[layer.id], raw.size)
         self.sram[off:off + raw.size] = raw
         self.sram_writer[off:off + raw.size] = k
         self.read_w += raw.size

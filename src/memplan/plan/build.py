@@ -16,8 +16,9 @@ from functools import cached_property
 
 from memplan.alloc import Block, align_up, first_fit
 from memplan.config import HardwareProfile
-from memplan.cost.candidate import (Candidate, candidate_cost, resident_bytes, resident_reserved_bytes, stage_slot_bytes,
-                                    stage_slots, staging_slots)
+from memplan.cost.candidate import (Candidate, candidate_cost, early_weight_bytes, prefetchable, resident_bytes,
+                                    resident_reserved_bytes, serial_weight_bytes, stage_slot_bytes, stage_slots,
+                                    staging_slots, weight_buffer_t0)
 from memplan.errors import PlanError
 from memplan.geometry.group import HOST_TILING, group_geometry, group_shape, is_host, tiling_options
 from memplan.geometry.region import Region
@@ -107,7 +108,22 @@ def resolve(graph: Graph, hw: HardwareProfile, decisions: Decisions) -> Resolved
     weighted = {layer.id for layer in graph.layers if layer.op in WEIGHTED}
     if decisions.keep - weighted:
         raise PlanError(f"keep names a layer without weights: {sorted(decisions.keep - weighted)[0]!r}")
+    if decisions.prefetch:
+        _check_prefetch(hw, decisions, cands)
     return Resolved(graph, hw, decisions, tuple(cands))
+
+
+def _check_prefetch(hw: HardwareProfile, decisions: Decisions, cands: list[Candidate]) -> None:
+    """Prefetch names only layers whose weight buffer it changes (so decisions stay canonical)."""
+    if hw.weights_in_place or not hw.dma_overlaps_compute:
+        why = "reads weights in place" if hw.weights_in_place else "does not overlap DMA with compute"
+        raise PlanError(f"profile {hw.name} {why}: its plans prefetch no weights, but prefetch names "
+                        f"{sorted(decisions.prefetch)[0]!r}")
+    can = {w.layer for c in cands for w in c.weights if prefetchable(c, w, w.layer in decisions.keep)}
+    bad = sorted(decisions.prefetch - can)
+    if bad:
+        raise PlanError(f"prefetch names {bad[0]!r}, whose weight buffer it cannot change: the layer has no weights "
+                        "in SRAM, is the first layer, or its kept weights are live from its group's start already")
 
 
 # ---------------------------------------------------------------------------- blocks
@@ -134,10 +150,12 @@ def plan_blocks(r: Resolved) -> list[Block]:
             blocks.append(Block(f"g{gi}.out", c.out_stage_bytes, c.start if overlap else c.stop - 1, c.stop))
         if _weights_in_sram(hw):
             for w in c.weights:
-                if w.layer in dec.keep:
-                    blocks.append(Block(f"w.{w.layer}.keep", w.slice_bytes, c.start, c.stop))
+                keep = w.layer in dec.keep
+                t0 = weight_buffer_t0(c, w, keep, w.layer in dec.prefetch)
+                if keep:
+                    blocks.append(Block(f"w.{w.layer}.keep", w.slice_bytes, t0, c.stop))
                 else:
-                    blocks.append(Block(f"w.{w.layer}.reload", w.slice_bytes, w.index, w.index + 1))
+                    blocks.append(Block(f"w.{w.layer}.reload", w.slice_bytes, t0, w.index + 1))
     for t in sorted(dec.resident):
         t0, t1 = r.live_range(t)
         # reserved size (memplan.alloc); the buffer itself holds the tensor's bytes exactly
@@ -149,15 +167,13 @@ def plan_blocks(r: Resolved) -> list[Block]:
 def cost_totals(r: Resolved, sram_peak: int) -> Totals:
     """Totals from the per-candidate cost model."""
     hw, dec, g = r.hw, r.decisions, r.graph
-    fm_read = fm_write = w_read = macs = sram = cycles = 0
+    fm_read = fm_write = w_read = macs = sram = 0
     for c in r.candidates:
         dma = 0
-        copied = c.copy_bytes  # SRAM -> SRAM by the DMA engine: its time, and SRAM reads and writes
         for inp in c.inputs:
             if inp.tensor not in dec.resident:
                 fm_read += inp.load_bytes
                 dma += inp.load_bytes
-                copied += inp.copy_bytes
                 sram += 2 * inp.copy_bytes
         if c.anchor not in dec.resident:
             fm_write += c.store_bytes
@@ -168,21 +184,111 @@ def cost_totals(r: Resolved, sram_peak: int) -> Totals:
             dma += b
         macs += c.macs
         sram += c.compute_sram_bytes + (dma if _weights_in_sram(hw) else dma - sum(w.reload_bytes for w in c.weights))
-        cycles += group_cycles(hw, c.compute_cycles, dma + copied)
+    cycles = sum(timeline(hw, group_timing(r)))
     base_macs = sum(g.layer_macs(layer) for layer in g.layers)
     return Totals(fm_read, fm_write, w_read, macs, macs - base_macs, sram_peak, sram,
                   energy_fj(hw, macs, fm_read + fm_write + w_read, sram), cycles)
 
 
-def group_cycles(hw: HardwareProfile, compute: int, dma_bytes: int) -> int:
+@dataclass(frozen=True)
+class GroupTiming:
+    """What the latency model needs of one group: compute cycles, the bytes its DMA engine
+    moves while it runs, the weight bytes its compute waits for, and the weight bytes loaded
+    for it while the group before runs (prefetched: :func:`memplan.cost.candidate.early_weight_bytes`)."""
+
+    compute: int
+    dma_bytes: int
+    serial_bytes: int
+    early_bytes: int = 0
+
+
+def group_timing(r: Resolved) -> list[GroupTiming]:
+    """Per group (in order): its compute cycles; the DMA bytes moved while it runs (its loads,
+    stores, copies and weights, less its prefetched early loads); the weight bytes its compute
+    waits for (:func:`~memplan.cost.candidate.serial_weight_bytes`); its early loads."""
+    hw, dec = r.hw, r.decisions
+    out = []
+    for c in r.candidates:
+        dma = c.copy_bytes + sum(inp.dma_bytes for inp in c.inputs if inp.tensor not in dec.resident)
+        dma += c.store_bytes if c.anchor not in dec.resident else 0
+        serial = early = 0
+        for w in c.weights:
+            keep, pre = w.layer in dec.keep and _weights_in_sram(hw), w.layer in dec.prefetch
+            dma += w.total_bytes if keep else w.reload_bytes
+            if _weights_in_sram(hw):
+                serial += serial_weight_bytes(c, w, keep, pre)
+                early += early_weight_bytes(c, w, keep, pre)
+        out.append(GroupTiming(c.compute_cycles, dma - early, serial, early))
+    return out
+
+
+def timeline(hw: HardwareProfile, groups: Sequence[GroupTiming]) -> list[int]:
+    """Cycles of each group, run in order. A group takes :func:`group_cycles` of its own work,
+    after the part of its early weight loads that the DMA engine could not fit in the group
+    before: the engine is idle there for that group's cycles less its own DMA cycles (its
+    slack), and the loads start as soon as it is (Vela counts the weight DMA the previous op
+    does not hide the same way)."""
+    rate = hw.dram_bytes_per_cycle
+    out = []
+    slack = 0
+    for t in groups:
+        own = int(-(-Fraction(t.dma_bytes) // rate))
+        base = group_cycles(hw, t.compute, t.dma_bytes, t.serial_bytes)
+        late = max(0, int(-(-Fraction(t.early_bytes) // rate)) - slack)
+        out.append(late + base)
+        slack = base - own
+    return out
+
+
+def group_cycles(hw: HardwareProfile, compute: int, dma_bytes: int, serial_bytes: int = 0) -> int:
     """Latency model of one group: compute and DMA engines each busy for their work; with
     double-buffered staging they overlap (the longer one dominates), otherwise they add.
     ``compute`` is the group's compute cycles (:func:`memplan.cost.cycles.group_compute_cycles`
     of its commands' work), ``dma_bytes`` what its DMA commands move: DRAM loads and stores,
     weights, and the rolling buffers' SRAM-to-SRAM copies (counted at the DRAM rate: an
-    SRAM-to-SRAM move is never slower than a DRAM transfer, so this never flatters a plan)."""
-    dma = int(-(-Fraction(dma_bytes) // hw.dram_bytes_per_cycle))
-    return max(compute, dma) if hw.dma_overlaps_compute else compute + dma
+    SRAM-to-SRAM move is never slower than a DRAM transfer, so this never flatters a plan).
+    ``serial_bytes``: the part of the weight DMA that compute waits for, because no buffer is
+    free to load it into earlier (:func:`memplan.cost.candidate.serial_weight_bytes`); with
+    overlap, compute and that DMA add, and the DMA engine's whole work still bounds the group."""
+    rate = hw.dram_bytes_per_cycle
+    dma = int(-(-Fraction(dma_bytes) // rate))
+    if not hw.dma_overlaps_compute:
+        return compute + dma
+    return max(compute + int(-(-Fraction(serial_bytes) // rate)), dma)
+
+
+class WeightTiming:
+    """How a command stream's weight loads overlap compute, per group, from the stream alone
+    (how the validator and the executor count what :func:`memplan.cost.candidate.serial_weight_bytes`
+    and :func:`~memplan.cost.candidate.early_weight_bytes` predict). A LOAD_WEIGHTS overlaps
+    compute only if its buffer is live at the step before its layer's and that step runs before
+    it: in the same tile (a step of the group), or, for the group's first load of the layer, in
+    the group before (an early load, :func:`timeline`). Feed every LOAD_WEIGHTS in order."""
+
+    def __init__(self, commands: Sequence[Command]) -> None:
+        self.start: dict[int, int] = {}  # a group's first step: the least step of its commands
+        for cmd in commands:
+            self.start[cmd.group] = min(cmd.step, self.start.get(cmd.group, cmd.step))
+        self.loaded: set[tuple[int, str]] = set()
+        self.serial: dict[int, int] = {}  # weight DMA bytes compute waits for
+        self.early: dict[int, int] = {}  # weight DMA bytes loaded while the group before runs
+
+    def load(self, cmd: Command, buffer: Buffer, layer_index: int, size: int) -> None:
+        assert cmd.layer is not None
+        before = layer_index - 1
+        first = (cmd.group, cmd.layer) not in self.loaded
+        self.loaded.add((cmd.group, cmd.layer))
+        if not buffer.t0 <= before < buffer.t1 or (self.start[cmd.group] > before and not first):
+            self.serial[cmd.group] = self.serial.get(cmd.group, 0) + size
+        elif self.start[cmd.group] > before:  # the step before is the previous group's
+            self.early[cmd.group] = self.early.get(cmd.group, 0) + size
+
+    def cycles(self, hw: HardwareProfile, compute: Mapping[int, int], dma: Mapping[int, int]) -> int:
+        """The plan's cycles (:func:`timeline`), given each group's compute cycles and the DMA
+        bytes of its commands (early loads included: they are taken out here)."""
+        last = max([*compute, *dma, *self.early, -1])
+        return sum(timeline(hw, [GroupTiming(compute.get(g, 0), dma.get(g, 0) - self.early.get(g, 0),
+                                             self.serial.get(g, 0), self.early.get(g, 0)) for g in range(last + 1)]))
 
 
 def energy_fj(hw: HardwareProfile, macs: int, dram_bytes: int, sram_bytes: int) -> int:
@@ -376,6 +482,6 @@ def _commands(r: Resolved, offsets: Mapping[str, int], slice_order: Sequence[int
     return cmds
 
 
-__all__ = ["Resolved", "block_offsets", "build_plan", "cost_totals", "crossing_tensors", "energy_fj", "group_cycles",
+__all__ = ["GroupTiming", "Resolved", "WeightTiming", "block_offsets", "group_timing", "timeline", "build_plan", "cost_totals", "crossing_tensors", "energy_fj", "group_cycles",
            "host_totals", "plan_blocks", "sram_peak",
            "resolve"]

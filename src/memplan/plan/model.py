@@ -31,11 +31,14 @@ class Decisions:
     """What a planner chooses. ``keep``: layers whose weights stay in SRAM for the whole group
     (others are reloaded every tile). ``resident``: tensors that cross a group boundary and
     stay whole in SRAM from their producer's group to their last consumer's group (others are
-    spilled: written to DRAM and read back with halos)."""
+    spilled: written to DRAM and read back with halos). ``prefetch``: layers whose weight
+    buffer is live from the step before its own, so that its loads run during that step's
+    compute (:func:`memplan.cost.candidate.serial_weight_bytes`)."""
 
     groups: tuple[GroupDecision, ...]
     keep: frozenset[str] = frozenset()
     resident: frozenset[str] = frozenset()
+    prefetch: frozenset[str] = frozenset()
 
 
 class BufferKind(str, enum.Enum):

@@ -37,7 +37,7 @@ from memplan.geometry.region import Region
 from memplan.ir.graph import Graph, Layer
 from memplan.host import tensor_bytes
 from memplan.ir.ops import WEIGHTED, OpKind
-from memplan.plan.build import block_offsets, build_plan, energy_fj, group_cycles, resolve, sram_peak
+from memplan.plan.build import WeightTiming, block_offsets, build_plan, energy_fj, resolve, sram_peak
 from memplan.plan.model import Buffer, BufferKind, Command, HostTotals, Op, Operand, Plan, Totals
 
 _EMPTY = 0
@@ -165,6 +165,7 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
     group_macs: dict[int, int] = {}
     group_work: dict[int, tuple[int, int]] = {}  # vector elements, NPU cycles
     group_dma: dict[int, int] = {}
+    timing = WeightTiming(plan.commands)  # how the weight loads overlap compute
     eb = hw.elem_bytes
     host_read = host_write = host_layers = 0
     for k, cmd in enumerate(plan.commands):
@@ -209,11 +210,13 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
             if not 0 <= cmd.channels[0] < cmd.channels[1] <= c_out:
                 raise _fail(k, cmd, f"channels {list(cmd.channels)} are not a slice of the layer's {c_out} output channels")
             wt = _weight_tags(st, cmd.layer, *cmd.channels)
-            if _buffer_at(buffers, cmd.step, cmd.offset, cmd.offset + wt.size) is None:
+            into = _buffer_at(buffers, cmd.step, cmd.offset, cmd.offset + wt.size)
+            if into is None:
                 raise _fail(k, cmd, f"weights [{cmd.offset}, {cmd.offset + wt.size}) are not inside a buffer live at step {cmd.step}")
             st.tags[cmd.offset:cmd.offset + wt.size] = wt
             w_read += wt.size
             dma = wt.size
+            timing.load(cmd, into, graph.layer_index[cmd.layer], wt.size)
         elif cmd.op is Op.COPY:  # SRAM -> SRAM by the DMA engine: read once, written once
             dma = _copy(st, buffers, k, cmd) * eb
             sram_access += dma
@@ -246,8 +249,8 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
         elif not st.dram_valid[t].all():
             raise PlanError(f"model output {t} is never completely written to DRAM")
     groups = sorted(set(group_macs) | set(group_dma))
-    cycles = sum(group_cycles(hw, group_compute_cycles(hw, group_macs.get(g, 0), *group_work.get(g, (0, 0))),
-                              group_dma.get(g, 0)) for g in groups)
+    cycles = timing.cycles(hw, {g: group_compute_cycles(hw, group_macs.get(g, 0), *group_work.get(g, (0, 0)))
+                                for g in groups}, group_dma)
     base = sum(graph.layer_macs(layer) for layer in graph.layers)
     totals = Totals(fm_read, fm_write, w_read, macs, macs - base, sram_peak(plan.buffers, hw.sram_alignment),
                     sram_access, energy_fj(hw, macs, fm_read + fm_write + w_read, sram_access), cycles)

@@ -27,13 +27,14 @@ from memplan.config import HardwareProfile
 from memplan.ir.graph import Graph
 from memplan.cost.candidate import Candidate, resident_reserved_bytes
 from memplan.solve.candidates import by_start
-from memplan.solve.model import Vars, safe
+from memplan.solve.model import Vars, and_not, safe
 
 
 @dataclass(frozen=True)
 class Slot:
     """One optional SRAM box. ``kind`` is core/in/out (keyed by group start and tensor),
-    keep/reload (keyed by layer) or res (keyed by tensor)."""
+    keep/reload/reload_pf (keyed by layer; reload_pf: reloaded and prefetched) or res (keyed
+    by tensor)."""
 
     kind: str
     start: int | None
@@ -114,9 +115,20 @@ def add_memory(graph: Graph, hw: HardwareProfile, v: Vars, capacity: cp_model.In
             k = v.keep[layer.id]
             members = [i for i in v.cover[layer_index] if any(w.layer == layer.id for w in cands[i].weights)]
             sizes = [(_slice(cands[i], layer.id), v.x[i]) for i in members]
-            box("keep", None, layer.id, k, sizes, [(cands[i].start, v.x[i]) for i in members],
-                [(cands[i].stop, v.x[i]) for i in members])
-            box("reload", None, layer.id, k.Not(), sizes, layer_index, layer_index + 1)
+            starts = [(cands[i].start, v.x[i]) for i in members]
+            p = v.prefetch.get(layer.id)
+            if p is None:
+                box("keep", None, layer.id, k, sizes, starts, [(cands[i].stop, v.x[i]) for i in members])
+                box("reload", None, layer.id, k.Not(), sizes, layer_index, layer_index + 1)
+                continue
+            # prefetched: a step earlier (a kept buffer only when its layer starts the group)
+            kept_early = model.new_bool_var(f"kept_early_{safe(layer.id)}")
+            model.add_multiplication_equality(kept_early, [k, p])
+            box("keep", None, layer.id, k, sizes, [*starts, (-1, kept_early)], [(cands[i].stop, v.x[i]) for i in members])
+            box("reload", None, layer.id, and_not(model, f"reload_late_{safe(layer.id)}", 1 - k, p), sizes,
+                layer_index, layer_index + 1)
+            box("reload_pf", None, layer.id, and_not(model, f"reload_early_{safe(layer.id)}", p, k), sizes,
+                layer_index - 1, layer_index + 1)
 
     for t, r in sorted(v.res.items()):
         size = resident_reserved_bytes(graph, t, hw)

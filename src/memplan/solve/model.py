@@ -9,6 +9,9 @@ Variables (stable names, used in infeasibility reports):
   :mod:`memplan.cost.weights`) the layer's weight bytes depend on its channel split: then
   there is one literal per (tile count, weight bytes), ``reload_<layer>_t<k>_w<bytes>``, and
   ``keep_<layer>_w<bytes>`` (summing to ``keep_<layer>``) says which bytes a kept layer loads;
+* ``prefetch_<layer>`` (only when the objective counts cycles, ``build_decisions(prefetch=True)``):
+  the layer's weight buffer is live from the step before its own (a kept one only when the
+  layer starts its group), so its loads overlap compute (memplan.plan.prefetch);
 * ``res_<tensor>``: a tensor that crosses a group boundary stays whole in SRAM (only for
   tensors that fit the SRAM at all);
 * ``load_<cand>_<tensor>`` = x AND NOT res: the candidate loads that input tile by tile;
@@ -64,6 +67,8 @@ class Vars:
     #: per layer, (weight bytes loaded once, literal: kept with those bytes); one pair, the
     #: keep literal itself, when every candidate loads the same bytes (unencoded weights)
     keep_bytes: dict[str, list[tuple[int, cp_model.IntVar]]] = field(default_factory=dict)
+    #: per weighted layer after the first: its weight buffer is prefetched (see build_decisions)
+    prefetch: dict[str, cp_model.IntVar] = field(default_factory=dict)
     res: dict[str, cp_model.IntVar] = field(default_factory=dict)
     load: dict[tuple[int, str], cp_model.IntVar] = field(default_factory=dict)
     store: dict[str, cp_model.IntVar] = field(default_factory=dict)
@@ -86,7 +91,10 @@ def and_not(model: cp_model.CpModel, name: str, a: cp_model.LinearExprT, b: cp_m
     return z
 
 
-def build_decisions(graph: Graph, hw: HardwareProfile, cands: tuple[Candidate, ...], user: UserConstraints) -> Vars:
+def build_decisions(graph: Graph, hw: HardwareProfile, cands: tuple[Candidate, ...], user: UserConstraints,
+                    prefetch: bool = False) -> Vars:
+    """The decision variables and their links; ``prefetch``: add the prefetch literals (for
+    objectives that count cycles: prefetching changes nothing else)."""
     model = cp_model.CpModel()
     v = Vars(model, cands, [model.new_bool_var(f"x_{c.name}") for c in cands])
     n = len(graph.layers)
@@ -144,6 +152,12 @@ def build_decisions(graph: Graph, hw: HardwareProfile, cands: tuple[Candidate, .
                 model.add(k == 1).with_name(f"force_keep_{safe(layer.id)}")
             if layer.id in user.force_reload:
                 model.add(k == 0).with_name(f"force_reload_{safe(layer.id)}")
+            if prefetch and layer_index > 0 and hw.dma_overlaps_compute:
+                p = model.new_bool_var(f"prefetch_{safe(layer.id)}")
+                v.prefetch[layer.id] = p
+                # a kept buffer starts at its group's start: prefetching it means the layer starts its group
+                starts = [i for i in v.cover[layer_index] if cands[i].start == layer_index]
+                model.add(p + k - sum(v.x[i] for i in starts) <= 1).with_name(f"prefetch_kept_{safe(layer.id)}")
 
     # residency: a tensor may stay in SRAM only while it crosses a group boundary
     external_in: dict[str, list[int]] = {}

@@ -9,6 +9,7 @@ from math import gcd
 from ortools.sat.python import cp_model
 
 from memplan.config import HardwareProfile
+from memplan.cost.candidate import WeightCost, serial_weight_bytes
 from memplan.ir.graph import Graph
 from memplan.ir.ops import OpKind, ceil_div
 from memplan.solve.candidates import by_start
@@ -74,15 +75,30 @@ def build_energy(graph: Graph, v: Vars, hw: HardwareProfile) -> Terms:
 
 
 def build_cycles(graph: Graph, v: Vars, hw: HardwareProfile) -> cp_model.LinearExprT:
-    """Cycles of the latency model: per group, compute and DMA engines each busy for their
-    work; max of the two with double-buffered staging, their sum otherwise. One counter per
-    group start (at most one selected group starts at a step). The DMA of a group needs its
-    store and weight traffic per candidate, so this adds product literals."""
+    """Cycles of the latency model (memplan.plan.build.timeline): per group, compute and DMA
+    engines each busy for their work; max of the two with double-buffered staging (compute
+    plus the weight DMA it waits for, against the DMA engine's own work), their sum otherwise.
+    One counter per group start (at most one selected group starts at a step). The DMA of a
+    group needs its store and weight traffic per candidate, so this adds product literals.
+
+    Prefetching (``v.prefetch``): per (group start, layer) an integer for the weight bytes
+    compute waits for, at least the cost model's value under the chosen keep and prefetch
+    (big-M over the two literals), and for the group's first layer the bytes loaded early,
+    during the group before: the DMA engine of that group takes them in its slack (the
+    group's cycles less its own DMA cycles; bounded per candidate ending there), the rest
+    delays this group. Every bound is one the plan's timeline meets, and minimising makes them
+    tight, so the optimum's cycles are the plan's; any solution's are at least the plan's."""
     model = v.model
     num, den = hw.dram_bytes_per_cycle.numerator, hw.dram_bytes_per_cycle.denominator
     total = []
+    base_of: dict[int, cp_model.IntVar] = {}
+    own_of: dict[int, cp_model.IntVar] = {}
+    top_of: dict[int, int] = {}  # upper bound of base_of
+    early_of: dict[int, tuple[cp_model.IntVar, int]] = {}  # cycles of the early loads, their bound
     for a, members in sorted(by_start(v.cands).items()):
         dma_terms: list[tuple[int, cp_model.LinearExprT]] = []
+        serial_terms: list[tuple[int, cp_model.LinearExprT]] = []  # weight DMA compute waits for
+        prefetched: dict[str, list[tuple[int, WeightCost]]] = {}
         for i in members:
             c = v.cands[i]
             dma_terms += [(inp.dma_bytes, v.loads(i, inp.tensor)) for inp in c.inputs]
@@ -104,19 +120,77 @@ def build_cycles(graph: Graph, v: Vars, hw: HardwareProfile) -> cp_model.LinearE
                     model.add_bool_or([v.x[i].Not(), v.keep[w.layer].Not(), kept])
                     rel = and_not(model, f"reloaded_{c.name}_{safe(w.layer)}", v.x[i], v.keep[w.layer])
                     dma_terms += [(w.total_bytes, kept), (w.reload_bytes, rel)]
+                    if w.layer in v.prefetch:
+                        prefetched.setdefault(w.layer, []).append((i, w))
+                    else:
+                        serial_terms += [(serial_weight_bytes(c, w, True, False), kept),
+                                         (serial_weight_bytes(c, w, False, False), rel)]
                 else:
                     dma_terms.append((w.reload_bytes, v.x[i]))
+        early_terms: list[cp_model.IntVar] = []
+        ser_top = 0  # upper bound of the prefetched layers' serial bytes
+        ser_vars: list[cp_model.IntVar] = []
+        for layer, pairs in sorted(prefetched.items()):
+            k, p = v.keep[layer], v.prefetch[layer]
+            top = max(serial_weight_bytes(v.cands[i], w, kk, False) for i, w in pairs for kk in (True, False))
+            ser = model.new_int_var(0, top, f"serial_{a}_{safe(layer)}")
+            ser_vars.append(ser)
+            for kk in (True, False):
+                for pp in (True, False):
+                    vals = [(serial_weight_bytes(v.cands[i], w, kk, pp), v.x[i]) for i, w in pairs]
+                    big = max(b for b, _ in vals)
+                    if big:
+                        miss = (1 - k if kk else k) + (1 - p if pp else p)
+                        model.add(ser >= sum(b * x for b, x in vals) - big * miss)
+            ser_top += top
+            firsts = [(w.first_bytes if w.index == a else 0, v.x[i]) for i, w in pairs]
+            big = max(b for b, _ in firsts)
+            if big:  # the group's first layer: its first load runs during the group before
+                e = model.new_int_var(0, big, f"early_{a}_{safe(layer)}")
+                model.add(e <= big * p)
+                model.add(e <= sum(b * x for b, x in firsts))
+                model.add(e >= sum(b * x for b, x in firsts) - big * (1 - p))
+                early_terms.append(e)
         # compute cycles per candidate: memplan.cost.cycles summed over its commands
         compute = sum(v.cands[i].compute_cycles * v.x[i] for i in members)
         max_c = max(v.cands[i].compute_cycles for i in members)
         max_dma = sum(b for b, _ in dma_terms)
         dma_cyc = model.new_int_var(0, ceil_div(max_dma * den, num) + 1, f"dma_cycles_{a}")
-        model.add(dma_cyc * num >= sum(b * lit for b, lit in dma_terms) * den)
-        cyc = model.new_int_var(0, max_c + ceil_div(max_dma * den, num) + 1, f"cycles_{a}")
+        model.add(dma_cyc * num >= (sum(b * lit for b, lit in dma_terms) - sum(early_terms)) * den)
+        cyc_top = max_c + ceil_div(max_dma * den, num) + 1
+        cyc = model.new_int_var(0, cyc_top, f"cycles_{a}")
         if hw.dma_overlaps_compute:
-            model.add(cyc >= compute)
+            serial_terms = [(b, lit) for b, lit in serial_terms if b]
+            if serial_terms or ser_vars:  # memplan.plan.build.group_cycles: compute plus the DMA it waits for
+                max_serial = sum(b for b, _ in serial_terms) + ser_top
+                serial_cyc = model.new_int_var(0, ceil_div(max_serial * den, num) + 1, f"serial_cycles_{a}")
+                model.add(serial_cyc * num >= (sum(b * lit for b, lit in serial_terms) + sum(ser_vars)) * den)
+                model.add(cyc >= compute + serial_cyc)
+            else:
+                model.add(cyc >= compute)
             model.add(cyc >= dma_cyc)
         else:
             model.add(cyc >= compute + dma_cyc)
+        base_of[a], own_of[a], top_of[a] = cyc, dma_cyc, cyc_top
+        if early_terms:
+            e_top = ceil_div(max_dma * den, num) + 1
+            e_cyc = model.new_int_var(0, e_top, f"early_cycles_{a}")
+            model.add(e_cyc * num >= sum(early_terms) * den)
+            early_of[a] = (e_cyc, e_top)
         total.append(cyc)
+    ends: dict[int, list[int]] = {}
+    for i, c in enumerate(v.cands):
+        ends.setdefault(c.stop, []).append(i)
+    for a, (e_cyc, e_top) in sorted(early_of.items()):
+        # the DMA engine's slack in the group ending at a: its cycles less its own DMA cycles
+        enders = ends.get(a, [])
+        top = max((top_of[v.cands[i].start] for i in enders), default=0)
+        slack = model.new_int_var(0, top, f"slack_before_{a}")
+        model.add(slack <= top * sum(v.x[i] for i in enders))
+        for i in enders:
+            b = v.cands[i].start
+            model.add(slack <= base_of[b] - own_of[b] + top * (1 - v.x[i]))
+        late = model.new_int_var(0, e_top, f"late_{a}")
+        model.add(late >= e_cyc - slack)
+        total.append(late)
     return sum(total)

@@ -76,6 +76,7 @@ from memplan.errors import InfeasibleError, MemplanError, UsageError
 from memplan.geometry.group import GroupShape
 from memplan.ir.graph import Graph
 from memplan.plan.build import build_plan, cost_totals, plan_blocks, resolve
+from memplan.plan.prefetch import add_prefetch, build_prefetched
 from memplan.plan.model import Decisions, GroupDecision, Plan, Provenance, Totals
 from memplan.plan.serialize import plan_to_json
 from memplan.plan.validate import validate_plan
@@ -550,8 +551,11 @@ class _Built:
     capacity: cp_model.IntVar | int
 
 
-def _build(graph: Graph, hw: HardwareProfile, cs: CandidateSet, user: UserConstraints, memory_objective: bool) -> _Built:
-    v = build_decisions(graph, hw, cs.candidates, user)
+def _build(graph: Graph, hw: HardwareProfile, cs: CandidateSet, user: UserConstraints, memory_objective: bool,
+           timed: bool = False) -> _Built:
+    """The CP-SAT model; ``timed``: the objective counts cycles, so weight prefetching is a
+    decision of the model (else memplan.plan.prefetch adds it to the decoded plan)."""
+    v = build_decisions(graph, hw, cs.candidates, user, prefetch=timed)
     # buffers end at multiples of the alignment (reserved sizes): so does the capacity they fit in
     align = hw.sram_alignment
     cap: cp_model.IntVar | int = hw.sram_bytes // align * align
@@ -563,14 +567,16 @@ def _build(graph: Graph, hw: HardwareProfile, cs: CandidateSet, user: UserConstr
     return _Built(v, slots, build_energy(graph, v, hw), cap)
 
 
-def _slot_for_block(slots: list[Slot], name: str, groups: list[tuple[int, str]]) -> Slot:
-    """The CP-SAT slot of a plan block; ``groups`` gives each group's start and anchor."""
+def _slot_for_block(slots: list[Slot], name: str, groups: list[tuple[int, str]],
+                    prefetch: frozenset[str] = frozenset()) -> Slot:
+    """The CP-SAT slot of a plan block; ``groups`` gives each group's start and anchor,
+    ``prefetch`` the decisions' prefetched layers (their reload buffer is another slot)."""
     head, _, rest = name.partition(".")
     if head == "res":
         key: tuple[str, int | None, str | None] = ("res", None, rest)
     elif head == "w":
         layer, _, kind = rest.rpartition(".")
-        key = (kind, None, layer)
+        key = ("reload_pf" if kind == "reload" and layer in prefetch else kind, None, layer)
     else:
         a, anchor = groups[int(head[1:])]
         part, _, tensor = rest.partition(".")
@@ -581,8 +587,34 @@ def _slot_for_block(slots: list[Slot], name: str, groups: list[tuple[int, str]])
     raise KeyError(name)
 
 
-def _hint(b: _Built, graph: Graph, warm: _Warm) -> None:
+def _timed_hint(req: _Request, cs: CandidateSet, dps: _DPStage, baselines: Mapping[str, Plan]) -> tuple[str, _Warm] | None:
+    """The hint for an objective that counts cycles: of the warm starts and the layer-by-layer
+    plan, the best by that objective once prefetched as its plan would be (the energy-best warm
+    start can be far from the fastest plan)."""
+    graph, hw = req.graph, req.hw
+    options = dict(dps.warm)
+    layer = baselines.get("layer")
+    if layer is not None and req.within_budget(layer.totals):
+        w = _warm_start(cs, graph, hw, layer.decisions, place_limit_s=0)
+        if w is not None:
+            options["layer"] = w
+    if not options:
+        return None
+
+    def value(name: str) -> float:
+        w = options[name]
+        return _objective_of(req, build_prefetched(graph, hw, w.decisions, w.offsets).totals, layer)
+
+    name = min(options, key=value)  # ties: the first (greedy, the DP's path, then layer)
+    return name, options[name]
+
+
+def _hint(b: _Built, graph: Graph, hw: HardwareProfile, warm: _Warm) -> None:
     v, model, dec = b.vars, b.vars.model, warm.decisions
+    offsets: Mapping[str, int] = warm.offsets
+    if v.prefetch:  # hint the warm start as it would be built: prefetched where SRAM allows
+        dec, found = add_prefetch(graph, hw, dec, warm.offsets)
+        offsets = found if found is not None else first_fit(plan_blocks(resolve(graph, hw, dec)), hw.sram_alignment)
     model.clear_hints()
     sel = set(warm.chosen)
     for i, x in enumerate(v.x):
@@ -591,6 +623,8 @@ def _hint(b: _Built, graph: Graph, warm: _Warm) -> None:
         model.add_hint(k, layer in dec.keep)
     for t, lit in v.res.items():
         model.add_hint(lit, t in dec.resident)
+    for layer, lit in v.prefetch.items():
+        model.add_hint(lit, layer in dec.prefetch)
     for (i, t), lit in v.load.items():
         model.add_hint(lit, i in sel and t not in dec.resident)
     internal = {cb.tensor for i in sel for cb in v.cands[i].core}
@@ -605,9 +639,9 @@ def _hint(b: _Built, graph: Graph, warm: _Warm) -> None:
             for total, lit in pairs:
                 model.add_hint(lit, layer in dec.keep and spatial.get(layer, (0, -1))[1] == total)
     groups = [(gd.start, graph.layers[gd.stop - 1].output) for gd in dec.groups]
-    for name, offset in warm.offsets.items():
+    for name, offset in offsets.items():
         try:
-            slot = _slot_for_block(b.slots, name, groups)
+            slot = _slot_for_block(b.slots, name, groups, dec.prefetch)
         except KeyError:
             continue
         model.add_hint(slot.offset, offset)
@@ -673,7 +707,8 @@ def _decode(b: _Built, solver: cp_model.CpSolver) -> Decisions:
     groups = tuple(GroupDecision(v.cands[i].start, v.cands[i].stop, v.cands[i].tiling) for i in chosen)
     keep = frozenset(layer for layer, k in v.keep.items() if solver.Value(k))
     res = frozenset(t for t, r in v.res.items() if solver.Value(r))
-    return Decisions(groups, keep, res)
+    prefetch = frozenset(layer for layer, p in v.prefetch.items() if solver.Value(p))
+    return Decisions(groups, keep, res, prefetch)
 
 
 def _offsets(b: _Built, solver: cp_model.CpSolver, graph: Graph, hw: HardwareProfile, dec: Decisions) -> dict[str, int]:
@@ -681,7 +716,7 @@ def _offsets(b: _Built, solver: cp_model.CpSolver, graph: Graph, hw: HardwarePro
     groups = [(gd.start, graph.layers[gd.stop - 1].output) for gd in dec.groups]
     out = {}
     for blk in plan_blocks(r):
-        slot = _slot_for_block(b.slots, blk.name, groups)
+        slot = _slot_for_block(b.slots, blk.name, groups, dec.prefetch)
         out[blk.name] = solver.Value(slot.offset)
     return out
 
@@ -765,10 +800,11 @@ def _search(req: _Request, cs: CandidateSet, baselines: Mapping[str, Plan], dps:
         return None
     memory_obj = req.objective == "memory"
     with log.stage("model", f"building the CP-SAT model ({len(cs.candidates):,} candidates)"):
-        b = _build(graph, hw, cs, req.user, memory_obj)
-        best_warm = dps.best
+        timed = req.objective not in ("energy", "memory")
+        b = _build(graph, hw, cs, req.user, memory_obj, timed=timed)
+        best_warm = _timed_hint(req, cs, dps, baselines) if timed else dps.best
         if best_warm is not None and best_warm[1].decisions.resident <= frozenset(b.vars.res):
-            _hint(b, graph, best_warm[1])
+            _hint(b, graph, hw, best_warm[1])
         scale, units = _set_objective(req, b, dps.dp, baselines.get("layer"))
 
     def limit(share: float = 1.0) -> float:
@@ -849,7 +885,14 @@ def _options(req: _Request, first: _FirstPlans, dps: _DPStage, searched: _Search
     out: list[_Option] = []
     if searched is not None and searched.decisions is not None and searched.objective is not None:
         dec, offsets = searched.decisions, searched.offsets
-        out.append(_Option("cpsat", searched.objective, lambda: build_plan(graph, hw, dec, offsets)))
+        if req.objective == "memory":  # prefetching must not raise the SRAM peak the search minimised
+            def make() -> Plan:
+                peak = build_plan(graph, hw, dec, offsets).totals.sram_peak
+                return build_prefetched(graph, hw, dec, offsets, capacity=peak)
+        else:
+            def make() -> Plan:
+                return build_prefetched(graph, hw, dec, offsets)
+        out.append(_Option("cpsat", searched.objective, make))
     if not req.fallback:
         return out
     baselines = first.baselines
@@ -857,7 +900,11 @@ def _options(req: _Request, first: _FirstPlans, dps: _DPStage, searched: _Search
     best = dps.best
     if best is not None:
         name, w = best
-        warm = _Option(name, _objective_of(req, w.totals, layer), lambda: build_plan(graph, hw, w.decisions, w.offsets))
+        same = baselines.get(name)  # a baseline's own decisions: its plan (first-fit offsets, prefetches and all)
+        if same is not None and replace(same.decisions, prefetch=frozenset()) == w.decisions:
+            warm = _Option(name, _objective_of(req, same.totals, layer), lambda: same)
+        else:
+            warm = _Option(name, _objective_of(req, w.totals, layer), lambda: build_prefetched(graph, hw, w.decisions, w.offsets))
         # the normalised mixes compare floating-point values computed two ways: CP-SAT's first
         out.insert(0 if req.objective in ("energy", "latency") else len(out), warm)
     plans = [("greedy", baselines.get("greedy")), ("layer", layer), ("greedy_partial", first.partial)]

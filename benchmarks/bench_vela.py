@@ -77,7 +77,7 @@ from memplan.frontend import load_model
 from memplan.geometry.group import Tiling
 from memplan.ir.graph import Graph
 from memplan.plan.build import _weights_in_sram, crossing_tensors, group_cycles, group_timing, resolve, timeline
-from memplan.plan.prefetch import build_prefetched
+from memplan.plan.prefetch import build_buffered
 from memplan.plan.model import Op, Plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -242,7 +242,8 @@ def plan_like_vela(graph: Graph, hw: HardwareProfile, sram_tensors: frozenset[st
     if not resident:
         return base, True
     try:
-        plan = build_prefetched(graph, hw, replace(base.decisions, resident=frozenset(resident), prefetch=frozenset()))
+        plan = build_buffered(graph, hw, replace(base.decisions, resident=frozenset(resident), prefetch=frozenset(),
+                                                  double=frozenset()))
     except PlanError:
         return base, False
     if plan.totals.sram_peak > hw.sram_bytes:

@@ -28,7 +28,7 @@ from memplan.plan.build import block_offsets, build_plan, resolve
 from memplan.plan.hazards import waits_for
 from memplan.plan.memory_map import memory_map
 from memplan.plan.model import BufferKind, Decisions, GroupDecision, Op
-from memplan.plan.prefetch import add_prefetch
+from memplan.plan.prefetch import buffer_weights
 from memplan.plan.serialize import plan_from_json, schema
 from memplan.plan.validate import validate_plan
 from memplan.solve.run import SolveResult
@@ -170,7 +170,7 @@ def test_prefetch_pass_keeps_offsets_and_energy_and_lowers_cycles() -> None:
     assert plan.decisions.prefetch
     offsets = block_offsets(resolve(graph, hw, plan.decisions), plan.buffers)
     bare = build_plan(graph, hw, dataclasses.replace(plan.decisions, prefetch=frozenset()), offsets)
-    dec, kept = add_prefetch(graph, hw, bare.decisions, offsets)
+    dec, kept = buffer_weights(graph, hw, bare.decisions, offsets)
     assert kept == offsets and dec == plan.decisions  # how the solve finished its plan
     again = build_plan(graph, hw, dec, kept)
     assert again.totals.energy_fj == bare.totals.energy_fj and again.totals.sram_peak == bare.totals.sram_peak
@@ -209,8 +209,11 @@ def test_prefetch_round_trips_and_old_plans_read_as_none() -> None:
     assert data["decisions"]["prefetch"] == [graph.layers[1].id]
     back, _ = plan_from_json(data)
     assert back.decisions.prefetch == plan.decisions.prefetch and back.buffers == plan.buffers
+    striped = build_plan(graph, hw, _striped(graph, True))
+    back, _ = plan_from_json(doc(striped))
+    assert back.decisions.double == {graph.layers[1].id} and back.buffers == striped.buffers
     old = doc(_layer_plan(graph, hw))
-    del old["decisions"]["prefetch"]  # a plan written before prefetching existed
+    del old["decisions"]["prefetch"], old["decisions"]["double"]  # a plan written before they existed
     jsonschema.validate(old, schema())
     assert plan_from_json(old)[0].decisions.prefetch == frozenset()
 
@@ -222,3 +225,80 @@ def test_prefetched_plans_verify_bit_exactly() -> None:
     assert plan.decisions.prefetch
     report = verify_plan(graph, plan, hw)
     assert report.bit_exact and report.measured.cycles == plan.totals.cycles
+
+
+# ---------------------------------------------------------------------------- double buffering
+def _striped(graph, double: bool):  # type: ignore[no-untyped-def]
+    """Layer 0 whole, layer 1 in two row stripes reloading its weights (640 B) per stripe,
+    prefetched, the intermediate resident."""
+    l1 = graph.layers[1].id
+    return Decisions((_whole(graph, 0), GroupDecision(1, 2, Tiling(4, 8, 32))), resident=frozenset({graph.layers[0].output}),
+                     prefetch=frozenset({l1}), double=frozenset({l1}) if double else frozenset())
+
+
+def test_double_buffer_cycles_by_hand() -> None:
+    """DRAM at 64 B/cycle. Layer 0: 288 + 1,216 / 64 = 19 -> 307 cycles, own DMA 1,728 B = 27,
+    slack 280: the first 640-B load of layer 1 (10 cycles, prefetched) hides in it. Layer 1's
+    second load (its second stripe): with one slot it waits for stripe 0's compute, so
+    max(128 + 10, (2,048 + 640) / 64 = 42) = 138; with two slots it streams meanwhile: 128."""
+    graph = _chain()
+    hw = dataclasses.replace(load_profile("generic-npu").with_sram(64 * 1024), dram_bytes_per_cycle=Fraction(64))
+    single, double = (build_plan(graph, hw, _striped(graph, d)) for d in (False, True))
+    assert (single.totals.cycles, double.totals.cycles) == (307 + 138, 307 + 128)
+    l1 = graph.layers[1].id
+    buf = next(b for b in double.buffers if b.layer == l1)
+    assert (buf.t0, buf.t1, buf.size) == (0, 2, 2 * 640)
+    loads = [c.offset for c in double.commands if c.op is Op.LOAD_WEIGHTS and c.layer == l1]
+    assert loads == [buf.offset, buf.offset + 640]  # the two slots in turn
+    reads = [c.weights_offset for c in double.commands if c.op is Op.COMPUTE and c.layer == l1]
+    assert reads == loads
+    for p in (single, double):
+        assert validate_plan(p, graph, hw).cycles == p.totals.cycles
+        report = verify_plan(graph, p, hw)
+        assert report.bit_exact and report.measured.cycles == p.totals.cycles
+    # the hazards agree: stripe 1's load waits for stripe 0's compute with one slot, not with two
+    shapes = {n: t.shape[1:] for n, t in graph.tensors.items() if t.is_feature_map}
+    for p, waits in ((single, True), (double, False)):
+        k = [i for i, c in enumerate(p.commands) if c.op is Op.LOAD_WEIGHTS and c.layer == l1][1]
+        first_compute = next(i for i, c in enumerate(p.commands) if c.op is Op.COMPUTE and c.layer == l1)
+        assert (first_compute in waits_for(p, memory_map(p, graph), shapes)[k]) is waits
+
+
+def test_one_slot_used_twice_is_not_credited() -> None:
+    """A double-buffered plan whose second load reuses the first slot: the validator counts the
+    load as waited for, so the plan's cycles no longer match its commands."""
+    graph = _chain()
+    hw = dataclasses.replace(load_profile("generic-npu").with_sram(64 * 1024), dram_bytes_per_cycle=Fraction(64))
+    plan = build_plan(graph, hw, _striped(graph, True))
+    l1 = graph.layers[1].id
+    base = next(b.offset for b in plan.buffers if b.layer == l1)
+    cmds = [dataclasses.replace(c, offset=base) if c.op is Op.LOAD_WEIGHTS and c.layer == l1 else
+            dataclasses.replace(c, weights_offset=base) if c.op is Op.COMPUTE and c.layer == l1 else c
+            for c in plan.commands]
+    with pytest.raises(PlanError, match="cycles"):
+        validate_plan(dataclasses.replace(plan, commands=tuple(cmds)), graph, hw)
+
+
+def test_double_names_only_layers_loaded_more_than_once() -> None:
+    graph = _chain()
+    hw = load_profile("generic-npu").with_sram(64 * 1024)
+    l1 = graph.layers[1].id
+    with pytest.raises(PlanError, match="loaded once"):  # whole layer: one load
+        build_plan(graph, hw, Decisions((_whole(graph, 0), _whole(graph, 1)), double=frozenset({l1})))
+    with pytest.raises(PlanError, match="loaded once"):  # kept over two row stripes: one slice, one load
+        build_plan(graph, hw, Decisions((_whole(graph, 0), GroupDecision(1, 2, Tiling(4, 8, 32))), keep=frozenset({l1}),
+                                        double=frozenset({l1})))
+
+
+def test_buffer_weights_double_buffers_where_room_allows() -> None:
+    graph = _chain()
+    hw = dataclasses.replace(load_profile("generic-npu").with_sram(64 * 1024), dram_bytes_per_cycle=Fraction(64))
+    bare = dataclasses.replace(_striped(graph, False), prefetch=frozenset())
+    dec, offsets = buffer_weights(graph, hw, bare)
+    l1 = graph.layers[1].id
+    assert dec.prefetch == {l1} and dec.double == {l1} and offsets is None  # 64 KiB: room for all of it
+    assert build_plan(graph, hw, dec).totals.cycles == 307 + 128
+    tight = build_plan(graph, hw, bare).totals.sram_peak  # no room for anything more
+    small = hw.with_sram(tight)
+    dec, _ = buffer_weights(graph, small, bare)
+    assert build_plan(graph, small, dec).totals.sram_peak <= tight

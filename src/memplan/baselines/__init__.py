@@ -26,7 +26,7 @@ from memplan.geometry.group import GroupShape, Tiling, channel_tile_sizes, split
 from memplan.ir.graph import Graph, Layer
 from memplan.ir.ops import WEIGHTED
 from memplan.plan.build import energy_fj
-from memplan.plan.prefetch import build_prefetched
+from memplan.plan.prefetch import build_buffered
 from memplan.plan.model import Decisions, GroupDecision, Plan, Provenance
 
 __all__ = ["CostCache", "Floor", "check_feasible", "floor", "footprint", "greedy", "group_blocks", "layer_by_layer",
@@ -162,7 +162,7 @@ def layer_by_layer(graph: Graph, hw: HardwareProfile, cache: CostCache | None = 
     keep: set[str] = set()
     for i in range(len(graph.layers)):
         _add_layer_alone(cache, i, groups, keep)
-    return build_prefetched(graph, hw, Decisions(tuple(groups), frozenset(keep)), provenance=Provenance(strategy="layer"))
+    return build_buffered(graph, hw, Decisions(tuple(groups), frozenset(keep)), provenance=Provenance(strategy="layer"))
 
 
 def _add_layer_alone(cache: CostCache, index: int, groups: list[GroupDecision], keep: set[str]) -> None:
@@ -277,5 +277,5 @@ def greedy(graph: Graph, hw: HardwareProfile, max_len: int = 12, cache: CostCach
         if k:
             keep.update(w.layer for w in c.weights)
         start = stop
-    return build_prefetched(graph, hw, Decisions(tuple(groups), frozenset(keep)),
+    return build_buffered(graph, hw, Decisions(tuple(groups), frozenset(keep)),
                             provenance=Provenance(strategy="greedy", partial=partial))

@@ -79,6 +79,31 @@ class WeightCost:
     #: the first slice's bytes (output channels ``chans[0]``): the group's first LOAD_WEIGHTS of
     #: the layer, kept or reloaded, which a prefetched buffer loads during the previous group
     first_bytes: int
+    #: the group's channel tiles: a kept layer's loads (one slice each); reloaded, it loads
+    #: once per tile (Candidate.n_tiles)
+    slices: int = 1
+
+
+def weight_loads(c: Candidate, w: WeightCost, keep: bool) -> int:
+    """LOAD_WEIGHTS commands of the layer in its group: one per channel slice when kept, one
+    per tile when reloaded."""
+    return w.slices if keep else c.n_tiles
+
+
+def doublable(c: Candidate, w: WeightCost, keep: bool) -> bool:
+    """Whether a second slot can change anything: the layer loads more than once."""
+    return weight_loads(c, w, keep) > 1
+
+
+def weight_buffer_t1(c: Candidate, w: WeightCost, keep: bool, double: bool) -> int:
+    """The step the layer's weight buffer is live until: its group's end when kept or
+    double-buffered (the other slot is filled while the group runs), else its own step's end."""
+    return c.stop if keep or double else w.index + 1
+
+
+def weight_buffer_bytes(w: WeightCost, double: bool) -> int:
+    """The weight buffer's size: one slot of the largest slice, two when double-buffered."""
+    return 2 * w.slice_bytes if double else w.slice_bytes
 
 
 def weight_buffer_t0(c: Candidate, w: WeightCost, keep: bool, prefetch: bool) -> int:
@@ -102,21 +127,19 @@ def early_weight_bytes(c: Candidate, w: WeightCost, keep: bool, prefetch: bool) 
     return w.first_bytes if w.index == c.start and weight_buffer_t0(c, w, keep, prefetch) < w.index else 0
 
 
-def serial_weight_bytes(c: Candidate, w: WeightCost, keep: bool, prefetch: bool) -> int:
-    """Weight DMA bytes of the layer that compute must wait for: a LOAD_WEIGHTS overlaps compute
-    only when its buffer is live at the step before the layer's, during that step's compute of
-    the same tile (the step is in the group), or, for the group's first load, of the previous
-    group. So: every load is serial when the buffer starts at the layer's step; none when it is
-    live from an earlier step of the group; all but the first otherwise (a prefetched buffer of
-    the group's first layer). The validator derives the same from the plan's buffers
-    (:mod:`memplan.plan.validate`)."""
+def serial_weight_bytes(c: Candidate, w: WeightCost, keep: bool, prefetch: bool, double: bool = False) -> int:
+    """Weight DMA bytes of the layer that compute must wait for. A LOAD_WEIGHTS overlaps
+    compute when its buffer is live at the step before the layer's and that step runs before
+    it: in the same tile (the step is in the group), or, for the group's first load, in the
+    previous group; or, double-buffered, when it fills the slot the previous load did not (the
+    compute of that slice runs meanwhile). So the first load waits unless the buffer starts
+    before the layer's step; the later ones wait unless the buffer is live at an earlier step
+    of the group or has two slots. The validator and the executor derive the same from the
+    command stream (:class:`memplan.plan.build.WeightTiming`)."""
     moved = w.total_bytes if keep else w.reload_bytes
-    t0 = weight_buffer_t0(c, w, keep, prefetch)
-    if t0 == w.index:
-        return moved
-    if w.index > c.start:
-        return 0
-    return moved - w.first_bytes
+    first_hidden = weight_buffer_t0(c, w, keep, prefetch) < w.index
+    later_hidden = (first_hidden and w.index > c.start) or double
+    return (0 if first_hidden else w.first_bytes) + (0 if later_hidden else moved - w.first_bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,7 +387,8 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
             # loading every slice once moves, the largest is the buffer
             total, largest = spans_bytes(geo.graph, f.layer, geo.chans[out], wfmt)
             first = slice_bytes(geo.graph, f.layer, *geo.chans[out][0], wfmt)
-            weights.append(WeightCost(f.layer.id, f.index, total, spatial * total, align_up(largest, align), first))
+            weights.append(WeightCost(f.layer.id, f.index, total, spatial * total, align_up(largest, align), first,
+                                      len(geo.chans[out])))
     anchor = shape.anchor
     return Candidate(
         start=shape.start,

@@ -16,9 +16,10 @@ from functools import cached_property
 
 from memplan.alloc import Block, align_up, first_fit
 from memplan.config import HardwareProfile
-from memplan.cost.candidate import (Candidate, candidate_cost, early_weight_bytes, prefetchable, resident_bytes,
-                                    resident_reserved_bytes, serial_weight_bytes, stage_slot_bytes, stage_slots,
-                                    staging_slots, weight_buffer_t0)
+from memplan.cost.candidate import (Candidate, candidate_cost, doublable, early_weight_bytes, prefetchable,
+                                    resident_bytes, resident_reserved_bytes, serial_weight_bytes, stage_slot_bytes,
+                                    stage_slots, staging_slots, weight_buffer_bytes, weight_buffer_t0,
+                                    weight_buffer_t1)
 from memplan.errors import PlanError
 from memplan.geometry.group import HOST_TILING, group_geometry, group_shape, is_host, tiling_options
 from memplan.geometry.region import Region
@@ -108,22 +109,29 @@ def resolve(graph: Graph, hw: HardwareProfile, decisions: Decisions) -> Resolved
     weighted = {layer.id for layer in graph.layers if layer.op in WEIGHTED}
     if decisions.keep - weighted:
         raise PlanError(f"keep names a layer without weights: {sorted(decisions.keep - weighted)[0]!r}")
-    if decisions.prefetch:
+    if decisions.prefetch or decisions.double:
         _check_prefetch(hw, decisions, cands)
     return Resolved(graph, hw, decisions, tuple(cands))
 
 
 def _check_prefetch(hw: HardwareProfile, decisions: Decisions, cands: list[Candidate]) -> None:
-    """Prefetch names only layers whose weight buffer it changes (so decisions stay canonical)."""
+    """Prefetch and double name only layers whose weight buffer they change (so decisions stay
+    canonical)."""
     if hw.weights_in_place or not hw.dma_overlaps_compute:
         why = "reads weights in place" if hw.weights_in_place else "does not overlap DMA with compute"
-        raise PlanError(f"profile {hw.name} {why}: its plans prefetch no weights, but prefetch names "
-                        f"{sorted(decisions.prefetch)[0]!r}")
+        field, names = ("prefetch", decisions.prefetch) if decisions.prefetch else ("double", decisions.double)
+        raise PlanError(f"profile {hw.name} {why}: its plans prefetch and double-buffer no weights, but {field} "
+                        f"names {sorted(names)[0]!r}")
     can = {w.layer for c in cands for w in c.weights if prefetchable(c, w, w.layer in decisions.keep)}
     bad = sorted(decisions.prefetch - can)
     if bad:
         raise PlanError(f"prefetch names {bad[0]!r}, whose weight buffer it cannot change: the layer has no weights "
                         "in SRAM, is the first layer, or its kept weights are live from its group's start already")
+    can = {w.layer for c in cands for w in c.weights if doublable(c, w, w.layer in decisions.keep)}
+    bad = sorted(decisions.double - can)
+    if bad:
+        raise PlanError(f"double names {bad[0]!r}, whose weights are loaded once in their group (or are not in "
+                        "SRAM): a second slot would never be used")
 
 
 # ---------------------------------------------------------------------------- blocks
@@ -150,12 +158,10 @@ def plan_blocks(r: Resolved) -> list[Block]:
             blocks.append(Block(f"g{gi}.out", c.out_stage_bytes, c.start if overlap else c.stop - 1, c.stop))
         if _weights_in_sram(hw):
             for w in c.weights:
-                keep = w.layer in dec.keep
+                keep, double = w.layer in dec.keep, w.layer in dec.double
                 t0 = weight_buffer_t0(c, w, keep, w.layer in dec.prefetch)
-                if keep:
-                    blocks.append(Block(f"w.{w.layer}.keep", w.slice_bytes, t0, c.stop))
-                else:
-                    blocks.append(Block(f"w.{w.layer}.reload", w.slice_bytes, t0, w.index + 1))
+                name = f"w.{w.layer}.keep" if keep else f"w.{w.layer}.reload"
+                blocks.append(Block(name, weight_buffer_bytes(w, double), t0, weight_buffer_t1(c, w, keep, double)))
     for t in sorted(dec.resident):
         t0, t1 = r.live_range(t)
         # reserved size (memplan.alloc); the buffer itself holds the tensor's bytes exactly
@@ -216,7 +222,7 @@ def group_timing(r: Resolved) -> list[GroupTiming]:
             keep, pre = w.layer in dec.keep and _weights_in_sram(hw), w.layer in dec.prefetch
             dma += w.total_bytes if keep else w.reload_bytes
             if _weights_in_sram(hw):
-                serial += serial_weight_bytes(c, w, keep, pre)
+                serial += serial_weight_bytes(c, w, keep, pre, w.layer in dec.double)
                 early += early_weight_bytes(c, w, keep, pre)
         out.append(GroupTiming(c.compute_cycles, dma - early, serial, early))
     return out
@@ -263,25 +269,36 @@ class WeightTiming:
     and :func:`~memplan.cost.candidate.early_weight_bytes` predict). A LOAD_WEIGHTS overlaps
     compute only if its buffer is live at the step before its layer's and that step runs before
     it: in the same tile (a step of the group), or, for the group's first load of the layer, in
-    the group before (an early load, :func:`timeline`). Feed every LOAD_WEIGHTS in order."""
+    the group before (an early load, :func:`timeline`); or, for a later load, when its buffer is
+    live over the whole group and it writes none of the bytes the layer's previous load wrote
+    (a second slot: the previous slice's compute runs meanwhile). Feed every LOAD_WEIGHTS in
+    order."""
 
     def __init__(self, commands: Sequence[Command]) -> None:
         self.start: dict[int, int] = {}  # a group's first step: the least step of its commands
+        self.end: dict[int, int] = {}  # and one past its last
         for cmd in commands:
             self.start[cmd.group] = min(cmd.step, self.start.get(cmd.group, cmd.step))
-        self.loaded: set[tuple[int, str]] = set()
+            self.end[cmd.group] = max(cmd.step + 1, self.end.get(cmd.group, cmd.step + 1))
+        self.last: dict[tuple[int, str], tuple[int, int]] = {}  # the bytes of a layer's previous load
         self.serial: dict[int, int] = {}  # weight DMA bytes compute waits for
         self.early: dict[int, int] = {}  # weight DMA bytes loaded while the group before runs
 
     def load(self, cmd: Command, buffer: Buffer, layer_index: int, size: int) -> None:
-        assert cmd.layer is not None
-        before = layer_index - 1
-        first = (cmd.group, cmd.layer) not in self.loaded
-        self.loaded.add((cmd.group, cmd.layer))
-        if not buffer.t0 <= before < buffer.t1 or (self.start[cmd.group] > before and not first):
-            self.serial[cmd.group] = self.serial.get(cmd.group, 0) + size
-        elif self.start[cmd.group] > before:  # the step before is the previous group's
-            self.early[cmd.group] = self.early.get(cmd.group, 0) + size
+        assert cmd.layer is not None and cmd.offset is not None
+        g, before = cmd.group, layer_index - 1
+        prev = self.last.get((g, cmd.layer))
+        self.last[(g, cmd.layer)] = lo, hi = cmd.offset, cmd.offset + size
+        live_before = buffer.t0 <= before < buffer.t1
+        if prev is None:  # the group's first load of the layer
+            if not live_before:
+                self.serial[g] = self.serial.get(g, 0) + size
+            elif self.start[g] > before:  # the step before is the previous group's
+                self.early[g] = self.early.get(g, 0) + size
+            return
+        other_slot = buffer.t0 <= self.start[g] and self.end[g] <= buffer.t1 and (hi <= prev[0] or prev[1] <= lo)
+        if not ((live_before and self.start[g] <= before) or other_slot):
+            self.serial[g] = self.serial.get(g, 0) + size
 
     def cycles(self, hw: HardwareProfile, compute: Mapping[int, int], dma: Mapping[int, int]) -> int:
         """The plan's cycles (:func:`timeline`), given each group's compute cycles and the DMA
@@ -402,6 +419,14 @@ def _commands(r: Resolved, offsets: Mapping[str, int], slice_order: Sequence[int
         fdt = c.acc is not None
         acc_off = offsets[f"g{gi}.core"] + c.acc.offset if c.acc is not None else 0
         order = list(range(geo.n_chans)) if slice_order is None or not fdt else list(slice_order)
+        slot_bytes = {w.layer: w.slice_bytes for w in c.weights if w.layer in dec.double}
+
+        def weight_slot(layer_id: str, load: int) -> int:
+            """Where the layer's ``load``-th load of the group goes: its buffer, or, double-buffered,
+            the buffer's two slots in turn."""
+            kind = "keep" if layer_id in dec.keep else "reload"
+            return offsets[f"w.{layer_id}.{kind}"] + (load % 2) * slot_bytes.get(layer_id, 0)
+
         if sorted(order) != list(range(geo.n_chans)):
             raise PlanError(f"slice order {order} is not a permutation of the {geo.n_chans} slices of group {gi}")
         for k, (pos, ri, xi) in enumerate(geo.tiles()):
@@ -423,7 +448,7 @@ def _commands(r: Resolved, offsets: Mapping[str, int], slice_order: Sequence[int
                     if w.layer in dec.keep:
                         ch = geo.chans[g.layers[w.index].output][ci]
                         cmds.append(Command(Op.LOAD_WEIGHTS, c.start, gi, k, layer=w.layer, channels=ch,
-                                            offset=offsets[f"w.{w.layer}.keep"]))
+                                            offset=weight_slot(w.layer, pos)))
             for t in shape.external_inputs:
                 if t not in dec.resident:
                     op = operand(t)
@@ -451,9 +476,9 @@ def _commands(r: Resolved, offsets: Mapping[str, int], slice_order: Sequence[int
                 w_off = None
                 if layer.op in WEIGHTED and _weights_in_sram(hw):
                     if layer.id in dec.keep:
-                        w_off = offsets[f"w.{layer.id}.keep"]
+                        w_off = weight_slot(layer.id, pos)
                     else:
-                        w_off = offsets[f"w.{layer.id}.reload"]
+                        w_off = weight_slot(layer.id, k)
                         cmds.append(Command(Op.LOAD_WEIGHTS, i, gi, k, layer=layer.id,
                                             channels=(out_region.c0, out_region.c1), offset=w_off))
                 if out_region.empty:  # nothing of this layer is needed by this tile

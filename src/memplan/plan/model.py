@@ -33,12 +33,15 @@ class Decisions:
     stay whole in SRAM from their producer's group to their last consumer's group (others are
     spilled: written to DRAM and read back with halos). ``prefetch``: layers whose weight
     buffer is live from the step before its own, so that its loads run during that step's
-    compute (:func:`memplan.cost.candidate.serial_weight_bytes`)."""
+    compute. ``double``: layers whose weight buffer has two slots, live over the whole group,
+    loads alternating between them, so that each load after the first runs while the previous
+    slice computes (:func:`memplan.cost.candidate.serial_weight_bytes`)."""
 
     groups: tuple[GroupDecision, ...]
     keep: frozenset[str] = frozenset()
     resident: frozenset[str] = frozenset()
     prefetch: frozenset[str] = frozenset()
+    double: frozenset[str] = frozenset()
 
 
 class BufferKind(str, enum.Enum):

@@ -276,6 +276,7 @@ def plan_to_json(plan: Plan, hw: HardwareProfile, graph: Graph, claims: Mapping[
             "keep": sorted(dec.keep),
             "resident": sorted(dec.resident),
             "prefetch": sorted(dec.prefetch),
+            "double": sorted(dec.double),
         },
         "buffers": [{"id": i, "name": b.name, "kind": b.kind.value, "offset": b.offset, "size": b.size, "t0": b.t0,
                      "t1": b.t1, "tensor": refs.tid(b.tensor), "layer": refs.lid(b.layer),
@@ -371,7 +372,8 @@ def plan_from_json(data: dict[str, Any]) -> tuple[Plan, HardwareProfile]:
         dec = data["decisions"]
         decisions = Decisions(
             tuple(GroupDecision(g["start"], g["stop"], Tiling(*g["tiling"], rolling=g.get("rolling", False))) for g in dec["groups"]),
-            frozenset(dec["keep"]), frozenset(dec["resident"]), frozenset(dec.get("prefetch", ())))
+            frozenset(dec["keep"]), frozenset(dec["resident"]), frozenset(dec.get("prefetch", ())),
+            frozenset(dec.get("double", ())))
         buffers = tuple(Buffer(b["name"], BufferKind(b["kind"]), b["offset"], b["size"], b["t0"], b["t1"],
                                names.tensor(b["tensor"], f"buffers[{i}].tensor"),
                                names.layer(b["layer"], f"buffers[{i}].layer")) for i, b in enumerate(data["buffers"]))

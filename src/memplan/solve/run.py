@@ -76,7 +76,7 @@ from memplan.errors import InfeasibleError, MemplanError, UsageError
 from memplan.geometry.group import GroupShape
 from memplan.ir.graph import Graph
 from memplan.plan.build import build_plan, cost_totals, plan_blocks, resolve
-from memplan.plan.prefetch import add_prefetch, build_prefetched
+from memplan.plan.prefetch import buffer_weights, build_buffered
 from memplan.plan.model import Decisions, GroupDecision, Plan, Provenance, Totals
 from memplan.plan.serialize import plan_to_json
 from memplan.plan.validate import validate_plan
@@ -603,7 +603,7 @@ def _timed_hint(req: _Request, cs: CandidateSet, dps: _DPStage, baselines: Mappi
 
     def value(name: str) -> float:
         w = options[name]
-        return _objective_of(req, build_prefetched(graph, hw, w.decisions, w.offsets).totals, layer)
+        return _objective_of(req, build_buffered(graph, hw, w.decisions, w.offsets).totals, layer)
 
     name = min(options, key=value)  # ties: the first (greedy, the DP's path, then layer)
     return name, options[name]
@@ -613,7 +613,8 @@ def _hint(b: _Built, graph: Graph, hw: HardwareProfile, warm: _Warm) -> None:
     v, model, dec = b.vars, b.vars.model, warm.decisions
     offsets: Mapping[str, int] = warm.offsets
     if v.prefetch:  # hint the warm start as it would be built: prefetched where SRAM allows
-        dec, found = add_prefetch(graph, hw, dec, warm.offsets)
+        dec, found = buffer_weights(graph, hw, dec, warm.offsets)
+        dec = replace(dec, double=frozenset())  # no literal for it: its layout fits the single slots too
         offsets = found if found is not None else first_fit(plan_blocks(resolve(graph, hw, dec)), hw.sram_alignment)
     model.clear_hints()
     sel = set(warm.chosen)
@@ -888,10 +889,10 @@ def _options(req: _Request, first: _FirstPlans, dps: _DPStage, searched: _Search
         if req.objective == "memory":  # prefetching must not raise the SRAM peak the search minimised
             def make() -> Plan:
                 peak = build_plan(graph, hw, dec, offsets).totals.sram_peak
-                return build_prefetched(graph, hw, dec, offsets, capacity=peak)
+                return build_buffered(graph, hw, dec, offsets, capacity=peak)
         else:
             def make() -> Plan:
-                return build_prefetched(graph, hw, dec, offsets)
+                return build_buffered(graph, hw, dec, offsets)
         out.append(_Option("cpsat", searched.objective, make))
     if not req.fallback:
         return out
@@ -904,7 +905,7 @@ def _options(req: _Request, first: _FirstPlans, dps: _DPStage, searched: _Search
         if same is not None and replace(same.decisions, prefetch=frozenset()) == w.decisions:
             warm = _Option(name, _objective_of(req, same.totals, layer), lambda: same)
         else:
-            warm = _Option(name, _objective_of(req, w.totals, layer), lambda: build_prefetched(graph, hw, w.decisions, w.offsets))
+            warm = _Option(name, _objective_of(req, w.totals, layer), lambda: build_buffered(graph, hw, w.decisions, w.offsets))
         # the normalised mixes compare floating-point values computed two ways: CP-SAT's first
         out.insert(0 if req.objective in ("energy", "latency") else len(out), warm)
     plans = [("greedy", baselines.get("greedy")), ("layer", layer), ("greedy_partial", first.partial)]

@@ -165,9 +165,10 @@ def run_stage(stage: str, g: Graph, hw: HardwareProfile, max_len: int, cache: Co
 #: compare with the code they were recorded with; a non-default value stays in and changes them
 #: (copy_bytes: an input or a group without rolling buffers copies nothing)
 _NEW_DEFAULTS = (", rolling=False", ", slot=0", ", copy_bytes=0")
-#: a field added after the digests were recorded that restates costs they cover (a weight's first
-#: slice, part of its total; memplan.cost.candidate.WeightCost.first_bytes): left out of the text
-_DERIVED = re.compile(r", first_bytes=\d+")
+#: fields added after the digests were recorded that restate what they cover (a weight's first
+#: slice, part of its total, and its channel slices, given by the tiling; memplan.cost.candidate.
+#: WeightCost.first_bytes and slices): left out of the text
+_DERIVED = re.compile(r", (first_bytes|slices)=\d+")
 
 
 def _digest(text: str) -> str:

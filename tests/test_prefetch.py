@@ -302,3 +302,21 @@ def test_buffer_weights_double_buffers_where_room_allows() -> None:
     small = hw.with_sram(tight)
     dec, _ = buffer_weights(graph, small, bare)
     assert build_plan(graph, small, dec).totals.sram_peak <= tight
+
+
+def test_latency_objective_decides_prefetch_and_double_exactly() -> None:
+    """With cycles in the objective, CP-SAT chooses prefetching and second slots itself (its
+    own boxes and cycle terms): its optimum equals the cycles the plan's commands give, and beats
+    the energy plan's. Here it slices the first layer by output channels so its weights stream
+    into two slots while the previous slice computes."""
+    graph = _chain()
+    hw = dataclasses.replace(load_profile("generic-npu").with_sram(4 * 1024), dram_bytes_per_cycle=Fraction(64))
+    config = SolverConfig(time_limit_s=10, deterministic=True, max_fuse_depth=2)
+    fast = plan_graph(graph, hw, strategy="cpsat", objective="latency", config=config).plan
+    energy = plan_graph(graph, hw, strategy="cpsat", objective="energy", config=config).plan
+    solver = fast.provenance.solver
+    assert solver["status"] == "OPTIMAL" and solver["plan_source"] == "cpsat"
+    assert round(solver["objective"]) == fast.totals.cycles == validate_plan(fast, graph, hw).cycles
+    assert fast.decisions.double and fast.decisions.prefetch
+    assert fast.totals.cycles < energy.totals.cycles
+    assert verify_plan(graph, fast, hw).bit_exact

@@ -27,14 +27,14 @@ from memplan.config import HardwareProfile
 from memplan.ir.graph import Graph
 from memplan.cost.candidate import Candidate, resident_reserved_bytes
 from memplan.solve.candidates import by_start
-from memplan.solve.model import Vars, and_not, safe
+from memplan.solve.model import Vars, safe
 
 
 @dataclass(frozen=True)
 class Slot:
-    """One optional SRAM box. ``kind`` is core/in/out (keyed by group start and tensor),
-    keep/reload/reload_pf (keyed by layer; reload_pf: reloaded and prefetched) or res (keyed
-    by tensor)."""
+    """One optional SRAM box. ``kind`` is core/in/out (keyed by group start and tensor), a
+    weight buffer (keyed by layer): keep or reload, then ``_pf`` if prefetched and ``_db`` if
+    double-buffered, or res (keyed by tensor)."""
 
     kind: str
     start: int | None
@@ -116,19 +116,22 @@ def add_memory(graph: Graph, hw: HardwareProfile, v: Vars, capacity: cp_model.In
             members = [i for i in v.cover[layer_index] if any(w.layer == layer.id for w in cands[i].weights)]
             sizes = [(_slice(cands[i], layer.id), v.x[i]) for i in members]
             starts = [(cands[i].start, v.x[i]) for i in members]
-            p = v.prefetch.get(layer.id)
-            if p is None:
-                box("keep", None, layer.id, k, sizes, starts, [(cands[i].stop, v.x[i]) for i in members])
-                box("reload", None, layer.id, k.Not(), sizes, layer_index, layer_index + 1)
-                continue
-            # prefetched: a step earlier (a kept buffer only when its layer starts the group)
-            kept_early = model.new_bool_var(f"kept_early_{safe(layer.id)}")
-            model.add_multiplication_equality(kept_early, [k, p])
-            box("keep", None, layer.id, k, sizes, [*starts, (-1, kept_early)], [(cands[i].stop, v.x[i]) for i in members])
-            box("reload", None, layer.id, and_not(model, f"reload_late_{safe(layer.id)}", 1 - k, p), sizes,
-                layer_index, layer_index + 1)
-            box("reload_pf", None, layer.id, and_not(model, f"reload_early_{safe(layer.id)}", p, k), sizes,
-                layer_index - 1, layer_index + 1)
+            stops = [(cands[i].stop, v.x[i]) for i in members]
+            twice = [(2 * size, x) for size, x in sizes]
+            p, d = v.prefetch.get(layer.id), v.double.get(layer.id)
+            # one box per (keep, prefetch, double): kept from the group's start (prefetched: the
+            # step before, its layer then starts the group), reloaded at its own step (prefetched:
+            # from the step before); kept or double-buffered until the group's end
+            for kept in (True, False):
+                for pf in (False, True) if p is not None else (False,):
+                    for db in (False, True) if d is not None else (False,):
+                        lits = [(k, kept), *([(p, pf)] if p is not None else []), *([(d, db)] if d is not None else [])]
+                        kind = ("keep" if kept else "reload") + ("_pf" if pf else "") + ("_db" if db else "")
+                        present = _all(model, f"p_{kind}_{safe(layer.id)}", lits)
+                        t0: list[tuple[int, cp_model.IntVar]] | int = (
+                            layer_index - 1 if pf else (starts if kept else layer_index))
+                        t1: list[tuple[int, cp_model.IntVar]] | int = stops if kept or db else layer_index + 1
+                        box(kind, None, layer.id, present, twice if db else sizes, t0, t1)
 
     for t, r in sorted(v.res.items()):
         size = resident_reserved_bytes(graph, t, hw)
@@ -157,6 +160,19 @@ def add_memory(graph: Graph, hw: HardwareProfile, v: Vars, capacity: cp_model.In
     model.add_cumulative(x_iv, [s.size for s in slots], capacity)
     add_capacity_cuts(graph, hw, v, capacity)
     return slots
+
+
+def _all(model: cp_model.CpModel, name: str, lits: list[tuple[cp_model.IntVar, bool]]) -> cp_model.IntVar:
+    """A literal true exactly when each variable has its value (the variable itself for one)."""
+    if len(lits) == 1:
+        var, value = lits[0]
+        return var if value else var.Not()
+    z = model.new_bool_var(name)
+    terms = [var if value else 1 - var for var, value in lits]
+    for t in terms:
+        model.add(z <= t)
+    model.add(z >= sum(terms) - (len(terms) - 1))
+    return z
 
 
 def _slice(c: Candidate, layer_id: str) -> int:

@@ -12,6 +12,9 @@ Variables (stable names, used in infeasibility reports):
 * ``prefetch_<layer>`` (only when the objective counts cycles, ``build_decisions(prefetch=True)``):
   the layer's weight buffer is live from the step before its own (a kept one only when the
   layer starts its group), so its loads overlap compute (memplan.plan.prefetch);
+* ``double_<layer>`` (likewise): the buffer has two slots over the whole group, only where the
+  chosen candidate loads the layer more than once (kept: several channel slices; reloaded:
+  several tiles);
 * ``res_<tensor>``: a tensor that crosses a group boundary stays whole in SRAM (only for
   tensors that fit the SRAM at all);
 * ``load_<cand>_<tensor>`` = x AND NOT res: the candidate loads that input tile by tile;
@@ -69,6 +72,8 @@ class Vars:
     keep_bytes: dict[str, list[tuple[int, cp_model.IntVar]]] = field(default_factory=dict)
     #: per weighted layer after the first: its weight buffer is prefetched (see build_decisions)
     prefetch: dict[str, cp_model.IntVar] = field(default_factory=dict)
+    #: per weighted layer some candidate loads more than once: its weight buffer has two slots
+    double: dict[str, cp_model.IntVar] = field(default_factory=dict)
     res: dict[str, cp_model.IntVar] = field(default_factory=dict)
     load: dict[tuple[int, str], cp_model.IntVar] = field(default_factory=dict)
     store: dict[str, cp_model.IntVar] = field(default_factory=dict)
@@ -158,6 +163,15 @@ def build_decisions(graph: Graph, hw: HardwareProfile, cands: tuple[Candidate, .
                 # a kept buffer starts at its group's start: prefetching it means the layer starts its group
                 starts = [i for i in v.cover[layer_index] if cands[i].start == layer_index]
                 model.add(p + k - sum(v.x[i] for i in starts) <= 1).with_name(f"prefetch_kept_{safe(layer.id)}")
+            weighted = [(i, next(w for w in cands[i].weights if w.layer == layer.id)) for i in v.cover[layer_index]
+                        if any(w.layer == layer.id for w in cands[i].weights)]
+            sliced = [i for i, w in weighted if w.slices > 1]  # kept: loaded once per channel slice
+            tiled = [i for i, _ in weighted if cands[i].n_tiles > 1]  # reloaded: once per tile
+            if prefetch and hw.dma_overlaps_compute and (sliced or tiled):
+                d = model.new_bool_var(f"double_{safe(layer.id)}")
+                v.double[layer.id] = d
+                model.add(d + k - sum(v.x[i] for i in sliced) <= 1).with_name(f"double_kept_{safe(layer.id)}")
+                model.add(d - k - sum(v.x[i] for i in tiled) <= 0).with_name(f"double_reloaded_{safe(layer.id)}")
 
     # residency: a tensor may stay in SRAM only while it crosses a group boundary
     external_in: dict[str, list[int]] = {}

@@ -81,9 +81,9 @@ def build_cycles(graph: Graph, v: Vars, hw: HardwareProfile) -> cp_model.LinearE
     One counter per group start (at most one selected group starts at a step). The DMA of a
     group needs its store and weight traffic per candidate, so this adds product literals.
 
-    Prefetching (``v.prefetch``): per (group start, layer) an integer for the weight bytes
-    compute waits for, at least the cost model's value under the chosen keep and prefetch
-    (big-M over the two literals), and for the group's first layer the bytes loaded early,
+    Prefetching and double buffering (``v.prefetch``, ``v.double``): per (group start, layer)
+    an integer for the weight bytes compute waits for, at least the cost model's value under the
+    chosen keep, prefetch and double (big-M over the literals), and for the group's first layer the bytes loaded early,
     during the group before: the DMA engine of that group takes them in its slack (the
     group's cycles less its own DMA cycles; bounded per candidate ending there), the rest
     delays this group. Every bound is one the plan's timeline meets, and minimising makes them
@@ -120,7 +120,7 @@ def build_cycles(graph: Graph, v: Vars, hw: HardwareProfile) -> cp_model.LinearE
                     model.add_bool_or([v.x[i].Not(), v.keep[w.layer].Not(), kept])
                     rel = and_not(model, f"reloaded_{c.name}_{safe(w.layer)}", v.x[i], v.keep[w.layer])
                     dma_terms += [(w.total_bytes, kept), (w.reload_bytes, rel)]
-                    if w.layer in v.prefetch:
+                    if w.layer in v.prefetch or w.layer in v.double:
                         prefetched.setdefault(w.layer, []).append((i, w))
                     else:
                         serial_terms += [(serial_weight_bytes(c, w, True, False), kept),
@@ -131,21 +131,26 @@ def build_cycles(graph: Graph, v: Vars, hw: HardwareProfile) -> cp_model.LinearE
         ser_top = 0  # upper bound of the prefetched layers' serial bytes
         ser_vars: list[cp_model.IntVar] = []
         for layer, pairs in sorted(prefetched.items()):
-            k, p = v.keep[layer], v.prefetch[layer]
+            k, p, d = v.keep[layer], v.prefetch.get(layer), v.double.get(layer)
             top = max(serial_weight_bytes(v.cands[i], w, kk, False) for i, w in pairs for kk in (True, False))
             ser = model.new_int_var(0, top, f"serial_{a}_{safe(layer)}")
             ser_vars.append(ser)
             for kk in (True, False):
-                for pp in (True, False):
-                    vals = [(serial_weight_bytes(v.cands[i], w, kk, pp), v.x[i]) for i, w in pairs]
-                    big = max(b for b, _ in vals)
-                    if big:
-                        miss = (1 - k if kk else k) + (1 - p if pp else p)
-                        model.add(ser >= sum(b * x for b, x in vals) - big * miss)
+                for pp in (True, False) if p is not None else (False,):
+                    for dd in (True, False) if d is not None else (False,):
+                        vals = [(serial_weight_bytes(v.cands[i], w, kk, pp, dd), v.x[i]) for i, w in pairs]
+                        big = max(b for b, _ in vals)
+                        if big:
+                            miss = (1 - k if kk else k)
+                            if p is not None:
+                                miss += 1 - p if pp else p
+                            if d is not None:
+                                miss += 1 - d if dd else d
+                            model.add(ser >= sum(b * x for b, x in vals) - big * miss)
             ser_top += top
             firsts = [(w.first_bytes if w.index == a else 0, v.x[i]) for i, w in pairs]
             big = max(b for b, _ in firsts)
-            if big:  # the group's first layer: its first load runs during the group before
+            if big and p is not None:  # the group's first layer: its first load runs during the group before
                 e = model.new_int_var(0, big, f"early_{a}_{safe(layer)}")
                 model.add(e <= big * p)
                 model.add(e <= sum(b * x for b, x in firsts))

@@ -568,15 +568,16 @@ def _build(graph: Graph, hw: HardwareProfile, cs: CandidateSet, user: UserConstr
 
 
 def _slot_for_block(slots: list[Slot], name: str, groups: list[tuple[int, str]],
-                    prefetch: frozenset[str] = frozenset()) -> Slot:
+                    prefetch: frozenset[str] = frozenset(), double: frozenset[str] = frozenset()) -> Slot:
     """The CP-SAT slot of a plan block; ``groups`` gives each group's start and anchor,
-    ``prefetch`` the decisions' prefetched layers (their reload buffer is another slot)."""
+    ``prefetch`` and ``double`` the decisions' prefetched and double-buffered layers (their
+    weight buffers are other slots, memplan.solve.memory)."""
     head, _, rest = name.partition(".")
     if head == "res":
         key: tuple[str, int | None, str | None] = ("res", None, rest)
     elif head == "w":
         layer, _, kind = rest.rpartition(".")
-        key = ("reload_pf" if kind == "reload" and layer in prefetch else kind, None, layer)
+        key = (kind + ("_pf" if layer in prefetch else "") + ("_db" if layer in double else ""), None, layer)
     else:
         a, anchor = groups[int(head[1:])]
         part, _, tensor = rest.partition(".")
@@ -612,9 +613,8 @@ def _timed_hint(req: _Request, cs: CandidateSet, dps: _DPStage, baselines: Mappi
 def _hint(b: _Built, graph: Graph, hw: HardwareProfile, warm: _Warm) -> None:
     v, model, dec = b.vars, b.vars.model, warm.decisions
     offsets: Mapping[str, int] = warm.offsets
-    if v.prefetch:  # hint the warm start as it would be built: prefetched where SRAM allows
+    if v.prefetch or v.double:  # hint the warm start as it would be built: buffered where SRAM allows
         dec, found = buffer_weights(graph, hw, dec, warm.offsets)
-        dec = replace(dec, double=frozenset())  # no literal for it: its layout fits the single slots too
         offsets = found if found is not None else first_fit(plan_blocks(resolve(graph, hw, dec)), hw.sram_alignment)
     model.clear_hints()
     sel = set(warm.chosen)
@@ -626,6 +626,8 @@ def _hint(b: _Built, graph: Graph, hw: HardwareProfile, warm: _Warm) -> None:
         model.add_hint(lit, t in dec.resident)
     for layer, lit in v.prefetch.items():
         model.add_hint(lit, layer in dec.prefetch)
+    for layer, lit in v.double.items():
+        model.add_hint(lit, layer in dec.double)
     for (i, t), lit in v.load.items():
         model.add_hint(lit, i in sel and t not in dec.resident)
     internal = {cb.tensor for i in sel for cb in v.cands[i].core}
@@ -642,7 +644,7 @@ def _hint(b: _Built, graph: Graph, hw: HardwareProfile, warm: _Warm) -> None:
     groups = [(gd.start, graph.layers[gd.stop - 1].output) for gd in dec.groups]
     for name, offset in offsets.items():
         try:
-            slot = _slot_for_block(b.slots, name, groups, dec.prefetch)
+            slot = _slot_for_block(b.slots, name, groups, dec.prefetch, dec.double)
         except KeyError:
             continue
         model.add_hint(slot.offset, offset)
@@ -709,7 +711,8 @@ def _decode(b: _Built, solver: cp_model.CpSolver) -> Decisions:
     keep = frozenset(layer for layer, k in v.keep.items() if solver.Value(k))
     res = frozenset(t for t, r in v.res.items() if solver.Value(r))
     prefetch = frozenset(layer for layer, p in v.prefetch.items() if solver.Value(p))
-    return Decisions(groups, keep, res, prefetch)
+    double = frozenset(layer for layer, d in v.double.items() if solver.Value(d))
+    return Decisions(groups, keep, res, prefetch, double)
 
 
 def _offsets(b: _Built, solver: cp_model.CpSolver, graph: Graph, hw: HardwareProfile, dec: Decisions) -> dict[str, int]:
@@ -717,7 +720,7 @@ def _offsets(b: _Built, solver: cp_model.CpSolver, graph: Graph, hw: HardwarePro
     groups = [(gd.start, graph.layers[gd.stop - 1].output) for gd in dec.groups]
     out = {}
     for blk in plan_blocks(r):
-        slot = _slot_for_block(b.slots, blk.name, groups, dec.prefetch)
+        slot = _slot_for_block(b.slots, blk.name, groups, dec.prefetch, dec.double)
         out[blk.name] = solver.Value(slot.offset)
     return out
 

@@ -11,6 +11,7 @@ printed in both units (``bench_vela.fm_bytes_in_vela_units``, ``vela_fm_in_mempl
 "fm B" / "Vela fm B" in memplan's units (DMA bytes, raw), "fm V" / "Vela fm V" in Vela's.
 
     python benchmarks/bench_ethos_plans.py [--models keras_mobilenetv2_035_96_int8,...] [--sram 256,512,1024]
+        [--objective latency]
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def main() -> None:
     ap.add_argument("--sram", default="256,512,1024", help="KiB, comma-separated")
     ap.add_argument("--hardware", default="ethos-u65-256")
     ap.add_argument("--time-limit", type=float, default=60.0)
+    ap.add_argument("--objective", default="energy", help="energy (default), latency, balanced, memory")
     args = ap.parse_args()
     vela = {(r["model"], int(r["sram_kib"])): r for r in csv.DictReader(VELA.open())} if VELA.is_file() else {}
     config = replace(load_solver_config("default"), time_limit_s=args.time_limit, deterministic=True)
@@ -51,7 +53,7 @@ def main() -> None:
         for kib in (int(k) for k in args.sram.split(",")):
             hw = api.hardware(args.hardware, sram=f"{kib}KiB")
             t0 = time.perf_counter()
-            result = plan_graph(graph, hw, config=config)
+            result = plan_graph(graph, hw, objective=args.objective, config=config)
             report = verify_plan(graph, result.plan, hw)
             t = result.plan.totals
             v = vela.get((stem, kib))

@@ -87,6 +87,20 @@ def test_prefetch_cycles_by_hand() -> None:
     assert a.totals.energy_fj == b.totals.energy_fj and a.totals.dram_total == b.totals.dram_total
 
 
+def test_dram_read_latency_by_hand() -> None:
+    """The chain layer by layer on generic-npu with a 100-cycle DRAM read latency. Unprefetched,
+    each layer waits for its weights and the latency: layer 0 max(288 + 76 + 100, 172) = 464,
+    layer 1 max(128 + 40 + 100, 232) = 268. Prefetched, layer 1's load (40 + 100 cycles) runs in
+    layer 0's DMA slack (464 - 172 = 292): layer 1 max(128, 3,072 / 16 = 192) = 192."""
+    graph = _chain()
+    hw = dataclasses.replace(load_profile("generic-npu").with_sram(64 * 1024), dram_read_latency=100)
+    plain, pre = _layer_plan(graph, hw), _layer_plan(graph, hw, {graph.layers[1].id})
+    assert (plain.totals.cycles, pre.totals.cycles) == (464 + 268, 464 + 192)
+    for p in (plain, pre):
+        assert validate_plan(p, graph, hw).cycles == p.totals.cycles
+        assert verify_plan(graph, p, hw).measured.cycles == p.totals.cycles
+
+
 def test_serial_bytes_rule() -> None:
     """The three cases of serial_weight_bytes on a two-layer group tiled in two row stripes."""
     graph = _chain()
@@ -304,13 +318,15 @@ def test_buffer_weights_double_buffers_where_room_allows() -> None:
     assert build_plan(graph, small, dec).totals.sram_peak <= tight
 
 
-def test_latency_objective_decides_prefetch_and_double_exactly() -> None:
+@pytest.mark.parametrize("latency", [0, 50])
+def test_latency_objective_decides_prefetch_and_double_exactly(latency: int) -> None:
     """With cycles in the objective, CP-SAT chooses prefetching and second slots itself (its
-    own boxes and cycle terms): its optimum equals the cycles the plan's commands give, and beats
-    the energy plan's. Here it slices the first layer by output channels so its weights stream
-    into two slots while the previous slice computes."""
+    own boxes and cycle terms): its optimum equals the cycles the plan's commands give, DRAM
+    read latency included, and beats the energy plan's. Here it slices the first layer by output
+    channels so its weights stream into two slots while the previous slice computes."""
     graph = _chain()
-    hw = dataclasses.replace(load_profile("generic-npu").with_sram(4 * 1024), dram_bytes_per_cycle=Fraction(64))
+    hw = dataclasses.replace(load_profile("generic-npu").with_sram(4 * 1024), dram_bytes_per_cycle=Fraction(64),
+                             dram_read_latency=latency)
     config = SolverConfig(time_limit_s=10, deterministic=True, max_fuse_depth=2)
     fast = plan_graph(graph, hw, strategy="cpsat", objective="latency", config=config).plan
     energy = plan_graph(graph, hw, strategy="cpsat", objective="energy", config=config).plan

@@ -103,6 +103,10 @@ class HardwareProfile:
     npu: str = ""  # the Ethos-U core: ethos-u55-256, ethos-u65-256, ethos-u55-128, ethos-u55-64
     sram_bytes_per_cycle: Fraction = Fraction(0)  # the NPU's SRAM bandwidth
     sram_latency: int = 0  # cycles before a block transfer from or to SRAM starts
+    #: cycles before a DMA read from DRAM (or flash) delivers its first byte: each weight load
+    #: that compute waits for, or that runs in the previous group's slack, takes it on top of
+    #: its bytes (Vela's Dram_read_latency / OffChipFlash_read_latency)
+    dram_read_latency: int = 0
     #: every SRAM buffer sits at a multiple of this (a power of two, bytes) and reserves its
     #: size rounded up to a multiple of it (as Vela allocates): the SRAM peak and every
     #: footprint count reserved bytes (16 on Ethos-U)
@@ -168,6 +172,7 @@ _SPEC: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "npu": (str, False),
     "sram_bytes_per_cycle": (_NUMBER, False),
     "sram_latency": (int, False),
+    "dram_read_latency": (int, False),
     "sram_alignment": (int, False),
     "channel_brick": (int, False),
     "weight_codec": (str, False),
@@ -210,6 +215,7 @@ _PROFILE_RANGES: dict[str, tuple[float, float]] = {
     "elementwise_elems_per_cycle": (1, 1 << 20),
     "sram_bytes_per_cycle": (0.001, 1 << 20),
     "sram_latency": (0, 1 << 20),
+    "dram_read_latency": (0, 1 << 20),
     "sram_alignment": (1, 4096),
     "channel_brick": (1, 256),
 }
@@ -301,6 +307,7 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Hardwa
         npu=data.get("npu", ""),
         sram_bytes_per_cycle=Fraction(str(data.get("sram_bytes_per_cycle", 0))),
         sram_latency=data.get("sram_latency", 0),
+        dram_read_latency=data.get("dram_read_latency", 0),
         sram_alignment=align,
         channel_brick=data.get("channel_brick", 1),
         weight_codec=codec,

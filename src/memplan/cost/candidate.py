@@ -137,9 +137,21 @@ def serial_weight_bytes(c: Candidate, w: WeightCost, keep: bool, prefetch: bool,
     of the group or has two slots. The validator and the executor derive the same from the
     command stream (:class:`memplan.plan.build.WeightTiming`)."""
     moved = w.total_bytes if keep else w.reload_bytes
-    first_hidden = weight_buffer_t0(c, w, keep, prefetch) < w.index
-    later_hidden = (first_hidden and w.index > c.start) or double
-    return (0 if first_hidden else w.first_bytes) + (0 if later_hidden else moved - w.first_bytes)
+    first, later = _overlapped(c, w, keep, prefetch, double)
+    return (0 if first else w.first_bytes) + (0 if later else moved - w.first_bytes)
+
+
+def serial_weight_loads(c: Candidate, w: WeightCost, keep: bool, prefetch: bool, double: bool = False) -> int:
+    """How many of the layer's loads compute waits for (each waits the DRAM read latency too:
+    :func:`memplan.plan.build.group_cycles`); the same rule as :func:`serial_weight_bytes`."""
+    first, later = _overlapped(c, w, keep, prefetch, double)
+    return (0 if first else 1) + (0 if later else weight_loads(c, w, keep) - 1)
+
+
+def _overlapped(c: Candidate, w: WeightCost, keep: bool, prefetch: bool, double: bool) -> tuple[bool, bool]:
+    """Whether the layer's first load, and its later ones, overlap compute (serial_weight_bytes)."""
+    first = weight_buffer_t0(c, w, keep, prefetch) < w.index
+    return first, (first and w.index > c.start) or double
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,8 @@ from functools import cached_property
 from memplan.alloc import Block, align_up, first_fit
 from memplan.config import HardwareProfile
 from memplan.cost.candidate import (Candidate, candidate_cost, doublable, early_weight_bytes, prefetchable,
-                                    resident_bytes, resident_reserved_bytes, serial_weight_bytes, stage_slot_bytes,
+                                    resident_bytes, resident_reserved_bytes, serial_weight_bytes, serial_weight_loads,
+                                    stage_slot_bytes,
                                     stage_slots, staging_slots, weight_buffer_bytes, weight_buffer_t0,
                                     weight_buffer_t1)
 from memplan.errors import PlanError
@@ -206,6 +207,8 @@ class GroupTiming:
     dma_bytes: int
     serial_bytes: int
     early_bytes: int = 0
+    serial_loads: int = 0  # weight loads compute waits for (each waits the DRAM read latency)
+    early_loads: int = 0  # weight loads during the group before (likewise)
 
 
 def group_timing(r: Resolved) -> list[GroupTiming]:
@@ -217,14 +220,17 @@ def group_timing(r: Resolved) -> list[GroupTiming]:
     for c in r.candidates:
         dma = c.copy_bytes + sum(inp.dma_bytes for inp in c.inputs if inp.tensor not in dec.resident)
         dma += c.store_bytes if c.anchor not in dec.resident else 0
-        serial = early = 0
+        serial = early = serial_loads = early_loads = 0
         for w in c.weights:
-            keep, pre = w.layer in dec.keep and _weights_in_sram(hw), w.layer in dec.prefetch
+            keep, pre, double = w.layer in dec.keep and _weights_in_sram(hw), w.layer in dec.prefetch, w.layer in dec.double
             dma += w.total_bytes if keep else w.reload_bytes
             if _weights_in_sram(hw):
-                serial += serial_weight_bytes(c, w, keep, pre, w.layer in dec.double)
-                early += early_weight_bytes(c, w, keep, pre)
-        out.append(GroupTiming(c.compute_cycles, dma - early, serial, early))
+                serial += serial_weight_bytes(c, w, keep, pre, double)
+                serial_loads += serial_weight_loads(c, w, keep, pre, double)
+                e = early_weight_bytes(c, w, keep, pre)
+                early += e
+                early_loads += 1 if e else 0
+        out.append(GroupTiming(c.compute_cycles, dma - early, serial, early, serial_loads, early_loads))
     return out
 
 
@@ -239,14 +245,14 @@ def timeline(hw: HardwareProfile, groups: Sequence[GroupTiming]) -> list[int]:
     slack = 0
     for t in groups:
         own = int(-(-Fraction(t.dma_bytes) // rate))
-        base = group_cycles(hw, t.compute, t.dma_bytes, t.serial_bytes)
-        late = max(0, int(-(-Fraction(t.early_bytes) // rate)) - slack)
+        base = group_cycles(hw, t.compute, t.dma_bytes, t.serial_bytes, t.serial_loads)
+        late = max(0, int(-(-Fraction(t.early_bytes) // rate)) + t.early_loads * hw.dram_read_latency - slack)
         out.append(late + base)
         slack = base - own
     return out
 
 
-def group_cycles(hw: HardwareProfile, compute: int, dma_bytes: int, serial_bytes: int = 0) -> int:
+def group_cycles(hw: HardwareProfile, compute: int, dma_bytes: int, serial_bytes: int = 0, serial_loads: int = 0) -> int:
     """Latency model of one group: compute and DMA engines each busy for their work; with
     double-buffered staging they overlap (the longer one dominates), otherwise they add.
     ``compute`` is the group's compute cycles (:func:`memplan.cost.cycles.group_compute_cycles`
@@ -254,13 +260,15 @@ def group_cycles(hw: HardwareProfile, compute: int, dma_bytes: int, serial_bytes
     weights, and the rolling buffers' SRAM-to-SRAM copies (counted at the DRAM rate: an
     SRAM-to-SRAM move is never slower than a DRAM transfer, so this never flatters a plan).
     ``serial_bytes``: the part of the weight DMA that compute waits for, because no buffer is
-    free to load it into earlier (:func:`memplan.cost.candidate.serial_weight_bytes`); with
-    overlap, compute and that DMA add, and the DMA engine's whole work still bounds the group."""
+    free to load it into earlier (:func:`memplan.cost.candidate.serial_weight_bytes`), in
+    ``serial_loads`` loads that each wait the profile's DRAM read latency first; with overlap,
+    compute and that DMA add, and the DMA engine's whole work still bounds the group (the
+    engine keeps reads in flight, so latency does not add to its own busy time)."""
     rate = hw.dram_bytes_per_cycle
     dma = int(-(-Fraction(dma_bytes) // rate))
     if not hw.dma_overlaps_compute:
         return compute + dma
-    return max(compute + int(-(-Fraction(serial_bytes) // rate)), dma)
+    return max(compute + int(-(-Fraction(serial_bytes) // rate)) + serial_loads * hw.dram_read_latency, dma)
 
 
 class WeightTiming:
@@ -283,6 +291,8 @@ class WeightTiming:
         self.last: dict[tuple[int, str], tuple[int, int]] = {}  # the bytes of a layer's previous load
         self.serial: dict[int, int] = {}  # weight DMA bytes compute waits for
         self.early: dict[int, int] = {}  # weight DMA bytes loaded while the group before runs
+        self.serial_loads: dict[int, int] = {}  # and the loads they come in
+        self.early_loads: dict[int, int] = {}
 
     def load(self, cmd: Command, buffer: Buffer, layer_index: int, size: int) -> None:
         assert cmd.layer is not None and cmd.offset is not None
@@ -292,20 +302,26 @@ class WeightTiming:
         live_before = buffer.t0 <= before < buffer.t1
         if prev is None:  # the group's first load of the layer
             if not live_before:
-                self.serial[g] = self.serial.get(g, 0) + size
+                self._add(self.serial, g, size)
             elif self.start[g] > before:  # the step before is the previous group's
-                self.early[g] = self.early.get(g, 0) + size
+                self._add(self.early, g, size)
             return
         other_slot = buffer.t0 <= self.start[g] and self.end[g] <= buffer.t1 and (hi <= prev[0] or prev[1] <= lo)
         if not ((live_before and self.start[g] <= before) or other_slot):
-            self.serial[g] = self.serial.get(g, 0) + size
+            self._add(self.serial, g, size)
+
+    def _add(self, table: dict[int, int], group: int, size: int) -> None:
+        table[group] = table.get(group, 0) + size
+        counts = self.serial_loads if table is self.serial else self.early_loads
+        counts[group] = counts.get(group, 0) + 1
 
     def cycles(self, hw: HardwareProfile, compute: Mapping[int, int], dma: Mapping[int, int]) -> int:
         """The plan's cycles (:func:`timeline`), given each group's compute cycles and the DMA
         bytes of its commands (early loads included: they are taken out here)."""
         last = max([*compute, *dma, *self.early, -1])
         return sum(timeline(hw, [GroupTiming(compute.get(g, 0), dma.get(g, 0) - self.early.get(g, 0),
-                                             self.serial.get(g, 0), self.early.get(g, 0)) for g in range(last + 1)]))
+                                             self.serial.get(g, 0), self.early.get(g, 0), self.serial_loads.get(g, 0),
+                                             self.early_loads.get(g, 0)) for g in range(last + 1)]))
 
 
 def energy_fj(hw: HardwareProfile, macs: int, dram_bytes: int, sram_bytes: int) -> int:

@@ -84,6 +84,7 @@ def profile_to_json(hw: HardwareProfile) -> dict[str, Any]:
         "elementwise_elems_per_cycle": hw.elementwise_elems_per_cycle, "cycle_model": hw.cycle_model,
         **({"npu": hw.npu, "sram_bytes_per_cycle": _num(hw.sram_bytes_per_cycle), "sram_latency": hw.sram_latency}
            if hw.cycle_model == "ethos-u" else {}),
+        **({"dram_read_latency": hw.dram_read_latency} if hw.dram_read_latency else {}),
         **({"sram_alignment": hw.sram_alignment} if hw.sram_alignment != 1 else {}),
         **({"channel_brick": hw.channel_brick} if hw.channel_brick != 1 else {}),
         **({"weight_codec": hw.weight_codec, "weight_codec_fallback": hw.weight_codec_fallback,

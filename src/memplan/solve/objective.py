@@ -9,7 +9,7 @@ from math import gcd
 from ortools.sat.python import cp_model
 
 from memplan.config import HardwareProfile
-from memplan.cost.candidate import WeightCost, serial_weight_bytes
+from memplan.cost.candidate import Candidate, WeightCost, serial_weight_bytes, serial_weight_loads
 from memplan.ir.graph import Graph
 from memplan.ir.ops import OpKind, ceil_div
 from memplan.solve.candidates import by_start
@@ -82,14 +82,23 @@ def build_cycles(graph: Graph, v: Vars, hw: HardwareProfile) -> cp_model.LinearE
     group needs its store and weight traffic per candidate, so this adds product literals.
 
     Prefetching and double buffering (``v.prefetch``, ``v.double``): per (group start, layer)
-    an integer for the weight bytes compute waits for, at least the cost model's value under the
-    chosen keep, prefetch and double (big-M over the literals), and for the group's first layer the bytes loaded early,
+    an integer for the weight DMA compute waits for, at least the cost model's value under the
+    chosen keep, prefetch and double (big-M over the literals), and for the group's first
+    layer the bytes loaded early,
     during the group before: the DMA engine of that group takes them in its slack (the
     group's cycles less its own DMA cycles; bounded per candidate ending there), the rest
     delays this group. Every bound is one the plan's timeline meets, and minimising makes them
-    tight, so the optimum's cycles are the plan's; any solution's are at least the plan's."""
+    tight, so the optimum's cycles are the plan's; any solution's are at least the plan's.
+    Waited-for weight DMA is counted in cycles x the rate's numerator, the DRAM read latency
+    included per load."""
     model = v.model
     num, den = hw.dram_bytes_per_cycle.numerator, hw.dram_bytes_per_cycle.denominator
+
+    def waited(c: Candidate, w: WeightCost, keep: bool, prefetch: bool, double: bool) -> int:
+        """The weight DMA compute waits for, in cycles x num: bytes over the DRAM rate and the
+        read latency of each load (memplan.plan.build.group_cycles)."""
+        return (serial_weight_bytes(c, w, keep, prefetch, double) * den
+                + serial_weight_loads(c, w, keep, prefetch, double) * hw.dram_read_latency * num)
     total = []
     base_of: dict[int, cp_model.IntVar] = {}
     own_of: dict[int, cp_model.IntVar] = {}
@@ -123,22 +132,22 @@ def build_cycles(graph: Graph, v: Vars, hw: HardwareProfile) -> cp_model.LinearE
                     if w.layer in v.prefetch or w.layer in v.double:
                         prefetched.setdefault(w.layer, []).append((i, w))
                     else:
-                        serial_terms += [(serial_weight_bytes(c, w, True, False), kept),
-                                         (serial_weight_bytes(c, w, False, False), rel)]
+                        serial_terms += [(waited(c, w, True, False, False), kept), (waited(c, w, False, False, False), rel)]
                 else:
                     dma_terms.append((w.reload_bytes, v.x[i]))
         early_terms: list[cp_model.IntVar] = []
-        ser_top = 0  # upper bound of the prefetched layers' serial bytes
+        early_load: cp_model.IntVar | None = None  # the group's first layer loads early (at most one layer can)
+        ser_top = 0  # upper bound of the prefetched layers' serial terms
         ser_vars: list[cp_model.IntVar] = []
         for layer, pairs in sorted(prefetched.items()):
             k, p, d = v.keep[layer], v.prefetch.get(layer), v.double.get(layer)
-            top = max(serial_weight_bytes(v.cands[i], w, kk, False) for i, w in pairs for kk in (True, False))
+            top = max(waited(v.cands[i], w, kk, False, False) for i, w in pairs for kk in (True, False))
             ser = model.new_int_var(0, top, f"serial_{a}_{safe(layer)}")
             ser_vars.append(ser)
             for kk in (True, False):
                 for pp in (True, False) if p is not None else (False,):
                     for dd in (True, False) if d is not None else (False,):
-                        vals = [(serial_weight_bytes(v.cands[i], w, kk, pp, dd), v.x[i]) for i, w in pairs]
+                        vals = [(waited(v.cands[i], w, kk, pp, dd), v.x[i]) for i, w in pairs]
                         big = max(b for b, _ in vals)
                         if big:
                             miss = (1 - k if kk else k)
@@ -156,6 +165,12 @@ def build_cycles(graph: Graph, v: Vars, hw: HardwareProfile) -> cp_model.LinearE
                 model.add(e <= sum(b * x for b, x in firsts))
                 model.add(e >= sum(b * x for b, x in firsts) - big * (1 - p))
                 early_terms.append(e)
+                if hw.dram_read_latency:  # and waits the latency once
+                    starting = sum(x for b, x in firsts if b)
+                    early_load = model.new_bool_var(f"early_load_{a}")
+                    model.add(early_load <= p)
+                    model.add(early_load <= starting)
+                    model.add(early_load >= p + starting - 1)
         # compute cycles per candidate: memplan.cost.cycles summed over its commands
         compute = sum(v.cands[i].compute_cycles * v.x[i] for i in members)
         max_c = max(v.cands[i].compute_cycles for i in members)
@@ -167,9 +182,9 @@ def build_cycles(graph: Graph, v: Vars, hw: HardwareProfile) -> cp_model.LinearE
         if hw.dma_overlaps_compute:
             serial_terms = [(b, lit) for b, lit in serial_terms if b]
             if serial_terms or ser_vars:  # memplan.plan.build.group_cycles: compute plus the DMA it waits for
-                max_serial = sum(b for b, _ in serial_terms) + ser_top
-                serial_cyc = model.new_int_var(0, ceil_div(max_serial * den, num) + 1, f"serial_cycles_{a}")
-                model.add(serial_cyc * num >= (sum(b * lit for b, lit in serial_terms) + sum(ser_vars)) * den)
+                max_serial = sum(b for b, _ in serial_terms) + ser_top  # in cycles x num
+                serial_cyc = model.new_int_var(0, ceil_div(max_serial, num) + 1, f"serial_cycles_{a}")
+                model.add(serial_cyc * num >= sum(b * lit for b, lit in serial_terms) + sum(ser_vars))
                 model.add(cyc >= compute + serial_cyc)
             else:
                 model.add(cyc >= compute)
@@ -178,9 +193,10 @@ def build_cycles(graph: Graph, v: Vars, hw: HardwareProfile) -> cp_model.LinearE
             model.add(cyc >= compute + dma_cyc)
         base_of[a], own_of[a], top_of[a] = cyc, dma_cyc, cyc_top
         if early_terms:
-            e_top = ceil_div(max_dma * den, num) + 1
+            e_top = ceil_div(max_dma * den, num) + 1 + hw.dram_read_latency
             e_cyc = model.new_int_var(0, e_top, f"early_cycles_{a}")
-            model.add(e_cyc * num >= sum(early_terms) * den)
+            latency = early_load * hw.dram_read_latency * num if early_load is not None else 0
+            model.add(e_cyc * num >= sum(early_terms) * den + latency)
             early_of[a] = (e_cyc, e_top)
         total.append(cyc)
     ends: dict[int, list[int]] = {}

@@ -476,3 +476,22 @@ def test_rolling_buffer_plans_round_trip(tmp_path: Path) -> None:
     plan = _cpsat(graph, hw)
     assert any(gd.tiling.rolling for gd in plan.decisions.groups)
     _round_trip(graph, prepared, hw, plan, tmp_path / "unet", SANITIZE)
+
+
+def test_multi_output_plans_round_trip(tmp_path: Path) -> None:
+    """A multi-output group stores its escaping tensor from the view of its tile buffer: the C
+    runtime moves the same bytes as the executor (a skip block in three row stripes, under the
+    sanitizers)."""
+    from memplan.geometry.group import Tiling
+    from memplan.plan.build import build_plan
+    from memplan.plan.model import Decisions, GroupDecision
+
+    b = GraphBuilder("skip", seed=3)
+    x = b.input((1, 4, 12, 12))
+    t = b.conv(x, 4, 3, name="A")
+    v = b.conv(b.conv(t, 4, 3, name="B"), 4, 1, name="C")
+    graph = b.build(b.add(v, t, name="D"))
+    hw = NPU.with_tiling(multi_output=True).with_sram(64 * 1024)
+    plan = build_plan(graph, hw, Decisions((GroupDecision(0, 3, Tiling(4, 12, 4)), GroupDecision(3, 4, Tiling(12, 12, 4)))))
+    assert sum(c.op is Op.STORE and c.output is not None for c in plan.commands) == 3
+    _round_trip(graph, prepare(graph), hw, plan, tmp_path / "skip", SANITIZE)

@@ -31,8 +31,29 @@ def _shapes(graph):
     return {n: t.shape[1:] for n, t in graph.tensors.items() if t.is_feature_map}
 
 
-@pytest.fixture(scope="module", params=["resnet8-cpsat", "unet-greedy", "resnet8-layer", "unet-rolling"])
+def _multi_output_case():
+    """A skip block whose first tensor a multi-output group stores from its tile buffer's view,
+    in three row stripes (two slots: each stripe's store overlaps the next stripe's compute)."""
+    from memplan.geometry.group import Tiling
+    from memplan.ir.builder import GraphBuilder
+    from memplan.plan.build import build_plan
+    from memplan.plan.model import Decisions, GroupDecision
+
+    b = GraphBuilder("skip", seed=3)
+    x = b.input((1, 4, 12, 12))
+    t = b.conv(x, 4, 3, name="A")
+    v = b.conv(b.conv(t, 4, 3, name="B"), 4, 1, name="C")
+    graph = b.build(b.add(v, t, name="D"))
+    hw = load_profile("generic-npu").with_tiling(multi_output=True).with_sram(64 * 1024)
+    plan = build_plan(graph, hw, Decisions((GroupDecision(0, 3, Tiling(4, 12, 4)), GroupDecision(3, 4, Tiling(12, 12, 4)))))
+    return graph, hw, plan
+
+
+@pytest.fixture(scope="module", params=["resnet8-cpsat", "unet-greedy", "resnet8-layer", "unet-rolling", "skip-multi"])
 def case(request: pytest.FixtureRequest):
+    if request.param == "skip-multi":
+        graph, hw, plan = _multi_output_case()
+        return graph, hw, plan, waits_for(plan, memory_map(plan, graph), _shapes(graph)), prepare(graph)
     name, strategy = request.param.split("-")
     graph = (load_model(MODELS / "resnet8_float.onnx") if name == "resnet8"
              else build_zoo_model("unet", resolution=32, base=4, levels=2))

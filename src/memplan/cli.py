@@ -140,6 +140,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sol.add_argument("--fdt-slices", type=_int_in(*TILING_RANGES["fdt_slices"]),
                      help="most channel slices of a fused depthwise tiling group (0: none; profiles that read weights "
                           "in place only)")
+    sol.add_argument("--multi-output", action="store_true",
+                     help="let a fused group store a tensor it produces for later layers from inside, tile by tile "
+                          "(multi-output groups), instead of ending the group there")
     sol.add_argument("--input-shape", action="append", metavar="NAME=1x3xHxW", help="pin a dynamic input shape")
     sol.add_argument("-o", "--output", help="write the plan JSON here")
     sol.add_argument("--host-ops", choices=["cpu", "error"], default="cpu", help=HOST_OPS_HELP + " (recorded in the plan)")
@@ -241,6 +244,8 @@ def load_hardware(args: argparse.Namespace) -> "HardwareProfile":
         rules["row_only"] = True
     if args.rolling_buffers:
         rules["rolling_buffers"] = True
+    if getattr(args, "multi_output", False):
+        rules["multi_output"] = True
     for key in ("tile_multiple", "max_tiles"):
         value = getattr(args, key)
         if value is not None:

@@ -70,6 +70,11 @@ class TilingRules:
     #: FDT candidates. Off by default: see docs/fdt.md for the measured solve-time cost. Only
     #: profiles that read weights in place (weights_in_place) may enable it.
     fdt_slices: int = 0
+    #: fused groups may emit tensors besides their anchor (memplan.geometry.group): a tensor
+    #: produced inside a group and read after it is stored to DRAM from inside, tile by tile.
+    #: Off by default (more candidates: see docs/multi-output.md). Not on profiles that keep
+    #: feature maps in SRAM (such a tensor would have to stay resident, which is not built).
+    multi_output: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,9 @@ class HardwareProfile:
         tiling = replace(self.tiling, **changes)
         if tiling.fdt_slices and not self.weights_in_place:
             raise ConfigError(f"profile {self.name}: FDT (fdt_slices) needs a profile that reads weights in place")
+        if tiling.multi_output and self.feature_maps_in_sram:
+            raise ConfigError(f"profile {self.name}: multi-output groups store their extra outputs to DRAM, and this "
+                              "profile keeps feature maps in SRAM")
         return replace(self, tiling=tiling)
 
 
@@ -188,7 +196,7 @@ CODEC_FALLBACKS = ("raw", "error")
 #: bytes of an Ethos-U scale/bias record (Vela's encode_bias: 40-bit bias, 32-bit scale, 6-bit shift)
 ETHOS_U_RECORD_BYTES = 10
 _TILING_SPEC: dict[str, type] = {"row_only": bool, "tile_multiple": int, "max_tiles": int, "rolling_buffers": bool,
-                                 "fdt_slices": int}
+                                 "fdt_slices": int, "multi_output": bool}
 
 
 def _check(value: Any, typ: type | tuple[type, ...], key: str, source: str) -> Any:
@@ -286,6 +294,9 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Hardwa
     if tiling.fdt_slices and not data.get("weights_in_place", False):
         raise ConfigError(f"{source}: tiling.fdt_slices needs weights_in_place = true (FDT groups read each slice's "
                           "weights in place; weight buffers for slices are not implemented)")
+    if tiling.multi_output and data.get("feature_maps_in_sram", False):
+        raise ConfigError(f"{source}: tiling.multi_output needs a profile that spills feature maps (multi-output groups "
+                          "store their extra outputs to DRAM)")
     return HardwareProfile(
         name=data["name"],
         description=data.get("description", ""),

@@ -86,7 +86,7 @@ def floor(graph: Graph, hw: HardwareProfile) -> Floor:
 def spilled_energy(c: Candidate, keep: bool, hw: HardwareProfile) -> int:
     """Energy of a candidate with everything spilled (the baselines' residency rule)."""
     w = sum(x.total_bytes if keep and not hw.weights_in_place else x.reload_bytes for x in c.weights)
-    dma = sum(i.load_bytes for i in c.inputs) + c.store_bytes + w
+    dma = sum(i.load_bytes for i in c.inputs) + c.store_bytes + c.escape_bytes + w
     sram = c.compute_sram_bytes + (dma if not hw.weights_in_place else dma - w) + sum(2 * i.copy_bytes for i in c.inputs)
     return energy_fj(hw, c.macs, dma, sram)
 

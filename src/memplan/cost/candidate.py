@@ -159,10 +159,13 @@ class CoreBuffer:
     """A tile buffer of a tensor produced and consumed inside the group, at a fixed offset
     inside the group's core workspace, live over layer steps [t0, t1).
 
-    ``slot``: 0 for a buffer of one tile region. A rolling buffer (Tiling.rolling) has two
-    slots of ``slot`` bytes each (``size == 2 * slot``), the even row stripes' and the odd
-    ones', and lives over the whole group: stripe ``j`` copies the rows it shares with stripe
-    ``j - 1`` from the other slot and computes the rest into its own."""
+    ``slot``: 0 for a buffer of one tile region. A two-slot buffer has two slots of ``slot``
+    bytes each (``size == 2 * slot``), the even tiles' and the odd ones', and lives over the
+    whole group. A rolling buffer (Tiling.rolling, whose tiles are its row stripes) is one:
+    stripe ``j`` copies the rows it shares with stripe ``j - 1`` from the other slot and
+    computes the rest into its own. So is an escaping tensor's (GroupShape.escapes) when DMA
+    overlaps compute: tile ``k``'s part is stored while tile ``k + 1`` computes into the
+    other slot, as an anchor's staging buffer."""
 
     tensor: str
     offset: int
@@ -171,9 +174,10 @@ class CoreBuffer:
     t1: int
     slot: int = 0
 
-    def slot_offset(self, row_tile: int) -> int:
-        """Offset inside the core workspace of the slot that row stripe ``row_tile`` uses."""
-        return self.offset + (row_tile % 2) * self.slot
+    def slot_offset(self, tile: int) -> int:
+        """Offset inside the core workspace of the slot that tile ``tile`` (in execution order)
+        uses."""
+        return self.offset + (tile % 2) * self.slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +208,11 @@ class Candidate:
     #: core workspace (``core_bytes`` includes it), live over the whole group; None otherwise
     #: (left out of the repr, as None: reprs of candidates without FDT are unchanged)
     acc: CoreBuffer | None = field(default=None, repr=False)
+    #: a multi-output group's escaping tensors (GroupShape.escapes), stored from their core
+    #: buffers tile by tile, and the bytes that writes (each tensor whole, once); left out of
+    #: the repr, as ``acc``
+    escapes: tuple[str, ...] = field(default=(), repr=False)
+    escape_bytes: int = field(default=0, repr=False)
 
     @property
     def key(self) -> tuple[int, int, Tiling]:
@@ -354,9 +363,14 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
     inputs = tuple(InputCost(t, geo.computed_elems(t) * eb, stage_slot_bytes(geo, t, hw) * stage_slots(geo, t, hw),
                              last, geo.cached_elems(t) * eb)
                    for t, last in facts.inputs)
-    rolled = {t: stage_slot_bytes(geo, t, hw) for t, _, _ in facts.internal if geo.rolled(t)}  # slot bytes
+    # two-slot core buffers (slot bytes): rolling ones, and escaping tensors' when their stores
+    # overlap the next tile's compute
+    two = hw.dma_overlaps_compute and geo.n_tiles > 1
+    rolled = {t: stage_slot_bytes(geo, t, hw) for t, _, _ in facts.internal
+              if geo.rolled(t) or (two and t in shape.escapes)}
     blocks = [Block(t, 2 * rolled[t], shape.start, shape.stop) if t in rolled
-              else Block(t, tile_buffer_elems(geo, t, hw) * eb, t0, t1) for t, t0, t1 in facts.internal]
+              else Block(t, tile_buffer_elems(geo, t, hw) * eb, t0, _escape_end(t, t1, shape, hw))
+              for t, t0, t1 in facts.internal]
     fdt = geo.tiling.fdt_c > 0
     if fdt:  # the accumulator outlives every slice: live over the whole group
         blocks.append(Block(_ACC, accumulator_bytes(geo), shape.start, shape.stop))
@@ -419,7 +433,15 @@ def _candidate(facts: GroupFacts, geo: GroupGeometry, hw: HardwareProfile) -> Ca
         compute_cycles=group_compute_cycles(hw, macs, elems, npu),
         copy_bytes=copy_bytes,
         acc=acc,
+        escapes=shape.escapes,
+        escape_bytes=sum(geo.graph.tensors[t].numel for t in shape.escapes) * eb,
     )
+
+
+def _escape_end(tensor: str, t1: int, shape: GroupShape, hw: HardwareProfile) -> int:
+    """The step a one-slot core buffer is live until: its last reader's end, or, for an
+    escaping tensor whose store overlaps compute, the group's (the store drains meanwhile)."""
+    return shape.stop if hw.dma_overlaps_compute and tensor in shape.escapes else t1
 
 
 #: the accumulator's block name inside the core (no tensor has it: ids never contain '#')
@@ -496,7 +518,7 @@ class CostCache:
         """:func:`group_shape` of [start, stop)."""
         key = (start, stop)
         if key not in self._shapes:
-            self._shapes[key] = group_shape(self.graph, start, stop)
+            self._shapes[key] = group_shape(self.graph, start, stop, self.hw.tiling.multi_output)
         return self._shapes[key]
 
     def tilings(self, shape: GroupShape) -> tuple[Tiling, ...]:
@@ -504,7 +526,7 @@ class CostCache:
         key = (shape.start, shape.stop)
         found = self._tilings.get(key)
         if found is None:
-            found = self._tilings[key] = tuple(tiling_options(self.graph, shape, self.hw.tiling))
+            found = self._tilings[key] = tuple(tiling_options(self.graph, shape, self.hw.tiling, self.spans))
         return found
 
     def candidate(self, shape: GroupShape, tiling: Tiling) -> Candidate:

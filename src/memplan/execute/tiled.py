@@ -611,13 +611,20 @@ class _Machine:
         if off is None:
             raise self._fail(k, cmd, "has no SRAM offset")
         n = region.numel
-        self._claim(k, cmd, off, n, f"{tensor} {region.as_list()}", tensor=tensor)
-        self._check_written(k, cmd, self.sram_writer[off:off + n], f"SRAM [{off}, {off + n})")
+        view = cmd.output  # the region sits in a view of a larger one (a multi-output group's tile buffer)
+        held = region if view is None else view.region
+        if view is not None and (view.tensor != tensor or view.offset != off or not held.contains(region)):
+            raise self._fail(k, cmd, f"its view {view.tensor} {held.as_list()} at {view.offset} does not hold "
+                                     f"{tensor} {region.as_list()} at {off}")
+        self._claim(k, cmd, off, held.numel, f"{tensor} {held.as_list()}", tensor=tensor)
+        dims = (held.channels, held.rows, held.cols)
+        at = region.relative_to(held)
+        self._check_written(k, cmd, self.sram_writer[off:off + held.numel].reshape(dims)[at], f"SRAM [{off}, {off + held.numel})")
         if tensor not in self.dram:
             self.dram[tensor] = np.zeros(shape[1:], dtype=np.int8)
             self.dram_writer[tensor] = np.full(shape[1:], UNWRITTEN, dtype=np.int32)
         sl = region.slices()
-        self.dram[tensor][sl] = self.sram[off:off + n].view(np.int8).reshape(region.channels, region.rows, region.cols)
+        self.dram[tensor][sl] = self.sram[off:off + held.numel].reshape(dims)[at].view(np.int8)
         self.dram_writer[tensor][sl] = k
         self.stored.add(tensor)
         self.write_fm += n

@@ -321,7 +321,7 @@ def _command_entry(cmd: Command, graph: Graph, ids: Mapping[str, int], operands:
     if cmd.op in (Op.LOAD, Op.STORE):
         assert cmd.region is not None
         region = _region(cmd.region)
-        if cmd.output is not None:  # a load into a rolling buffer's slot: the view it lands in
+        if cmd.output is not None:  # a rolling slot's load, an escaping tensor's store: its SRAM view
             operand0 = len(operands)
             operands.append(f"    {{{ids[cmd.output.tensor]}u, {_region(cmd.output.region)}, {cmd.output.offset}u}}")
     elif cmd.op is Op.LOAD_WEIGHTS:

@@ -6,7 +6,12 @@ group's *anchor*, the output of its last layer; every other tensor the group pro
 consumed inside the group only, so it exists as tile buffers in SRAM and never as a whole.
 A host layer (:mod:`memplan.host`) is always a group of its own, with :data:`HOST_TILING`.
 Residual blocks, inception branches and concats can sit inside one group; a tensor consumed
-after the group must be the anchor (a group ends at a fork that leaves it).
+after the group must be the anchor (a group ends at a fork that leaves it), unless the group
+is a *multi-output* group (``multi_output``, the profile's tiling rule of that name): then a
+tensor produced inside and also read after it (or a model output) *escapes*. It is held in
+tile buffers like every internal tensor, and each tile stores the part of it that no earlier
+tile stored (:func:`store_spans`), so the tiles write it to DRAM exactly once; a tiling whose
+tiles do not cover it whole (a strided reader skips rows) cannot store it and is not offered.
 
 Tiles split the anchor into a grid of rows x columns, and (for a group of one layer) into
 output-channel splits: for a weighted layer the input is then re-read once per split, as in
@@ -45,6 +50,9 @@ class GroupShape:
     anchor: str
     external_inputs: tuple[str, ...]  # produced before the group (or model inputs), first use order
     internal: tuple[str, ...]  # produced and consumed inside the group, production order
+    #: the internal tensors that are also read after the group (or are model outputs): a
+    #: multi-output group stores them from inside (production order)
+    escapes: tuple[str, ...] = ()
 
     @property
     def layer_range(self) -> range:
@@ -54,20 +62,26 @@ class GroupShape:
         return self.stop - self.start
 
 
-def group_shape(graph: Graph, start: int, stop: int) -> GroupShape | None:
+def group_shape(graph: Graph, start: int, stop: int, multi_output: bool = False) -> GroupShape | None:
     """The group [start, stop), or None if a tensor other than the last layer's output is
-    needed after the group (or is a model output)."""
+    needed after the group (or is a model output), unless ``multi_output``: then such a tensor
+    escapes (GroupShape.escapes), provided a layer of the group reads it too (its tiles are
+    what the group's readers need of it: one nobody inside reads has none)."""
     if not 0 <= start < stop <= len(graph.layers):
         raise ValueError(f"bad group range [{start}, {stop})")
     if stop - start > 1 and any(start <= i < stop for i in graph.host_layers):
         return None  # a host layer runs alone: it is never fused
     outputs = set(graph.outputs)
     internal: list[str] = []
+    escapes: list[str] = []
     for i in range(start, stop - 1):
         t = graph.layers[i].output
-        if t in outputs or any(c >= stop for c in graph.consumers.get(t, ())):
-            return None
-        if not graph.consumers.get(t):
+        consumers = graph.consumers.get(t, ())
+        if t in outputs or any(c >= stop for c in consumers):
+            if not multi_output or not any(c < stop for c in consumers):
+                return None
+            escapes.append(t)
+        if not consumers and t not in outputs:
             return None  # dead tensor: no consumer at all
         internal.append(t)
     produced = {graph.layers[i].output for i in range(start, stop)}
@@ -76,7 +90,7 @@ def group_shape(graph: Graph, start: int, stop: int) -> GroupShape | None:
         for t in graph.layers[i].inputs:
             if t not in produced:
                 ext.setdefault(t, None)
-    return GroupShape(start, stop, graph.layers[stop - 1].output, tuple(ext), tuple(internal))
+    return GroupShape(start, stop, graph.layers[stop - 1].output, tuple(ext), tuple(internal), tuple(escapes))
 
 
 # ---------------------------------------------------------------------------- tilings
@@ -147,9 +161,11 @@ def channel_splittable(graph: Graph, shape: GroupShape) -> bool:
     return len(shape) == 1
 
 
-def tiling_options(graph: Graph, shape: GroupShape, rules: TilingRules) -> list[Tiling]:
+def tiling_options(graph: Graph, shape: GroupShape, rules: TilingRules, cache: SpanCache | None = None) -> list[Tiling]:
     """Every tiling of the group's anchor that the rules allow (at most ``max_tiles`` tiles);
-    a host layer runs untiled: :data:`HOST_TILING` only."""
+    a host layer runs untiled: :data:`HOST_TILING` only. A multi-output group keeps only the
+    tilings whose tiles cover each escaping tensor whole (:meth:`GroupGeometry.storable`;
+    ``cache`` as for :func:`group_geometry`)."""
     if is_host(graph, shape):
         return [HOST_TILING]
     _, c, h, w = graph.shape(shape.anchor)
@@ -169,6 +185,8 @@ def tiling_options(graph: Graph, shape: GroupShape, rules: TilingRules) -> list[
     if rules.rolling_buffers and shape.internal:
         out += [Tiling(t.tile_h, w, c, rolling=True) for t in out
                 if not t.fdt_c and t.tile_w == w and t.tile_c == c and t.tile_h < h]
+    if shape.escapes:
+        out = [t for t in out if group_geometry(graph, shape, t, cache).storable]
     return out
 
 
@@ -343,6 +361,26 @@ class GroupGeometry:
                 for xi in range(self.n_cols):
                     yield ci, ri, xi
 
+    @cached_property
+    def _store_spans(self) -> dict[str, tuple[tuple[Span, ...] | None, ...]]:
+        return {t: tuple(store_spans(spans[t], self.graph.shape(t)[axis])
+                         for axis, spans in ((CHANNELS, self.chans), (ROWS, self.rows), (COLUMNS, self.cols)))
+                for t in self.shape.escapes}
+
+    @property
+    def storable(self) -> bool:
+        """Whether the tiles cover every escaping tensor whole, so that storing the part of it
+        no earlier tile stored (:meth:`store_region`) writes each of its elements once."""
+        return all(s is not None for spans in self._store_spans.values() for s in spans)
+
+    def store_region(self, tensor: str, ci: int, ri: int, xi: int) -> Region:
+        """The part of an escaping tensor the tile stores: per axis, the part of its span that
+        no earlier tile along that axis covered (:func:`store_spans`). Over the tiles these
+        partition the tensor; each lies inside what the tile holds."""
+        c, r, x = self._store_spans[tensor]
+        assert c is not None and r is not None and x is not None, f"{tensor} is not storable from this group"
+        return Region(c[ci][0], c[ci][1], r[ri][0], r[ri][1], x[xi][0], x[xi][1])
+
     def max_elems(self, tensor: str) -> int:
         """Largest region of ``tensor`` over the tiles (its tile buffer size in elements)."""
         return self.chan_axis.largest[tensor] * self.row_axis.largest[tensor] * self.col_axis.largest[tensor]
@@ -363,6 +401,22 @@ class GroupGeometry:
             if t not in inputs[:k]:
                 total += c[k] * r[k] * x[k]
         return total
+
+
+def store_spans(spans: tuple[Span, ...], length: int) -> tuple[Span, ...] | None:
+    """Per tile along one axis, the part of a tensor's span that no earlier tile covered:
+    these partition [0, length) if the spans, in order, leave no gap (each starts at or
+    before the end of those before it, and together they reach ``length``); else None. Each
+    part lies inside its tile's span (it is empty where the span adds nothing)."""
+    covered = 0
+    out: list[Span] = []
+    for lo, hi in spans:
+        if lo < hi and lo > covered:
+            return None  # rows between covered and lo are in no tile
+        top = max(covered, hi)
+        out.append((covered, top) if lo < hi else (covered, covered))
+        covered = top
+    return tuple(out) if covered == length else None
 
 
 def _clip(span: Span, length: int) -> Span:

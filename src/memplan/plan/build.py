@@ -66,7 +66,7 @@ def crossing_tensors(graph: Graph, decisions: Decisions) -> set[str]:
     """Tensors read by a group other than the one producing them (model inputs included)."""
     out: set[str] = set()
     for gd in decisions.groups:
-        shape = group_shape(graph, gd.start, gd.stop)
+        shape = group_shape(graph, gd.start, gd.stop, multi_output=True)
         if shape is not None:
             out.update(shape.external_inputs)
     return out
@@ -81,9 +81,12 @@ def resolve(graph: Graph, hw: HardwareProfile, decisions: Decisions) -> Resolved
     for gd in decisions.groups:
         if gd.start != expected or not gd.start < gd.stop <= len(graph.layers):
             raise PlanError(f"groups must cover layers 0..{len(graph.layers) - 1} in order; group [{gd.start}, {gd.stop}) breaks it")
-        shape = group_shape(graph, gd.start, gd.stop)
+        shape = group_shape(graph, gd.start, gd.stop, hw.tiling.multi_output)
         if shape is None:
-            raise PlanError(f"group [{gd.start}, {gd.stop}) is not fusable: a tensor other than its last output is used after it")
+            hint = ("" if hw.tiling.multi_output or group_shape(graph, gd.start, gd.stop, multi_output=True) is None
+                    else " (a multi-output group: the profile's tiling rules do not allow them; solve with --multi-output)")
+            raise PlanError(f"group [{gd.start}, {gd.stop}) is not fusable: a tensor other than its last output is used "
+                            f"after it{hint}")
         if gd.tiling not in tiling_options(graph, shape, hw.tiling):
             raise PlanError(f"group [{gd.start}, {gd.stop}): tiling {gd.tiling} is not allowed by the profile's tiling rules")
         cands.append(candidate_cost(graph, shape, gd.tiling, hw))
@@ -104,6 +107,9 @@ def resolve(graph: Graph, hw: HardwareProfile, decisions: Decisions) -> Resolved
         missing = sorted(must - decisions.resident)
         if missing:
             raise PlanError(f"profile {hw.name} keeps feature maps in SRAM, but {missing[0]!r} is not resident")
+    stored = sorted(decisions.resident & {t for c in cands for t in c.escapes})
+    if stored:
+        raise PlanError(f"tensor {stored[0]!r} cannot be resident: a multi-output group stores it to DRAM from inside")
     on_host = sorted(decisions.resident & graph.dram_only)
     if on_host:
         raise PlanError(f"tensor {on_host[0]!r} cannot be resident: a host layer reads or writes it, in DRAM")
@@ -185,6 +191,8 @@ def cost_totals(r: Resolved, sram_peak: int) -> Totals:
         if c.anchor not in dec.resident:
             fm_write += c.store_bytes
             dma += c.store_bytes
+        fm_write += c.escape_bytes
+        dma += c.escape_bytes
         for w in c.weights:
             b = w.total_bytes if (w.layer in dec.keep and _weights_in_sram(hw)) else w.reload_bytes
             w_read += b
@@ -219,7 +227,7 @@ def group_timing(r: Resolved) -> list[GroupTiming]:
     out = []
     for c in r.candidates:
         dma = c.copy_bytes + sum(inp.dma_bytes for inp in c.inputs if inp.tensor not in dec.resident)
-        dma += c.store_bytes if c.anchor not in dec.resident else 0
+        dma += (c.store_bytes if c.anchor not in dec.resident else 0) + c.escape_bytes
         serial = early = serial_loads = early_loads = 0
         for w in c.weights:
             keep, pre, double = w.layer in dec.keep and _weights_in_sram(hw), w.layer in dec.prefetch, w.layer in dec.double
@@ -421,7 +429,7 @@ def _commands(r: Resolved, offsets: Mapping[str, int], slice_order: Sequence[int
     slots = staging_slots(hw)
     cmds: list[Command] = []
     for gi, c in enumerate(r.candidates):
-        shape = group_shape(g, c.start, c.stop)
+        shape = group_shape(g, c.start, c.stop, hw.tiling.multi_output)
         assert shape is not None
         if is_host(g, shape):
             layer = g.layers[c.start]
@@ -456,7 +464,7 @@ def _commands(r: Resolved, offsets: Mapping[str, int], slice_order: Sequence[int
                 if t in dec.resident:
                     return Operand(t, Region.full(g.shape(t)), offsets[f"res.{t}"])
                 if t in core:
-                    return Operand(t, geo.region(t, ci, ri, xi), base + core[t].slot_offset(ri))
+                    return Operand(t, geo.region(t, ci, ri, xi), base + core[t].slot_offset(k))
                 return Operand(t, geo.region(t, ci, ri, xi), staged(f"g{gi}.in.{t}", t))
 
             if k % spatial == 0 and _weights_in_sram(hw):
@@ -486,7 +494,8 @@ def _commands(r: Resolved, offsets: Mapping[str, int], slice_order: Sequence[int
                 cb = core.get(layer.output)
                 kept = geo.cached_region(layer.output, ci, ri, xi)
                 if cb is not None and cb.slot and not kept.empty:  # rolling buffer: rows from the previous stripe
-                    prev = Operand(layer.output, geo.region(layer.output, ci, ri - 1, xi), base + cb.slot_offset(ri - 1))
+                    # a rolling group's tiles are its row stripes: tile k - 1 is stripe ri - 1
+                    prev = Operand(layer.output, geo.region(layer.output, ci, ri - 1, xi), base + cb.slot_offset(k - 1))
                     cmds.append(Command(Op.COPY, i, gi, k, tensor=layer.output, region=kept, inputs=(prev,),
                                         output=operand(layer.output)))
                 w_off = None
@@ -514,6 +523,11 @@ def _commands(r: Resolved, offsets: Mapping[str, int], slice_order: Sequence[int
                     continue
                 cmds.append(Command(Op.COMPUTE, i, gi, k, layer=layer.id, region=out_region,
                                     inputs=tuple(operand(t) for t in layer.inputs), output=out, weights_offset=w_off))
+                if layer.output in shape.escapes:  # a multi-output group: store what no earlier tile stored
+                    part = geo.store_region(layer.output, ci, ri, xi)
+                    if not part.empty:
+                        cmds.append(Command(Op.STORE, i, gi, k, tensor=layer.output, region=part, offset=out.offset,
+                                            output=out))
             if fdt and pos != geo.n_chans - 1:
                 continue  # the anchor tile is complete after the last slice only
             if c.anchor not in dec.resident:

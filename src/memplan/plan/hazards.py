@@ -17,7 +17,8 @@ hull, never too few waits):
 
 * LOAD: reads the region in the tensor's DRAM home, writes it at the SRAM offset (into its
   view, for a load into a rolling buffer's slot);
-* STORE: reads the region at the SRAM offset, writes it in the DRAM home;
+* STORE: reads the region at the SRAM offset (in its view, for a store from a multi-output
+  group's tile buffer), writes it in the DRAM home;
 * LOAD_WEIGHTS: writes the weight slice in SRAM (the weight blob is read-only: no hazard);
 * COMPUTE: reads each input operand and its weight slice in SRAM, writes its region of the
   output operand;
@@ -132,7 +133,7 @@ def _accesses(cmd: Command, plan: Plan, mm: MemoryMap, shapes: Shapes) -> list[t
         assert home is not None, f"{cmd.tensor} is moved but has no DRAM home"
         c, h, w = shapes[cmd.tensor]
         dram = region_span(Region(0, c, 0, h, 0, w), cmd.region, home.offset, eb)
-        view = cmd.output  # a load into a rolling buffer's slot writes part of a larger view
+        view = cmd.output  # a rolling slot's load writes, an escaping tensor's store reads, part of a view
         sram = (cmd.offset, cmd.offset + cmd.region.numel * eb) if view is None else region_span(
             view.region, cmd.region, view.offset, eb)
         if cmd.op is Op.LOAD:

@@ -93,8 +93,9 @@ class Operand:
 class Command:
     """One command of the stream. Fields not used by an op are None.
 
-    load/store: ``tensor``, ``region``, ``offset``; a load into a rolling buffer's slot also
-    has ``output``, the view the region lands in (the slot's whole region, at ``offset``).
+    load/store: ``tensor``, ``region``, ``offset``; a load into a rolling buffer's slot, and a
+    store from a multi-output group's tile buffer, also have ``output``, the SRAM view the
+    region sits in (the slot's or tile buffer's whole region, at ``offset``).
     copy: ``tensor``, ``region`` (the cells
     copied), ``inputs`` (one operand: the slot copied from) and ``output`` (the slot copied
     into). load_weights: ``layer``, ``channels``,

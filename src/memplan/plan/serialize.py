@@ -68,9 +68,9 @@ def _num(x: Fraction) -> int | float:
 
 
 def _tiling_json(rules: TilingRules) -> dict[str, Any]:
-    """The tiling rules; ``rolling_buffers`` and ``fdt_slices`` only when on (plans without them
-    read as before)."""
-    return {k: v for k, v in asdict(rules).items() if k not in ("rolling_buffers", "fdt_slices") or v}
+    """The tiling rules; ``rolling_buffers``, ``fdt_slices`` and ``multi_output`` only when on
+    (plans without them read as before)."""
+    return {k: v for k, v in asdict(rules).items() if k not in ("rolling_buffers", "fdt_slices", "multi_output") or v}
 
 
 def profile_to_json(hw: HardwareProfile) -> dict[str, Any]:
@@ -157,7 +157,7 @@ def _command(k: int, c: Command, refs: _Refs, mm: MemoryMap, waits: tuple[int, .
     d: dict[str, Any] = {"id": k, "op": c.op.value, "step": c.step, "group": c.group, "tile": c.tile}
     if c.op in (Op.LOAD, Op.STORE):
         assert c.region is not None
-        held = c.output.region if c.output is not None else c.region  # a load into a rolling buffer's slot: its view
+        held = c.output.region if c.output is not None else c.region  # a load or store in a view: the view
         d.update(tensor=refs.tid(c.tensor), buffer=refs.buffer("tensor", c.tensor, c.step, c.offset, held.numel * eb),
                  region=_region(c.region), offset=c.offset)
         if c.output is not None:

@@ -181,8 +181,10 @@ def validate_plan(plan: Plan, graph: Graph, hw: HardwareProfile) -> Totals:
             if not _in_bounds(graph, cmd.tensor, cmd.region):
                 raise _fail(k, cmd, f"region {cmd.region.as_list()} is out of bounds of {cmd.tensor}")
             n = cmd.region.numel * eb
-            view = cmd.output  # a load into a view of a larger region (a rolling buffer's slot)
-            if view is not None and (cmd.op is not Op.LOAD or view.tensor != cmd.tensor or view.offset != cmd.offset
+            # a load into (or a store from) a view of a larger region: a rolling buffer's slot,
+            # the tile buffer of a multi-output group's escaping tensor
+            view = cmd.output
+            if view is not None and (view.tensor != cmd.tensor or view.offset != cmd.offset
                                      or not view.region.contains(cmd.region)):
                 raise _fail(k, cmd, "its view does not hold the region it moves at its offset")
             held = view.region.numel * eb if view is not None else n

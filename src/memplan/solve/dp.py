@@ -70,7 +70,7 @@ class _Step:
     anchor: str
     anchor_size: int
     can_stay: bool  # the anchor may stay resident after the group
-    base_fj: int  # MACs, compute SRAM accesses and every weight reloaded per tile
+    base_fj: int  # MACs, compute SRAM accesses, every weight reloaded per tile, escaping tensors' stores
     store_fj: int
     out_stage: int
     out_from: int  # first step (relative) the anchor's staging buffer is live when it is stored
@@ -125,7 +125,8 @@ class BoundaryDP:
                         and self.size[c.anchor] <= hw.sram_bytes)
             self.by_start[c.start].append(_Step(
                 ci, c.start, c.stop, c.anchor, self.size[c.anchor], can_stay,
-                mac * c.macs + sram * c.compute_sram_bytes + sum(dma * w.reload_bytes for w in c.weights),
+                mac * c.macs + sram * c.compute_sram_bytes + sum(dma * w.reload_bytes for w in c.weights)
+                + dma * c.escape_bytes,
                 dma * c.store_bytes, c.out_stage_bytes, (0 if overlap else c.stop - 1 - c.start), mem, inputs,
                 tuple(items), sum(it[0] for it in items), sum(it[1] for it in items),
                 tuple(sum(it[0] for it in items if it[2] == k) for k in range(len(mem))),

@@ -18,7 +18,9 @@ Variables (stable names, used in infeasibility reports):
 * ``res_<tensor>``: a tensor that crosses a group boundary stays whole in SRAM (only for
   tensors that fit the SRAM at all);
 * ``load_<cand>_<tensor>`` = x AND NOT res: the candidate loads that input tile by tile;
-* ``store_<tensor>`` = crosses AND NOT res: the tensor is written to DRAM once.
+* ``store_<tensor>`` = crosses AND NOT res: the tensor is written to DRAM once. A tensor a
+  multi-output group stores from inside (Candidate.escapes) crosses when that group is
+  selected, and is then never resident (``escape_stored_<tensor>``).
 With a recompute budget (``UserConstraints.max_recompute_macs``), one linear constraint
 ``max_recompute``: the selected candidates' recompute MACs (exact integers of the cost model,
 :func:`memplan.solve.budget.candidate_recompute`) sum to at most the budget.
@@ -175,9 +177,13 @@ def build_decisions(graph: Graph, hw: HardwareProfile, cands: tuple[Candidate, .
 
     # residency: a tensor may stay in SRAM only while it crosses a group boundary
     external_in: dict[str, list[int]] = {}
+    escaping: dict[str, list[int]] = {}  # tensor -> candidates that store it from inside
     for i, c in enumerate(cands):
         for cb in c.core:
-            v.internal.setdefault(cb.tensor, []).append(i)
+            if cb.tensor not in c.escapes:
+                v.internal.setdefault(cb.tensor, []).append(i)
+        for t in c.escapes:
+            escaping.setdefault(t, []).append(i)
         for inp in c.inputs:
             external_in.setdefault(inp.tensor, []).append(i)
     io = set(graph.inputs) | set(graph.outputs)
@@ -191,6 +197,8 @@ def build_decisions(graph: Graph, hw: HardwareProfile, cands: tuple[Candidate, .
         r = model.new_bool_var(f"res_{safe(t)}")
         v.res[t] = r
         model.add(r <= v.crossing(t)).with_name(f"res_only_if_crossing_{safe(t)}")
+        if t in escaping:  # stored from inside a multi-output group: never resident after it
+            model.add(r + sum(v.x[i] for i in escaping[t]) <= 1).with_name(f"escape_stored_{safe(t)}")
         if hw.feature_maps_in_sram or (user.no_spill and t not in io):
             model.add(r >= v.crossing(t)).with_name(f"no_spill_{safe(t)}")
     if user.no_spill and not hw.feature_maps_in_sram:

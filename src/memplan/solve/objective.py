@@ -113,6 +113,8 @@ def build_cycles(graph: Graph, v: Vars, hw: HardwareProfile) -> cp_model.LinearE
             dma_terms += [(inp.dma_bytes, v.loads(i, inp.tensor)) for inp in c.inputs]
             if c.copy_bytes:  # rolling buffers' SRAM-to-SRAM copies (memplan.plan.build.group_cycles)
                 dma_terms.append((c.copy_bytes, v.x[i]))
+            if c.escape_bytes:  # a multi-output group's stores from inside
+                dma_terms.append((c.escape_bytes, v.x[i]))
             if c.anchor in v.store:
                 st = model.new_bool_var(f"stores_{c.name}")
                 model.add_implication(st, v.x[i])

@@ -630,7 +630,7 @@ def _hint(b: _Built, graph: Graph, hw: HardwareProfile, warm: _Warm) -> None:
         model.add_hint(lit, layer in dec.double)
     for (i, t), lit in v.load.items():
         model.add_hint(lit, i in sel and t not in dec.resident)
-    internal = {cb.tensor for i in sel for cb in v.cands[i].core}
+    internal = {cb.tensor for i in sel for cb in v.cands[i].core if cb.tensor not in v.cands[i].escapes}
     for t, lit in v.store.items():
         model.add_hint(lit, t not in internal and t not in dec.resident)
     spatial = {w.layer: (w.reload_bytes // w.total_bytes if w.total_bytes else 1, w.total_bytes)

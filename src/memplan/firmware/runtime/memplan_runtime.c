@@ -107,8 +107,9 @@ static int contains(const memplan_region *outer, const memplan_region *inner)
 }
 
 /* copy `r` of tensor t between its DRAM home and SRAM at `offset`; to_sram: LOAD, else STORE.
-   A load with an operand (operand0) lands in that view: `r` inside the operand's region, which
-   is stored channel-major at `offset` (a rolling buffer's staging slot). */
+   A load or store with an operand (operand0) moves `r` inside that view: the operand's region,
+   stored channel-major at `offset` (a rolling buffer's staging slot, a multi-output group's
+   tile buffer). */
 static int dma(memplan_ctx *ctx, const memplan_command *cmd, int to_sram)
 {
     const memplan_model *m = ctx->model;
@@ -124,7 +125,7 @@ static int dma(memplan_ctx *ctx, const memplan_command *cmd, int to_sram)
         return MEMPLAN_E_BAD_TABLE;
     if (cmd->operand0 != MEMPLAN_NONE) {
         const memplan_operand *view = &m->operands[cmd->operand0];
-        if (!to_sram || view->tensor != cmd->tensor || view->offset != cmd->offset ||
+        if (view->tensor != cmd->tensor || view->offset != cmd->offset ||
             !region_ok(&view->region, t->c, t->h, t->w) || !contains(&view->region, r))
             return MEMPLAN_E_BAD_TABLE;
         held = &view->region;

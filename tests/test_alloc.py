@@ -43,3 +43,38 @@ def test_place_succeeds_where_first_fit_fragments() -> None:
     placed = place(blocks, 14)
     assert placed is not None and _valid(blocks, placed, 14)
     assert place(blocks, 13) is None
+
+
+def _first_fit_by_pairs(blocks: list[Block], alignment: int) -> dict[str, int]:
+    """first_fit as first written: every placed block tested with overlaps() (quadratic)."""
+    placed: list[tuple[int, Block]] = []
+    out: dict[str, int] = {}
+    for blk in sorted(blocks, key=lambda b: (-b.size, b.t0, b.name)):
+        if blk.size == 0:
+            out[blk.name] = 0
+            continue
+        busy = sorted((off, off + o.size) for off, o in placed if overlaps(blk.t0, blk.t1, o.t0, o.t1))
+        at = 0
+        for lo, hi in busy:
+            if at + blk.size <= lo:
+                break
+            at = max(at, -(-hi // alignment) * alignment)
+        out[blk.name] = at
+        placed.append((at, blk))
+    return out
+
+
+def test_first_fit_by_step_equals_first_fit_by_pairs() -> None:
+    """first_fit finds the blocks live at the same time through a per-step index (DenseNet-121's
+    layer plan: 22.6 s -> 2.3 s); the offsets are those of testing every pair, empty intervals
+    included."""
+    import random
+
+    rng = random.Random(0)
+    for _ in range(2000):
+        blocks = []
+        for i in range(rng.randint(0, 40)):
+            t0 = rng.randint(0, 20)
+            blocks.append(Block(f"b{i}", rng.choice([0, 1, 5, 16, 33, 100]), t0, t0 + rng.randint(-1, 8)))
+        alignment = rng.choice([1, 16])
+        assert first_fit(blocks, alignment) == _first_fit_by_pairs(blocks, alignment)

@@ -38,20 +38,33 @@ def overlaps(a0: int, a1: int, b0: int, b1: int) -> bool:
 def first_fit(blocks: Sequence[Block], alignment: int = 1) -> dict[str, int]:
     """Place blocks largest first (ties: earliest start, then name) at the lowest aligned
     offset that overlaps no placed block live at the same time. Deterministic."""
-    placed: list[tuple[int, Block]] = []
+    placed: list[tuple[int, int]] = []  # (offset, end) of each placed block
+    spans: list[tuple[int, int]] = []  # their live intervals
+    live: dict[int, list[int]] = {}  # step -> the placed blocks live at it (what overlaps() finds, by step)
+    empty: list[int] = []  # placed blocks with an empty interval: no step holds them
     offsets: dict[str, int] = {}
     for blk in sorted(blocks, key=lambda b: (-b.size, b.t0, b.name)):
         if blk.size == 0:
             offsets[blk.name] = 0
             continue
-        busy = sorted((off, off + other.size) for off, other in placed if overlaps(blk.t0, blk.t1, other.t0, other.t1))
+        if blk.t0 < blk.t1:
+            near = {i for t in range(blk.t0, blk.t1) for i in live.get(t, ())}
+            near.update(i for i in empty if overlaps(blk.t0, blk.t1, *spans[i]))
+        else:  # an empty interval (overlaps() still finds the blocks live around it): every block
+            near = {i for i in range(len(placed)) if overlaps(blk.t0, blk.t1, *spans[i])}
+        busy = sorted(placed[i] for i in near)
         candidate = 0
         for lo, hi in busy:
             if candidate + blk.size <= lo:
                 break
             candidate = max(candidate, -(-hi // alignment) * alignment)
         offsets[blk.name] = candidate
-        placed.append((candidate, blk))
+        for t in range(blk.t0, blk.t1):
+            live.setdefault(t, []).append(len(placed))
+        if blk.t0 >= blk.t1:
+            empty.append(len(placed))
+        spans.append((blk.t0, blk.t1))
+        placed.append((candidate, candidate + blk.size))
     return offsets
 
 

@@ -12,15 +12,15 @@ capacity.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from memplan.alloc import Block, extent, first_fit
 from memplan.config import HardwareProfile
-from memplan.cost.candidate import doublable, prefetchable
+from memplan.cost.candidate import CostCache, doublable, prefetchable
 from memplan.ir.graph import Graph
-from memplan.plan.build import Resolved, build_plan, cost_totals, plan_blocks, resolve
-from memplan.plan.model import Decisions, Plan, Provenance
+from memplan.plan.build import Resolved, build_plan, cost_totals, group_timing, plan_blocks, resolve
+from memplan.plan.model import Decisions, Plan, Provenance, Totals
 
 #: a change to the decisions: (layer, "prefetch" or "double")
 Change = tuple[str, str]
@@ -94,6 +94,60 @@ def _in_place(r: Resolved, changes: list[Change], offsets: Mapping[str, int], bl
     return chosen
 
 
+def stream_weights(graph: Graph, hw: HardwareProfile, decisions: Decisions, offsets: Mapping[str, int] | None = None,
+                   capacity: int | None = None, *,
+                   better: Callable[[Totals, Totals], bool]) -> tuple[Decisions, dict[str, int] | None]:
+    """:func:`buffer_weights`, then, for each group of one weighted layer whose compute waits for
+    its weight DMA, every other tiling of that group tried, each buffered: the best of those
+    ``better(new totals, current totals)`` accepts (by ``better`` again) is kept, provided its layout fits
+    ``capacity`` (the SRAM by default) with first-fit offsets. No other group changes.
+    ``better`` is the objective's comparison (an objective that counts cycles: a finer channel
+    split whose slices stream into two slots trades a few weight bytes for fewer cycles); it
+    must accept whatever fewer cycles alone would make acceptable, since buffering changes only
+    cycles: a trial whose totals with 0 cycles it rejects is skipped without buffering it.
+    For an energy objective the trade never pays: a split re-reads the layer's input from SRAM
+    once per slice."""
+    dec, offs = buffer_weights(graph, hw, decisions, offsets, capacity)
+    if hw.weights_in_place or not hw.dma_overlaps_compute:
+        return dec, offs
+    cap = hw.sram_bytes if capacity is None else capacity
+    r = resolve(graph, hw, dec)
+    current = cost_totals(r, 0)
+    cache = CostCache(graph, hw)
+    for gi, timing in enumerate(group_timing(r)):
+        c = r.candidates[gi]
+        if not timing.serial_bytes or c.stop - c.start != 1 or len(c.weights) != 1:
+            continue
+        shape = cache.shape(c.start, c.stop)
+        assert shape is not None
+        layer = c.weights[0].layer
+        best: tuple[Totals, Decisions] | None = None
+        for tiling in cache.tilings(shape):
+            other = cache.candidate(shape, tiling)
+            if tiling == c.tiling or len(other.weights) != 1:
+                continue
+            groups = list(dec.groups)
+            groups[gi] = replace(groups[gi], tiling=tiling)
+            trial = replace(dec, groups=tuple(groups), prefetch=dec.prefetch - {layer}, double=dec.double - {layer})
+            cands = (*r.candidates[:gi], other, *r.candidates[gi + 1:])
+            # buffering changes cycles only, and lowers them: a plan no cycles could make better is out
+            if not better(replace(cost_totals(Resolved(graph, hw, trial, cands), 0), cycles=0), current):
+                continue
+            trial, _ = buffer_weights(graph, hw, trial, None, cap)
+            tr = Resolved(graph, hw, trial, cands)
+            blocks = plan_blocks(tr)
+            if extent(blocks, first_fit(blocks, hw.sram_alignment)) > cap:
+                continue
+            found = cost_totals(tr, 0)
+            if better(found, current) and (best is None or better(found, best[0])):
+                best = (found, trial)
+        if best is not None:
+            current, dec = best
+            offs = None
+            r = resolve(graph, hw, dec)
+    return dec, offs
+
+
 def build_buffered(graph: Graph, hw: HardwareProfile, decisions: Decisions, offsets: Mapping[str, int] | None = None,
                    provenance: Provenance = Provenance(), capacity: int | None = None) -> Plan:
     """:func:`memplan.plan.build.build_plan` after :func:`buffer_weights`: how planners finish."""
@@ -101,4 +155,4 @@ def build_buffered(graph: Graph, hw: HardwareProfile, decisions: Decisions, offs
     return build_plan(graph, hw, dec, offs, provenance)
 
 
-__all__ = ["buffer_weights", "build_buffered"]
+__all__ = ["buffer_weights", "build_buffered", "stream_weights"]

@@ -76,7 +76,7 @@ from memplan.errors import InfeasibleError, MemplanError, UsageError
 from memplan.geometry.group import GroupShape
 from memplan.ir.graph import Graph
 from memplan.plan.build import build_plan, cost_totals, plan_blocks, resolve
-from memplan.plan.prefetch import buffer_weights, build_buffered
+from memplan.plan.prefetch import buffer_weights, build_buffered, stream_weights
 from memplan.plan.model import Decisions, GroupDecision, Plan, Provenance, Totals
 from memplan.plan.serialize import plan_to_json
 from memplan.plan.validate import validate_plan
@@ -607,6 +607,17 @@ def _timed_hint(req: _Request, cs: CandidateSet, dps: _DPStage, baselines: Mappi
         return _objective_of(req, build_buffered(graph, hw, w.decisions, w.offsets).totals, layer)
 
     name = min(options, key=value)  # ties: the first (greedy, the DP's path, then layer)
+    # then its weight-bound layers re-tiled where that lowers the objective (stream_weights):
+    # CP-SAT rarely finds such a local move itself within its limit
+    w = options[name]
+    faster, _ = stream_weights(graph, hw, w.decisions, w.offsets, better=lambda new, old: (
+        _objective_of(req, new, layer) < _objective_of(req, old, layer)))
+    if faster.groups != w.decisions.groups:
+        streamed = _warm_start(cs, graph, hw, faster, place_limit_s=0)
+        if streamed is not None:
+            options[f"{name}+streamed"] = streamed
+            if value(f"{name}+streamed") < value(name):
+                name = f"{name}+streamed"
     return name, options[name]
 
 
